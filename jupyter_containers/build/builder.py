@@ -1,0 +1,326 @@
+"""Spec → image: content-addressed tags, cache lookup, deduplicated builds, streamed events, lock.
+
+The tag is a hash of everything that decides the image's contents (the rendered Dockerfile, the context
+files it installs from, the base image id, the uv and builder versions). If the engine already has that
+tag, nothing is built: that check is a few engine API calls, which is what makes rebuilding an unchanged
+spec take milliseconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from traitlets import Bool, Instance, Unicode
+from traitlets.config import LoggingConfigurable
+
+from .. import __version__
+from ..backends.base import BuildEvent, ContainerBackend, RunRequest, labels
+from ..errors import BackendError, BuildError, SpecError
+from ..paths import file_lock
+from ..spec.model import Environment, Resources
+from . import hostconfig
+from .dockerfile import BuildInputs, render, uv_index_config
+from .lock import PROBE_SCRIPT, LockEntry, read_lock, write_lock_entry
+
+EventCallback = Callable[[BuildEvent], None]
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """Everything decided before talking to the builder: the Dockerfile, its files and the tag."""
+
+    environment: Environment
+    base: str
+    base_image_id: str
+    dockerfile: str
+    files: Mapping[str, bytes]
+    spec_hash: str
+    tag: str
+    locked: bool
+    ca_bundle: Path | None
+    buildargs: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    environment: str
+    image: str
+    image_id: str
+    built: bool
+    seconds: float
+    lock: LockEntry | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "environment": self.environment,
+            "image": self.image,
+            "image_id": self.image_id,
+            "built": self.built,
+            "seconds": round(self.seconds, 4),
+        }
+
+
+class Builder(LoggingConfigurable):
+    """Builds environment images on a backend."""
+
+    backend = Instance(ContainerBackend)
+
+    default_base = Unicode(
+        "python:3.11-slim",
+        config=True,
+        help="Base image for environments that name none. Used when the engine has it or can pull it.",
+    )
+    offline_base = Unicode(
+        "jupyter-containers/base:bookworm",
+        config=True,
+        help="Base bootstrapped from Debian packages when default_base cannot be pulled (air-gapped engines).",
+    )
+    bootstrap_offline_base = Bool(
+        True, config=True, help="Bootstrap offline_base with debootstrap when no registry can be reached."
+    )
+    image_repository = Unicode(
+        "jupyter-containers/{env}",
+        config=True,
+        help="Repository of environment images; {env} is the environment name. The tag is the spec hash.",
+    )
+    inject_ca_bundle = Bool(
+        True, config=True, help="Trust the host's CA bundle during builds (TLS-intercepting proxies)."
+    )
+    ca_bundle = Unicode(
+        None, allow_none=True, config=True, help="CA bundle to inject; unset: the one the host's tools use."
+    )
+    inject_proxy = Bool(True, config=True, help="Pass the host's HTTP(S)_PROXY/NO_PROXY to builds (not stored).")
+    inject_index = Bool(True, config=True, help="Mirror the host's pip index settings (http(s) only) into builds.")
+
+    # ------------------------------------------------------------------ planning
+    def plan(self, env: Environment, *, locked: bool = False, on_event: EventCallback | None = None) -> BuildPlan:
+        """Resolve the base, render the Dockerfile and compute the content-addressed tag."""
+        base, base_id = self.resolve_base(env, on_event=on_event)
+        inputs, ca, index = self._inputs(env, base, locked)
+        dockerfile, files = render(env, inputs)
+        if index is not None:
+            files[".jc/uv.toml"] = index
+        digest = hashlib.sha256()
+        for part in (
+            f"builder={__version__}",
+            f"uv={_uv_version()}",
+            f"base={base_id}",
+            "Dockerfile",
+            dockerfile,
+            *[f"{name}:{hashlib.sha256(files[name]).hexdigest()}" for name in sorted(files)],
+        ):
+            digest.update(part.encode() + b"\0")
+        spec_hash = digest.hexdigest()
+        tag = f"{self.image_repository.format(env=env.name)}:{spec_hash[:16]}"
+        buildargs = hostconfig.proxy_build_args() if self.inject_proxy else {}
+        return BuildPlan(env, base, base_id, dockerfile, files, spec_hash, tag, locked, ca, buildargs)
+
+    def resolve_base(self, env: Environment, *, on_event: EventCallback | None = None) -> tuple[str, str]:
+        """The base reference and its image id, pulling or bootstrapping the default base when needed."""
+        if env.base:
+            image_id = self.backend.image_id(env.base)
+            if image_id is None:
+                image_id = self._pull(env.base)
+            return env.base, image_id
+        image_id = self.backend.image_id(self.default_base)
+        if image_id:
+            return self.default_base, image_id
+        image_id = self.backend.image_id(self.offline_base)
+        if image_id:
+            return self.offline_base, image_id
+        from ..backends.bootstrap import ensure_base_image
+
+        def say(text: str) -> None:
+            self.log.info(text)
+            if on_event:
+                on_event(BuildEvent("info", step="", text=text))
+
+        reference = ensure_base_image(
+            self.default_base,
+            client=self.backend.client,
+            offline_tag=self.offline_base,
+            allow_bootstrap=self.bootstrap_offline_base,
+            log=say,
+        )
+        image_id = self.backend.image_id(reference)
+        if image_id is None:  # pragma: no cover - ensure_base_image guarantees it
+            raise BackendError(f"base image {reference} vanished right after it was prepared; retry")
+        return reference, image_id
+
+    def _pull(self, reference: str) -> str:
+        try:
+            self.backend.client.images.pull(reference)
+        except Exception as exc:  # noqa: BLE001 - any registry failure means the same to the user
+            raise BackendError(
+                f"base image {reference!r} is not on the engine and could not be pulled ({str(exc)[:200]}); "
+                "pull or 'docker load' it, or omit 'base' to use the default base"
+            ) from None
+        image_id = self.backend.image_id(reference)
+        if image_id is None:
+            raise BackendError(f"base image {reference!r} was pulled but the engine does not list it")
+        return image_id
+
+    def _inputs(self, env: Environment, base: str, locked: bool) -> tuple[BuildInputs, Path | None, bytes | None]:
+        requirements: list[str] = []
+        constraints: list[str] = []
+        for rel in env.requirements:
+            from ..spec.requirements import read_requirements
+
+            parsed = read_requirements(env.spec_dir / rel)
+            requirements.extend(parsed.options)
+            requirements.extend(parsed.requirements)
+            constraints.extend(parsed.constraints)
+        locked_packages = None
+        apt = list(env.apt)
+        if locked:
+            entry = self.lock_entry(env)
+            if entry is None:
+                lock_path = env.spec_dir / "containers.lock"
+                raise SpecError(
+                    f"no lock for environment {env.name!r}; build it once without --locked to create it",
+                    file=lock_path,
+                )
+            locked_packages = list(entry.packages)
+            pinned = {line.split("=", 1)[0]: line for line in entry.apt}
+            apt = [pinned.get(p.split("=", 1)[0], p) for p in env.apt]
+        ca = self._ca_bundle()
+        index = uv_index_config(hostconfig.pip_index_settings()) if self.inject_index else None
+        inputs = BuildInputs(
+            base=base,
+            requirements=requirements,
+            constraints=constraints,
+            pip=list(env.pip),
+            locked=locked_packages,
+            apt=apt,
+            has_ca=ca is not None,
+            has_index_config=index is not None,
+        )
+        return inputs, ca, index
+
+    def _ca_bundle(self) -> Path | None:
+        if not self.inject_ca_bundle:
+            return None
+        if self.ca_bundle:
+            path = Path(self.ca_bundle)
+            if not path.is_file():
+                raise SpecError(f"c.Builder.ca_bundle = {self.ca_bundle!r} is not a file; fix or unset it")
+            return path
+        return hostconfig.find_ca_bundle()
+
+    # ------------------------------------------------------------------ building
+    def build(
+        self, env: Environment, *, locked: bool = False, on_event: EventCallback | None = None
+    ) -> BuildResult:
+        """Build the environment's image unless the engine already has it; write the lock either way."""
+        started = time.perf_counter()
+        plan = self.plan(env, locked=locked, on_event=on_event)
+        image_id = self.backend.image_id(plan.tag)
+        built = False
+        if image_id is None:
+            with file_lock(f"build:{plan.tag}"):
+                # Another process may have built it while we waited for the lock.
+                image_id = self.backend.image_id(plan.tag)
+                if image_id is None:
+                    image_id = self._build(plan, on_event)
+                    built = True
+                elif on_event:
+                    on_event(BuildEvent("info", step="", text=f"{plan.tag} was built by a concurrent build"))
+        lock = self.lock_entry(env)
+        if not locked and (lock is None or lock.spec_hash != plan.spec_hash or lock.image_id != image_id):
+            lock = self.write_lock(env, plan, image_id)
+        return BuildResult(env.name, plan.tag, image_id, built, time.perf_counter() - started, lock)
+
+    def _build(self, plan: BuildPlan, on_event: EventCallback | None) -> str:
+        context = self.context_tar(plan)
+        image_labels = labels(
+            env=plan.environment.name,
+            spec_hash=plan.spec_hash,
+            spec_file=str(plan.environment.source or ""),
+            base=plan.base,
+            builder=__version__,
+            locked="true" if plan.locked else "false",
+        )
+        for event in self.backend.build(context, tag=plan.tag, labels=image_labels, buildargs=plan.buildargs):
+            if on_event:
+                on_event(event)
+        image_id = self.backend.image_id(plan.tag)
+        if image_id is None:
+            raise BuildError(f"the engine reported success but has no image {plan.tag}; retry the build")
+        return image_id
+
+    def context_tar(self, plan: BuildPlan) -> bytes:
+        """The build context: USTAR (BuildKit rejects PAX headers), fixed metadata, sorted names."""
+        import uv
+
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+            _add_bytes(tar, "Dockerfile", plan.dockerfile.encode())
+            for name in sorted(plan.files):
+                _add_bytes(tar, name, plan.files[name], mode=0o755 if "post_build" in name else 0o644)
+            if plan.ca_bundle is not None:
+                _add_bytes(tar, ".jc/ca-certificates.crt", plan.ca_bundle.read_bytes())
+            _add_bytes(tar, ".jc/uv", Path(uv.find_uv_bin()).read_bytes(), mode=0o755)
+        return buf.getvalue()
+
+    # ------------------------------------------------------------------ lock
+    def lock_entry(self, env: Environment) -> LockEntry | None:
+        return read_lock(env.spec_dir / "containers.lock").get(env.name)
+
+    def write_lock(self, env: Environment, plan: BuildPlan, image_id: str) -> LockEntry:
+        """Record what the image really holds, probed by running it (no network, non-root)."""
+        out = bytearray()
+        err = bytearray()
+        apt_names = [p.split("=", 1)[0] for p in env.apt]
+        request = RunRequest(
+            image=plan.tag,
+            command=["python", "-c", PROBE_SCRIPT, *apt_names],
+            resources=Resources(network=False, memory=512 << 20, timeout=120),
+            labels=labels(env=env.name, role="lock-probe"),
+        )
+        result = self.backend.run(request, stdout=out.extend, stderr=err.extend)
+        if result.exit_code != 0:
+            raise BuildError(
+                f"could not list the packages installed in {plan.tag} (exit code {result.exit_code})",
+                log_tail=err.decode("utf-8", "replace").splitlines()[-10:],
+            )
+        probe = json.loads(out.decode())
+        entry = LockEntry(
+            spec_hash=plan.spec_hash,
+            image=plan.tag,
+            image_id=image_id,
+            base=plan.base,
+            base_image_id=plan.base_image_id,
+            python=probe["python"],
+            packages=tuple(probe["packages"]),
+            apt=tuple(probe["apt"]),
+            builder=__version__,
+        )
+        write_lock_entry(env.spec_dir / "containers.lock", env.name, entry)
+        return entry
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = mode
+    info.mtime = 0
+    tar.addfile(info, io.BytesIO(data))
+
+
+_UV_VERSION: str | None = None
+
+
+def _uv_version() -> str:
+    global _UV_VERSION
+    if _UV_VERSION is None:
+        from importlib.metadata import version
+
+        _UV_VERSION = version("uv")
+    return _UV_VERSION

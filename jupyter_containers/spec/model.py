@@ -1,0 +1,141 @@
+"""The normalized spec: frozen dataclasses every front end and the builder share.
+
+Values are already validated and converted (sizes in bytes, durations in seconds), so code past the
+parser never re-checks user input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from ..units import format_duration, format_size
+
+#: ``gpus``: a count, every GPU ("all"), or explicit device ids/UUIDs.
+Gpus = int | str | tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Run-time limits. ``None`` means "not set here", so layers (spec defaults, then per-run
+    overrides) combine with :meth:`merged`."""
+
+    cpus: float | None = None
+    memory: int | None = None
+    memory_swap: int | None = None
+    gpus: Gpus | None = None
+    shm_size: int | None = None
+    pids: int | None = None
+    timeout: float | None = None
+    network: bool | None = None
+
+    def merged(self, override: Resources | None) -> Resources:
+        """These defaults with every field that ``override`` sets taking precedence."""
+        if override is None:
+            return self
+        changes = {f.name: getattr(override, f.name) for f in fields(self) if getattr(override, f.name) is not None}
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form (bytes and seconds), omitting unset fields."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is not None:
+                out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    def describe(self) -> str:
+        """One line for logs and kernel names: ``2 CPUs, 4 GiB, 1 GPU, no network``."""
+        parts = []
+        if self.cpus is not None:
+            parts.append(f"{self.cpus:g} CPU" + ("" if self.cpus == 1 else "s"))
+        if self.memory is not None:
+            parts.append(format_size(self.memory))
+        if self.gpus is not None and self.gpus != 0:
+            if self.gpus == "all":
+                parts.append("all GPUs")
+            elif isinstance(self.gpus, tuple):
+                parts.append("GPU " + ",".join(self.gpus))
+            else:
+                parts.append(f"{self.gpus} GPU" + ("" if self.gpus == 1 else "s"))
+        if self.shm_size is not None:
+            parts.append(f"shm {format_size(self.shm_size)}")
+        if self.pids is not None:
+            parts.append(f"{self.pids} pids")
+        if self.timeout is not None:
+            parts.append(f"timeout {format_duration(self.timeout)}")
+        if self.network is False:
+            parts.append("no network")
+        return ", ".join(parts) if parts else "no limits"
+
+
+def _frozen_env(value: Mapping[str, str] | None) -> Mapping[str, str]:
+    return MappingProxyType(dict(sorted((value or {}).items())))
+
+
+@dataclass(frozen=True)
+class Environment:
+    """One named environment of a spec file.
+
+    ``requirements`` are paths relative to ``spec_dir``; ``source`` is the spec file it came from,
+    kept so errors and locks can point back at it.
+    """
+
+    name: str
+    base: str | None = None
+    python: str | None = None
+    pip: tuple[str, ...] = ()
+    apt: tuple[str, ...] = ()
+    requirements: tuple[str, ...] = ()
+    post_build: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=lambda: _frozen_env(None))
+    resources: Resources = field(default_factory=Resources)
+    description: str | None = None
+    source: Path | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.env, MappingProxyType):
+            object.__setattr__(self, "env", _frozen_env(self.env))
+
+    @property
+    def spec_dir(self) -> Path:
+        return self.source.parent if self.source else Path.cwd()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The TOML/JSON shape of this environment (as written in ``containers.toml``)."""
+        out: dict[str, Any] = {}
+        if self.description:
+            out["description"] = self.description
+        if self.base:
+            out["base"] = self.base
+        if self.python:
+            out["python"] = self.python
+        for key in ("pip", "apt", "requirements", "post_build"):
+            value = getattr(self, key)
+            if value:
+                out[key] = list(value)
+        if self.env:
+            out["env"] = dict(self.env)
+        resources = self.resources.to_dict()
+        if resources:
+            out["resources"] = resources
+        return out
+
+
+@dataclass(frozen=True)
+class SpecFile:
+    """A parsed ``containers.toml`` (or the ``[tool.jupyter-containers]`` table of ``pyproject.toml``)."""
+
+    path: Path
+    environments: Mapping[str, Environment]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "environments", MappingProxyType(dict(self.environments)))
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path.parent / "containers.lock"
