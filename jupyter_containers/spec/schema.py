@@ -108,7 +108,7 @@ ENVIRONMENT_SCHEMA: dict[str, Any] = {
 }
 
 SPEC_SCHEMA: dict[str, Any] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$schema": "http://json-schema.org/draft-07/schema#",
     "$id": "https://jupyter.org/schema/jupyter-containers/spec-v1.json",
     "title": "jupyter-containers spec",
     "description": "a table [environments] holding one table per environment",

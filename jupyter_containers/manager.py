@@ -1,0 +1,188 @@
+"""ContainersManager: the single entry point every front end (CLI, magics, server, provisioner) uses.
+
+It ties a spec file to a backend and a builder, and owns the policy that must be identical everywhere:
+how resources combine (spec defaults, then per-run overrides) and which host folders may be mounted.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from traitlets import Bool, Instance, List, Type, Unicode, default
+from traitlets.config import LoggingConfigurable
+
+from .backends.base import ContainerBackend, Mount, RunRequest, RunResult, labels
+from .backends.docker import DockerBackend
+from .build.builder import Builder, BuildResult, EventCallback
+from .build.dockerfile import CA_TARGET, WORKSPACE
+from .errors import SpecError
+from .spec.model import Environment, Resources, SpecFile
+from .spec.parse import find_spec_file, load_environment, load_spec
+
+
+class ContainersManager(LoggingConfigurable):
+    """Environments of one spec file, built and run on one backend."""
+
+    backend_class = Type(
+        DockerBackend,
+        klass=ContainerBackend,
+        config=True,
+        help="The container backend class (another engine can be plugged in here).",
+    )
+    workspace = Unicode(
+        None,
+        allow_none=True,
+        config=True,
+        help="Host folder mounted read-write at /workspace. Unset: the folder of the spec file.",
+    )
+    allowed_mount_roots = List(
+        Unicode(),
+        config=True,
+        help="Host folders outside the workspace that extra mounts may come from (none by default).",
+    )
+    mount_host_ca_bundle = Bool(
+        True,
+        config=True,
+        help="Mount the host's CA bundle read-only into containers, so pip/requests work behind a TLS proxy.",
+    )
+    spec_path = Unicode(None, allow_none=True, help="The spec file; unset: found in the current directory.")
+
+    backend = Instance(ContainerBackend)
+    builder = Instance(Builder)
+
+    def __init__(self, spec_path: str | os.PathLike | None = None, **kwargs: Any):
+        if spec_path is not None:
+            kwargs["spec_path"] = str(spec_path)
+        super().__init__(**kwargs)
+
+    @default("backend")
+    def _default_backend(self) -> ContainerBackend:
+        return self.backend_class(parent=self)
+
+    @default("builder")
+    def _default_builder(self) -> Builder:
+        return Builder(parent=self, backend=self.backend)
+
+    # ------------------------------------------------------------------ specs
+    def spec_file(self) -> Path:
+        return Path(self.spec_path).resolve() if self.spec_path else find_spec_file().resolve()
+
+    def spec(self) -> SpecFile:
+        """Re-read on every call: specs are edited while servers and kernels keep running."""
+        return load_spec(self.spec_file())
+
+    def environment(self, name: str) -> Environment:
+        return load_environment(name, self.spec_file())
+
+    def workspace_dir(self) -> Path:
+        return Path(self.workspace).resolve() if self.workspace else self.spec_file().parent
+
+    # ------------------------------------------------------------------ build
+    def build(self, name: str, *, locked: bool = False, on_event: EventCallback | None = None) -> BuildResult:
+        return self.builder.build(self.environment(name), locked=locked, on_event=on_event)
+
+    def lock(self, name: str, *, on_event: EventCallback | None = None):
+        """Build if needed, then record the lock from the image even when it is up to date."""
+        env = self.environment(name)
+        result = self.builder.build(env, on_event=on_event)
+        plan = self.builder.plan(env)
+        return self.builder.write_lock(env, plan, result.image_id)
+
+    # ------------------------------------------------------------------ run
+    def resources(self, name: str, override: Resources | None = None) -> Resources:
+        return self.environment(name).resources.merged(override)
+
+    def mounts(self, extra: Sequence[tuple[str, str, bool]] = ()) -> list[Mount]:
+        """The workspace mount plus validated extra mounts ``(host path, container path, read_only)``."""
+        workspace = self.workspace_dir()
+        mounts = [Mount(workspace, WORKSPACE)]
+        roots = [workspace, *(Path(r).resolve() for r in self.allowed_mount_roots)]
+        for host, target, read_only in extra:
+            source = Path(host).expanduser()
+            source = (workspace / source if not source.is_absolute() else source).resolve()
+            if not any(source == root or root in source.parents for root in roots):
+                raise SpecError(
+                    f"mount source {host!r} ({source}) is outside the workspace {workspace}; mount a folder inside "
+                    "it, or allow its parent with c.ContainersManager.allowed_mount_roots"
+                )
+            if not source.exists():
+                raise SpecError(f"mount source {host!r} ({source}) does not exist")
+            if not target.startswith("/") or ":" in target:
+                raise SpecError(f"mount target {target!r} must be an absolute path inside the container")
+            mounts.append(Mount(source, target, read_only))
+        if self.mount_host_ca_bundle:
+            from .build.hostconfig import find_ca_bundle
+
+            ca = find_ca_bundle()
+            if ca is not None:
+                mounts.append(Mount(ca.resolve(), CA_TARGET, read_only=True))
+        return mounts
+
+    def run(
+        self,
+        name: str,
+        command: Sequence[str],
+        *,
+        resources: Resources | None = None,
+        mounts: Sequence[tuple[str, str, bool]] = (),
+        environment: Mapping[str, str] | None = None,
+        locked: bool = False,
+        on_event: EventCallback | None = None,
+        stdout: Callable[[bytes], None] | None = None,
+        stderr: Callable[[bytes], None] | None = None,
+    ) -> tuple[BuildResult, Resources, RunResult]:
+        """Build (if needed) and run ``command`` with the spec's resources overridden by ``resources``."""
+        build = self.build(name, locked=locked, on_event=on_event)
+        effective = self.resources(name, resources)
+        request = RunRequest(
+            image=build.image,
+            command=list(command),
+            resources=effective,
+            mounts=self.mounts(mounts),
+            environment=dict(environment or {}),
+            labels=labels(env=name, role="run"),
+            working_dir=WORKSPACE,
+        )
+        return build, effective, self.backend.run(request, stdout=stdout, stderr=stderr)
+
+    # ------------------------------------------------------------------ housekeeping
+    def images(self) -> list[dict]:
+        return sorted(self.backend.list_images(), key=lambda i: i.get("created") or 0, reverse=True)
+
+    def prune(self, *, all: bool = False, dry_run: bool = False) -> dict[str, list[str]]:
+        """Remove our stopped containers and superseded images (every image of ours with ``all``).
+
+        The newest image of each environment is kept unless ``all``; base images are kept always.
+        """
+        removed: dict[str, list[str]] = {"containers": [], "images": []}
+        for container in self.backend.list_containers(all=True):
+            if container["state"] in ("created", "exited", "dead") or (
+                all and container["labels"].get("io.jupyter.containers.role") in ("run", "lock-probe")
+            ):
+                removed["containers"].append(container["name"] or container["id"][:12])
+                if not dry_run:
+                    self.backend.remove_container(container["id"])
+        newest: dict[str, str] = {}
+        images = self.images()
+        for image in images:
+            env = image["labels"].get("io.jupyter.containers.env")
+            if env and env not in newest:
+                newest[env] = image["id"]
+        for image in images:
+            if image["labels"].get("io.jupyter.containers.kind") == "base":
+                continue
+            env = image["labels"].get("io.jupyter.containers.env")
+            if not all and env and newest.get(env) == image["id"]:
+                continue
+            refs = image["tags"] or [image["id"]]
+            removed["images"].extend(refs)
+            if not dry_run:
+                for ref in refs:
+                    self.backend.remove_image(ref)
+        return removed
+
+    def engine(self) -> dict:
+        return self.backend.engine_info()
