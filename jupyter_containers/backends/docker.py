@@ -45,9 +45,11 @@ class DockerBackend(ContainerBackend):
     )
     api_timeout = Float(120.0, config=True, help="Seconds to wait for an answer to one engine API call.")
     user = Unicode(
-        "1000:1000",
+        "auto",
         config=True,
-        help="uid:gid that containers run as. Never root by default: the workspace is mounted read-write.",
+        help="uid:gid that containers run as. 'auto': the host user's ids, so files written to the mounted "
+        "workspace belong to them, or 1000:1000 (the image's user) when the host user is root. "
+        "Never root by default.",
     )
 
     _client: Any = None
@@ -177,9 +179,11 @@ class DockerBackend(ContainerBackend):
         options: dict[str, Any] = {
             "image": request.image,
             "command": list(request.command) or None,
-            "user": self.user,
+            "user": self.container_user(),
             "labels": {**request.labels, MANAGED_LABEL: "true"},
-            "environment": dict(request.environment),
+            # HOME must be writable for whichever uid runs (pip caches, matplotlib, IPython history).
+            "environment": {"HOME": "/tmp/home" if self.container_user() != "1000:1000" else "/home/jovyan",
+                            **request.environment},
             "working_dir": request.working_dir,
             "name": request.name,
             "detach": True,
@@ -212,6 +216,15 @@ class DockerBackend(ContainerBackend):
             options["device_requests"] = device_requests
         return options
 
+    def container_user(self) -> str:
+        if self.user != "auto":
+            return self.user
+        import os
+
+        uid, gid = os.getuid(), os.getgid()
+        local = not self.base_url or self.base_url.startswith("unix://")
+        return f"{uid}:{gid}" if uid != 0 and local else "1000:1000"
+
     def create(self, request: RunRequest) -> Any:
         """Create (not start) a container; the caller owns its removal."""
         try:
@@ -235,8 +248,12 @@ class DockerBackend(ContainerBackend):
         started = time.monotonic()
         container = self.create(request)
         try:
+            # Attach before start: attaching later either misses early output or (with logs=True) repeats it.
+            stream = self._call(
+                self.api.attach, container.id, stdout=True, stderr=True, stream=True, logs=False, demux=True
+            )
+            pump = threading.Thread(target=self._pump, args=(container, stream, stdout, stderr), daemon=True)
             self.start(container, request.resources)
-            pump = threading.Thread(target=self._pump, args=(container, stdout, stderr), daemon=True)
             pump.start()
             timeout = request.resources.timeout
             exit_code = self._wait(container, timeout)
@@ -261,9 +278,10 @@ class DockerBackend(ContainerBackend):
         finally:
             self.remove_container(container.id)
 
-    def _pump(self, container: Any, stdout: OutputCallback | None, stderr: OutputCallback | None) -> None:
+    def _pump(
+        self, container: Any, stream: Any, stdout: OutputCallback | None, stderr: OutputCallback | None
+    ) -> None:
         try:
-            stream = self.api.attach(container.id, stdout=True, stderr=True, stream=True, logs=True, demux=True)
             for out, err in stream:
                 if out and stdout:
                     stdout(out)

@@ -1,0 +1,89 @@
+"""Shared fixtures: one test project on disk, one manager on the real engine, cleanup of what tests create.
+
+Test images go to their own repository (``jupyter-containers-test/...``) and carry our labels, so the
+session removes exactly them at the end and a crashed run is pruned by ``jupyter-containers prune``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+TEST_REPOSITORY = "jupyter-containers-test/{env}"
+
+PROJECT_SPEC = """
+[environments.small]
+description = "the shared test environment"
+pip = ["six==1.16.0"]
+apt = ["less"]
+post_build = ["python -c 'import six; print(\\"six\\", six.__version__)'"]
+env = { PYTHONHASHSEED = "0" }
+
+[environments.small.resources]
+cpus = 1
+memory = "256m"
+"""
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.fixture(scope="session")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workspace with containers.toml; tests that need other specs write their own."""
+    root = tmp_path_factory.mktemp("project")
+    # Containers run as uid 1000 when the host user is root: the workspace must be readable by it.
+    for folder in (root, *root.parents):
+        if folder == Path("/tmp"):
+            break
+        folder.chmod(0o755)
+    (root / "containers.toml").write_text(PROJECT_SPEC)
+    (root / "data.txt").write_text("hello from the workspace\n")
+    return root
+
+
+@pytest.fixture(scope="session")
+def engine_config():
+    """Config shared by every manager in the session (test image repository)."""
+    from traitlets.config import Config
+
+    config = Config()
+    config.Builder.image_repository = TEST_REPOSITORY
+    return config
+
+
+@pytest.fixture(scope="session")
+def manager(project: Path, engine_config, request: pytest.FixtureRequest):
+    """A ContainersManager on the real engine; fails (never skips) when no engine answers."""
+    from jupyter_containers.errors import EngineUnavailableError
+    from jupyter_containers.manager import ContainersManager
+
+    mgr = ContainersManager(spec_path=project / "containers.toml", config=engine_config)
+    try:
+        mgr.engine()
+    except EngineUnavailableError as exc:
+        pytest.fail(f"the integration tests need a Docker engine; run them with 'bash scripts/test.sh': {exc}")
+    request.addfinalizer(lambda: _cleanup(mgr))
+    return mgr
+
+
+@pytest.fixture(scope="session")
+def small_image(manager):
+    """The shared environment, built once per session."""
+    return manager.build("small")
+
+
+def _cleanup(mgr) -> None:
+    backend = mgr.backend
+    for container in backend.list_containers(all=True):
+        if container["image"].startswith("jupyter-containers-test/") or container["labels"].get(
+            "io.jupyter.containers.test"
+        ):
+            backend.remove_container(container["id"])
+    for image in backend.list_images():
+        for tag in image["tags"]:
+            if tag.startswith("jupyter-containers-test/"):
+                backend.remove_image(tag)

@@ -1,0 +1,171 @@
+"""Building environment images on the real Docker engine (its BuildKit), through a real TLS proxy."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from jupyter_containers.build.lock import read_lock
+from jupyter_containers.errors import BuildError
+from jupyter_containers.manager import ContainersManager
+
+pytestmark = pytest.mark.engine
+
+
+def unique_env_value() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def new_project(tmp_path: Path, body: str) -> Path:
+    (tmp_path / "containers.toml").write_text(body)
+    return tmp_path / "containers.toml"
+
+
+def test_build_tags_labels_and_locks(manager, small_image, project):
+    # given the shared environment, built once for the session
+    # then the image is tagged by spec hash and labelled as ours
+    assert small_image.image.startswith("jupyter-containers-test/small:")
+    labels = manager.backend.image_labels(small_image.image)
+    assert labels["io.jupyter.containers.managed"] == "true"
+    assert labels["io.jupyter.containers.env"] == "small"
+    assert small_image.image.split(":")[1] == labels["io.jupyter.containers.spec-hash"][:16]
+    # and the lock next to the spec records what is really installed
+    entry = read_lock(project / "containers.lock")["small"]
+    assert "six==1.16.0" in entry.packages
+    assert entry.python.startswith("3.")
+    assert entry.image_id == small_image.image_id
+    assert entry.base_image_id.startswith("sha256:")
+    assert any(line.startswith("less=") for line in entry.apt)
+
+
+def test_unchanged_spec_is_not_rebuilt(manager, small_image):
+    # when the same spec is built again
+    again = manager.build("small")
+    # then nothing is built and the same image is returned
+    assert again.built is False
+    assert again.image == small_image.image
+    assert again.image_id == small_image.image_id
+
+
+def test_post_build_and_env_are_in_the_image(manager, small_image):
+    # when the image runs
+    out = bytearray()
+    _, _, result = manager.run(
+        "small", ["sh", "-c", "python -c 'import six; print(six.__version__)'; echo $PYTHONHASHSEED; which less"],
+        stdout=out.extend,
+    )
+    # then the packages, env vars and apt packages of the spec are there
+    assert result.exit_code == 0
+    assert out.decode().split() == ["1.16.0", "0", "/usr/bin/less"]
+
+
+def test_locked_build_reinstalls_the_locked_versions(tmp_path, engine_config):
+    # given an environment built with an old pin, which wrote the lock
+    spec = new_project(tmp_path, '[environments.lockme]\npip = ["six==1.16.0"]\n')
+    manager = ContainersManager(spec_path=spec, config=engine_config)
+    manager.build("lockme")
+    # when the spec is loosened (an unlocked build would now install the newest six) and built --locked
+    spec.write_text('[environments.lockme]\npip = ["six"]\n')
+    locked = manager.build("lockme", locked=True)
+    # then the image holds exactly the locked version
+    out = bytearray()
+    manager.backend.run(
+        __import__("jupyter_containers.backends.base", fromlist=["RunRequest"]).RunRequest(
+            image=locked.image, command=["python", "-c", "import six; print(six.__version__)"]
+        ),
+        stdout=out.extend,
+    )
+    assert out.decode().strip() == "1.16.0"
+    assert locked.built is True
+
+
+def test_locked_build_without_lock_says_how_to_make_one(tmp_path, engine_config):
+    spec = new_project(tmp_path, '[environments.nolock]\npip = ["six"]\n')
+    manager = ContainersManager(spec_path=spec, config=engine_config)
+    with pytest.raises(Exception, match="no lock for environment 'nolock'; build it once without --locked"):
+        manager.build("nolock", locked=True)
+
+
+def test_failed_build_names_the_step_and_leaves_no_tag(tmp_path, engine_config):
+    # given a spec whose post-build command fails
+    spec = new_project(
+        tmp_path,
+        f'[environments.broken]\nenv = {{ NONCE = "{unique_env_value()}" }}\n'
+        'post_build = ["echo about to fail; echo the reason >&2; exit 3"]\n',
+    )
+    manager = ContainersManager(spec_path=spec, config=engine_config)
+    plan = manager.builder.plan(manager.environment("broken"))
+    # when it is built
+    with pytest.raises(BuildError) as info:
+        manager.build("broken")
+    # then the error names the failing step and quotes its log
+    error = info.value
+    assert "post_build_0" in (error.step or "")
+    assert "the reason" in "\n".join(error.log_tail)
+    assert "exit code: 3" in str(error)
+    # and no tag was left behind, nor any build container
+    assert manager.backend.image_id(plan.tag) is None
+    assert not [c for c in manager.backend.list_containers(all=True) if c["image"] == plan.tag]
+
+
+def test_host_ca_bundle_makes_pypi_reachable_and_stays_out_of_the_image(tmp_path, engine_config):
+    """This machine reaches PyPI only through a TLS-intercepting proxy whose CA is in the host bundle."""
+    body = f'[environments.tls]\nenv = {{ NONCE = "{unique_env_value()}" }}\npip = ["six"]\n'
+    spec = new_project(tmp_path, body)
+    # given a build with CA injection switched off
+    config = copy.deepcopy(engine_config)
+    config.Builder.inject_ca_bundle = False
+    without = ContainersManager(spec_path=spec, config=config)
+    # then the download fails on the certificate
+    with pytest.raises(BuildError) as info:
+        without.build("tls")
+    assert "certificate" in (str(info.value)).lower() or "tls" in str(info.value).lower()
+    # when it is on (the default) the same spec builds
+    with_ca = ContainersManager(spec_path=spec, config=engine_config)
+    result = with_ca.build("tls")
+    assert result.built
+    # and the host bundle was only mounted during the build: the image keeps its own bundle
+    host_bundle = Path("/etc/ssl/certs/ca-certificates.crt").read_bytes()
+    out = bytearray()
+    from jupyter_containers.backends.base import RunRequest
+
+    with_ca.backend.run(RunRequest(image=result.image, command=["cat", "/etc/ssl/certs/ca-certificates.crt"]),
+                        stdout=out.extend)
+    assert bytes(out) != host_bundle
+
+
+def test_proxy_settings_never_reach_image_history(tmp_path, engine_config, monkeypatch):
+    # given proxy variables on the host (NO_PROXY only, so downloads still work)
+    marker = f"secret-{unique_env_value()}.invalid"
+    monkeypatch.setenv("NO_PROXY", marker)
+    spec = new_project(tmp_path, f'[environments.proxied]\npip = ["six"]\nenv = {{ NONCE = "{marker[:20]}" }}\n')
+    manager = ContainersManager(spec_path=spec, config=engine_config)
+    # when an image is built
+    result = manager.build("proxied")
+    assert result.built
+    # then the value was passed to the build but is in neither the history nor the config
+    history = manager.backend.api.history(result.image)
+    config = manager.backend.api.inspect_image(result.image)["Config"]
+    assert marker not in json.dumps(history)
+    assert marker not in json.dumps(config)
+
+
+def test_concurrent_builds_of_one_spec_build_once(tmp_path, engine_config):
+    # given a new spec that no image exists for
+    new_project(tmp_path, f'[environments.race]\npip = ["six"]\nenv = {{ NONCE = "{unique_env_value()}" }}\n')
+    (tmp_path / "jupyter_containers_config.py").write_text(
+        "c.Builder.image_repository = 'jupyter-containers-test/{env}'\n"
+    )
+    # when two processes build it at the same time
+    command = [sys.executable, "-m", "jupyter_containers.cli", "build", "race", "--json", "-q"]
+    procs = [subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [json.loads(p.communicate(timeout=300)[0]) for p in procs]
+    # then exactly one built it and both got the same image
+    assert sorted(r["built"] for r in results) == [False, True]
+    assert results[0]["image"] == results[1]["image"]
