@@ -1,0 +1,832 @@
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from jupyter_containers.errors import SpecError
+from jupyter_containers.spec.model import Environment, Resources
+from jupyter_containers.spec.parse import load_spec
+from jupyter_containers.spec.sources import (
+    add_environment_to_file,
+    import_source,
+    normalize_environment_name,
+    render_environment_toml,
+)
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(text.encode("utf-8"))
+    return path
+
+
+def fields_of(env: Environment) -> dict:
+    return {"name": env.name, **env.to_dict()}
+
+
+# ----------------------------------------------------------------------------------- requirements.txt
+
+
+def test_requirements_txt_becomes_pip_entries(tmp_path):
+    # given
+    req = write(tmp_path / "proj" / "requirements.txt", "numpy==1.26.4\n-r base.txt\n")
+    write(tmp_path / "proj" / "base.txt", "pandas>=2\n")
+
+    # when
+    result = import_source(req)
+
+    # then
+    assert result.environment.pip == ("numpy==1.26.4", "pandas>=2")
+    assert result.environment.name == "proj"
+    assert result.notes == ()
+
+
+def test_requirements_txt_options_and_constraints_become_notes(tmp_path):
+    # given
+    req = write(
+        tmp_path / "requirements-dev.txt",
+        "--index-url https://pypi.example/simple\n--pre\n-c constraints.txt\nnumpy\n",
+    )
+    write(tmp_path / "constraints.txt", "numpy<2\n")
+
+    # when
+    result = import_source(req, name="dev")
+
+    # then
+    assert result.environment.pip == ("numpy",)
+    assert (
+        "--index-url https://pypi.example/simple in requirements-dev.txt was not imported: "
+        "configure the index in the host's pip configuration; builds mirror it"
+    ) in result.notes
+    assert any(n.startswith("--pre in requirements-dev.txt was not imported") for n in result.notes)
+    assert any("constraint 'numpy<2'" in n and "[environments.dev].pip" in n for n in result.notes)
+
+
+def test_requirements_txt_hashes_are_dropped_with_a_note(tmp_path):
+    # given
+    req = write(tmp_path / "requirements.txt", "numpy==1.26.4 --hash=sha256:abc123\n")
+
+    # when
+    result = import_source(req, name="hashed")
+
+    # then
+    assert result.environment.pip == ("numpy==1.26.4",)
+    assert any("--hash values of 1 requirement(s)" in n for n in result.notes)
+
+
+def test_requirements_txt_errors_propagate_with_file_and_line(tmp_path):
+    # given
+    req = write(tmp_path / "requirements.txt", "numpy\n-e .\n")
+
+    # when
+    with pytest.raises(SpecError) as info:
+        import_source(req)
+
+    # then
+    assert info.value.file == str(req.resolve())
+    assert info.value.key == "line 2"
+
+
+# ------------------------------------------------------------------------------------------------ names
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("My Project!", "my-project"), ("__data__science__", "data__science"), ("ÄÖÜ", "default"), ("x" * 80, "x" * 64)],
+)
+def test_names_from_sources_are_normalized(raw, expected):
+    # when
+    name = normalize_environment_name(raw)
+
+    # then
+    assert name == expected
+
+
+def test_directory_name_is_normalized_into_the_environment_name(tmp_path):
+    # given
+    req = write(tmp_path / "My Cool_Project" / "requirements.txt", "numpy\n")
+
+    # when
+    result = import_source(req)
+
+    # then
+    assert result.environment.name == "my-cool_project"
+
+
+def test_invalid_explicit_name_is_an_error_with_a_suggestion(tmp_path):
+    # given
+    req = write(tmp_path / "requirements.txt", "numpy\n")
+
+    # when
+    with pytest.raises(SpecError) as info:
+        import_source(req, name="Bad Name")
+
+    # then
+    assert "'Bad Name' is not allowed" in str(info.value)
+    assert "'bad-name'" in str(info.value)
+
+
+# ------------------------------------------------------------------------------------------ environment.yml
+
+
+@pytest.mark.parametrize(
+    ("dependency", "expected"),
+    [
+        ("python=3.11", "3.11"),
+        ("python==3.11.*", "3.11"),
+        ("python=3.11.4", "3.11.4"),
+        ("python=3.11.4=h955ad1f_0", "3.11.4"),
+        ("python 3.10", "3.10"),
+        ("conda-forge::python=3.12", "3.12"),
+    ],
+)
+def test_environment_yml_python_pins(tmp_path, dependency, expected):
+    # given
+    yml = write(tmp_path / "environment.yml", f"name: demo\ndependencies:\n  - {dependency}\n")
+
+    # when
+    result = import_source(yml)
+
+    # then
+    assert result.environment.python == expected
+    assert result.notes == ()
+
+
+@pytest.mark.parametrize("dependency", ["python>=3.10", "python", "python=3"])
+def test_environment_yml_python_without_a_minor_pin_is_a_note(tmp_path, dependency):
+    # given
+    yml = write(tmp_path / "environment.yml", f"dependencies:\n  - '{dependency}'\n")
+
+    # when
+    result = import_source(yml)
+
+    # then
+    assert result.environment.python is None
+    assert len(result.notes) == 1
+    assert repr(dependency) in result.notes[0]
+    assert "was not mapped to python" in result.notes[0]
+
+
+def test_environment_yml_pip_list_name_and_channels(tmp_path):
+    # given
+    yml = write(
+        tmp_path / "environment.yml",
+        "name: Vision Lab\n"
+        "channels:\n  - conda-forge\n"
+        "dependencies:\n"
+        "  - python=3.11\n"
+        "  - pip\n"
+        "  - pip:\n"
+        "    - torch==2.3.0\n"
+        "    - -r requirements-extra.txt\n",
+    )
+    write(tmp_path / "requirements-extra.txt", "opencv-python-headless\n")
+
+    # when
+    result = import_source(yml)
+
+    # then
+    env = result.environment
+    assert env.name == "vision-lab"
+    assert env.python == "3.11"
+    assert env.pip == ("torch==2.3.0", "opencv-python-headless")
+    assert result.notes == ()
+
+
+def test_environment_yml_conda_packages_are_an_error_listing_them(tmp_path):
+    # given
+    yml = write(
+        tmp_path / "environment.yml",
+        "dependencies:\n  - python=3.11\n  - numpy\n  - conda-forge::scipy>=1.11\n  - pip\n",
+    )
+
+    # when
+    with pytest.raises(SpecError) as info:
+        import_source(yml)
+
+    # then
+    assert info.value.file == str(yml)
+    assert info.value.key == "dependencies"
+    assert "conda packages are not supported yet: numpy, scipy; list them under '- pip:'" in str(info.value)
+
+
+def test_environment_yml_bad_pip_item_names_its_position(tmp_path):
+    # given
+    yml = write(tmp_path / "environment.yml", "dependencies:\n  - pip:\n    - numpy\n    - -e ./src\n")
+
+    # when
+    with pytest.raises(SpecError) as info:
+        import_source(yml)
+
+    # then
+    assert info.value.key == "dependencies[0].pip[1]"
+    assert "-e/--editable" in str(info.value)
+
+
+def test_environment_yml_variables_become_env(tmp_path):
+    # given
+    yml = write(tmp_path / "environment.yml", "variables:\n  OMP_NUM_THREADS: 1\ndependencies: []\n")
+
+    # when
+    result = import_source(yml, name="vars")
+
+    # then
+    assert dict(result.environment.env) == {"OMP_NUM_THREADS": "1"}
+
+
+def test_environment_yml_unknown_keys_are_notes(tmp_path):
+    # given
+    yml = write(tmp_path / "environment.yml", "prefix: /opt/conda/envs/x\ndependencies: []\n")
+
+    # when
+    result = import_source(yml, name="x")
+
+    # then
+    assert result.notes == ("'prefix' in environment.yml was not imported: it has no equivalent in a spec",)
+
+
+def test_environment_yml_syntax_error_names_the_line(tmp_path):
+    # given
+    yml = write(tmp_path / "environment.yml", "dependencies:\n  - numpy\n bad: [\n")
+
+    # when
+    with pytest.raises(SpecError) as info:
+        import_source(yml)
+
+    # then
+    assert info.value.file == str(yml)
+    assert info.value.key is not None and info.value.key.startswith("line ")
+    assert "invalid YAML" in str(info.value)
+
+
+# ------------------------------------------------------------------------------------------- pyproject.toml
+
+
+def test_pyproject_dependencies_and_name(tmp_path):
+    # given
+    pyproject = write(
+        tmp_path / "pyproject.toml",
+        '[project]\nname = "My_Pkg"\nrequires-python = "==3.11.*"\ndependencies = ["numpy>=1.26", "rich"]\n',
+    )
+
+    # when
+    result = import_source(pyproject)
+
+    # then
+    env = result.environment
+    assert env.name == "my_pkg"
+    assert env.pip == ("numpy>=1.26", "rich")
+    assert env.python == "3.11"
+    assert any("the project 'My_Pkg' itself was not added" in n for n in result.notes)
+
+
+@pytest.mark.parametrize(
+    ("specifier", "expected"),
+    [("==3.11.*", "3.11"), ("~=3.11.0", "3.11"), (">=3.11,<3.12", "3.11"), ("==3.12.4", "3.12.4")],
+)
+def test_pyproject_requires_python_pinning_a_minor_version(tmp_path, specifier, expected):
+    # given
+    pyproject = write(tmp_path / "pyproject.toml", f'[project]\nname = "p"\nrequires-python = "{specifier}"\n')
+
+    # when
+    result = import_source(pyproject)
+
+    # then
+    assert result.environment.python == expected
+
+
+@pytest.mark.parametrize("specifier", [">=3.10", "~=3.11", "not a specifier"])
+def test_pyproject_requires_python_range_is_a_note(tmp_path, specifier):
+    # given
+    pyproject = write(tmp_path / "pyproject.toml", f'[project]\nname = "p"\nrequires-python = "{specifier}"\n')
+
+    # when
+    result = import_source(pyproject)
+
+    # then
+    assert result.environment.python is None
+    assert any(f"requires-python {specifier!r}" in n and "was not mapped" in n for n in result.notes)
+
+
+def test_pyproject_without_dependencies_gives_an_empty_pip_list_and_a_note(tmp_path):
+    # given
+    pyproject = write(tmp_path / "pyproject.toml", '[project]\nname = "p"\nversion = "1"\n')
+
+    # when
+    result = import_source(pyproject)
+
+    # then
+    assert result.environment.pip == ()
+    assert any("no dependencies were imported" in n for n in result.notes)
+
+
+def test_pyproject_optional_dependencies_are_notes(tmp_path):
+    # given
+    pyproject = write(
+        tmp_path / "pyproject.toml",
+        '[project]\nname = "p"\ndependencies = []\n[project.optional-dependencies]\ntest = ["pytest", "ruff"]\n',
+    )
+
+    # when
+    result = import_source(pyproject)
+
+    # then
+    assert any(n.startswith("optional dependencies [test] (2 requirement(s))") for n in result.notes)
+
+
+def test_pyproject_invalid_dependency_names_its_key(tmp_path):
+    # given
+    pyproject = write(tmp_path / "pyproject.toml", '[project]\nname = "p"\ndependencies = ["ok", "bad req!!"]\n')
+
+    # when
+    with pytest.raises(SpecError) as info:
+        import_source(pyproject)
+
+    # then
+    assert info.value.file == str(pyproject)
+    assert info.value.key == "project.dependencies[1]"
+    assert "'bad req!!'" in str(info.value)
+
+
+# -------------------------------------------------------------------------------------------- binder folder
+
+
+def make_binder(folder: Path) -> None:
+    write(folder / "requirements.txt", "numpy==1.26.4\n")
+    write(folder / "apt.txt", "# system libraries\nlibgl1\n\nffmpeg  # video\n")
+    write(folder / "runtime.txt", "python-3.11\n")
+    write(folder / "postBuild", '#!/bin/bash\nset -euo pipefail\necho "done" > /tmp/marker\n')
+
+
+def test_binder_folder_imports_every_supported_file(tmp_path):
+    # given
+    repo = tmp_path / "analysis"
+    make_binder(repo / "binder")
+
+    # when
+    result = import_source(repo)
+
+    # then
+    env = result.environment
+    assert env.name == "analysis"
+    assert env.pip == ("numpy==1.26.4",)
+    assert env.apt == ("libgl1", "ffmpeg")
+    assert env.python == "3.11"
+    assert env.post_build == ('#!/bin/bash\nset -euo pipefail\necho "done" > /tmp/marker\n',)
+    assert result.notes == ()
+
+
+def test_dot_binder_folder_is_used(tmp_path):
+    # given
+    write(tmp_path / "repo" / ".binder" / "requirements.txt", "rich\n")
+
+    # when
+    result = import_source(tmp_path / "repo")
+
+    # then
+    assert result.environment.pip == ("rich",)
+
+
+def test_directory_with_repo2docker_files_is_a_binder_folder(tmp_path):
+    # given
+    make_binder(tmp_path / "repo")
+
+    # when
+    result = import_source(tmp_path / "repo")
+
+    # then
+    assert result.environment.python == "3.11"
+    assert result.environment.apt == ("libgl1", "ffmpeg")
+
+
+def test_binder_folder_passed_directly_is_named_after_its_repository(tmp_path):
+    # given
+    make_binder(tmp_path / "myrepo" / "binder")
+
+    # when
+    result = import_source(tmp_path / "myrepo" / "binder")
+
+    # then
+    assert result.environment.name == "myrepo"
+
+
+def test_binder_runtime_patch_version(tmp_path):
+    # given
+    write(tmp_path / "repo" / "runtime.txt", "python-3.11.4\n")
+
+    # when
+    result = import_source(tmp_path / "repo")
+
+    # then
+    assert result.environment.python == "3.11.4"
+
+
+def test_binder_environment_yml_is_merged(tmp_path):
+    # given
+    folder = tmp_path / "repo" / "binder"
+    write(folder / "environment.yml", "name: ignored\ndependencies:\n  - python=3.10\n  - pip:\n    - pandas\n")
+    write(folder / "requirements.txt", "numpy\n")
+
+    # when
+    result = import_source(tmp_path / "repo")
+
+    # then
+    assert result.environment.name == "repo"
+    assert result.environment.python == "3.10"
+    assert result.environment.pip == ("pandas", "numpy")
+
+
+def test_binder_conflicting_python_versions_are_an_error(tmp_path):
+    # given
+    folder = tmp_path / "repo"
+    write(folder / "environment.yml", "dependencies:\n  - python=3.10\n")
+    write(folder / "runtime.txt", "python-3.11\n")
+
+    # when
+    with pytest.raises(SpecError) as info:
+        import_source(folder)
+
+    # then
+    assert "3.10" in str(info.value) and "3.11" in str(info.value)
+
+
+def test_binder_unsupported_files_are_notes(tmp_path):
+    # given
+    folder = tmp_path / "repo" / "binder"
+    write(folder / "requirements.txt", "numpy\n")
+    for name in ("install.R", "Dockerfile", "start", "Pipfile"):
+        write(folder / name, "x\n")
+
+    # when
+    result = import_source(tmp_path / "repo")
+
+    # then
+    for name in ("install.R", "Dockerfile", "start", "Pipfile"):
+        assert any(n.startswith(f"{name} was not imported") for n in result.notes), name
+
+
+def test_root_files_shadowed_by_binder_folder_are_notes(tmp_path):
+    # given
+    write(tmp_path / "repo" / "binder" / "requirements.txt", "numpy\n")
+    write(tmp_path / "repo" / "requirements.txt", "flask\n")
+
+    # when
+    result = import_source(tmp_path / "repo")
+
+    # then
+    assert result.environment.pip == ("numpy",)
+    assert result.notes == ("requirements.txt in the repository root was not imported: binder/ takes precedence",)
+
+
+def test_binder_invalid_apt_package_names_the_line(tmp_path):
+    # given
+    apt = write(tmp_path / "repo" / "apt.txt", "libgl1\n\nBad_Package\n")
+
+    # when
+    with pytest.raises(SpecError) as info:
+        import_source(tmp_path / "repo")
+
+    # then
+    assert info.value.file == str(apt)
+    assert info.value.key == "line 3"
+    assert "'Bad_Package' is not a Debian package name" in str(info.value)
+
+
+@pytest.mark.parametrize(("value", "expected"), [("r-4.1-2022-01-01", "R runtime"), ("python-2.7", "not supported")])
+def test_binder_unsupported_runtime_is_an_error(tmp_path, value, expected):
+    # given
+    runtime = write(tmp_path / "repo" / "runtime.txt", f"{value}\n")
+
+    # when
+    with pytest.raises(SpecError) as info:
+        import_source(tmp_path / "repo")
+
+    # then
+    assert info.value.file == str(runtime)
+    assert info.value.key == "line 1"
+    assert repr(value) in str(info.value)
+    assert expected in str(info.value)
+
+
+def test_empty_directory_is_an_error_listing_accepted_formats(tmp_path):
+    # given
+    folder = tmp_path / "empty"
+    folder.mkdir()
+
+    # when
+    with pytest.raises(SpecError) as info:
+        import_source(folder)
+
+    # then
+    assert "requirements*.txt" in str(info.value)
+    assert "environment.yml" in str(info.value)
+    assert "binder/" in str(info.value)
+
+
+def test_unknown_file_is_an_error_listing_accepted_formats(tmp_path):
+    # given
+    other = write(tmp_path / "Gemfile", "gem 'rails'\n")
+
+    # when
+    with pytest.raises(SpecError) as info:
+        import_source(other)
+
+    # then
+    assert info.value.file == str(other)
+    assert "pyproject.toml" in str(info.value)
+
+
+def test_repository_binder_folder_imports_cleanly():
+    # given
+    binder = REPO / "binder"
+    if not binder.is_dir() or not any(p.is_file() for p in binder.iterdir()):
+        pytest.skip("the repository's binder/ folder is empty; this test runs once it holds repo2docker files")
+
+    # when
+    result = import_source(binder)
+
+    # then
+    assert result.environment.name
+    assert not [n for n in result.notes if "was not imported" in n]
+
+
+# --------------------------------------------------------------------------------------------- rendering
+
+
+def full_environment(name: str = "full") -> Environment:
+    return Environment(
+        name=name,
+        description="everything set",
+        base="python:3.11-slim",
+        python="3.11",
+        pip=("numpy==1.26.4", 'pandas>=2 ; python_version >= "3.9"'),
+        apt=("libgl1",),
+        post_build=('#!/bin/bash\nset -e\necho "a \\"quoted\\" \'\'\' """ line"\r\n\tindented\\\n',),
+        env={"PYTHONHASHSEED": "0"},
+        resources=Resources(cpus=2.0, memory=4 << 30, network=False),
+    )
+
+
+def test_render_round_trips_through_load_spec(tmp_path):
+    # given
+    env = full_environment()
+    spec = tmp_path / "containers.toml"
+
+    # when
+    spec.write_bytes(render_environment_toml(env).encode())
+    loaded = load_spec(spec).environments["full"]
+
+    # then
+    assert fields_of(loaded) == fields_of(env)
+    assert loaded.post_build == env.post_build
+
+
+def test_render_keeps_multiline_scripts_readable(tmp_path):
+    # given
+    env = Environment(name="x", post_build=("#!/bin/sh\necho one\necho two\n",))
+
+    # when
+    text = render_environment_toml(env)
+
+    # then
+    assert "echo one\necho two" in text
+    assert tomllib.loads(text)["environments"]["x"]["post_build"] == ["#!/bin/sh\necho one\necho two\n"]
+
+
+def test_render_writes_notes_as_comments_above_the_table():
+    # given
+    env = Environment(name="x", pip=("numpy",))
+
+    # when
+    text = render_environment_toml(env, ["first note", "second\nnote"])
+
+    # then
+    assert text.startswith("# first note\n# second\n# note\n[environments.x]\n")
+
+
+def test_render_field_order():
+    # given
+    env = full_environment()
+
+    # when
+    text = render_environment_toml(env)
+
+    # then
+    positions = [
+        text.index(marker)
+        for marker in (
+            "description =",
+            "base =",
+            "python =",
+            "pip =",
+            "apt =",
+            "post_build =",
+            "[environments.full.env]",
+            "[environments.full.resources]",
+        )
+    ]
+    assert positions == sorted(positions)
+
+
+# ---------------------------------------------------------------------------------------------- writing
+
+
+EXISTING = """# Project environments -- keep this comment
+[environments.base]  # the default one
+python = "3.11"
+pip = ["numpy"]  # pinned later
+"""
+
+
+def test_add_creates_a_new_file(tmp_path):
+    # given
+    spec = tmp_path / "containers.toml"
+    env = Environment(name="new", pip=("rich",))
+
+    # when
+    add_environment_to_file(spec, env, ["a note"])
+
+    # then
+    assert spec.read_text().startswith("# a note\n[environments.new]")
+    assert load_spec(spec).environments["new"].pip == ("rich",)
+
+
+def test_add_appends_and_keeps_existing_text_and_comments(tmp_path):
+    # given
+    spec = write(tmp_path / "containers.toml", EXISTING)
+
+    # when
+    add_environment_to_file(spec, Environment(name="extra", pip=("rich",)))
+
+    # then
+    text = spec.read_text()
+    assert text.startswith(EXISTING)
+    assert sorted(load_spec(spec).environments) == ["base", "extra"]
+
+
+def test_add_existing_name_is_an_error_suggesting_name_or_force(tmp_path):
+    # given
+    spec = write(tmp_path / "containers.toml", EXISTING)
+
+    # when
+    with pytest.raises(SpecError) as info:
+        add_environment_to_file(spec, Environment(name="base", pip=("rich",)))
+
+    # then
+    assert info.value.file == str(spec)
+    assert info.value.key == "environments.base"
+    assert "--name NAME" in str(info.value) and "--force" in str(info.value)
+    assert spec.read_text() == EXISTING
+
+
+def test_add_with_force_replaces_the_table_and_keeps_other_comments(tmp_path):
+    # given
+    spec = write(
+        tmp_path / "containers.toml",
+        EXISTING + '\n# old note\n[environments.other]\npip = ["old"]\n\n[environments.other.resources]\ncpus = 1\n'
+        '\n# tail comment\n[environments.last]\npip = ["x"]\n',
+    )
+
+    # when
+    add_environment_to_file(spec, Environment(name="other", pip=("new",)), ["new note"], force=True)
+
+    # then
+    text = spec.read_text()
+    assert text.startswith(EXISTING)
+    assert "# tail comment" in text
+    assert "# old note" not in text
+    assert "# new note\n[environments.other]" in text
+    loaded = load_spec(spec).environments
+    assert loaded["other"].pip == ("new",)
+    assert loaded["other"].resources == Resources()
+    assert sorted(loaded) == ["base", "last", "other"]
+
+
+def test_add_with_force_falls_back_to_rewriting_when_the_table_cannot_be_cut(tmp_path):
+    # given
+    spec = write(tmp_path / "containers.toml", '# comment\n[environments]\nother = { pip = ["old"] }\n')
+
+    # when
+    add_environment_to_file(spec, Environment(name="other", pip=("new",)), force=True)
+
+    # then
+    assert "earlier comments were not kept" in spec.read_text()
+    assert load_spec(spec).environments["other"].pip == ("new",)
+
+
+def test_add_to_pyproject_uses_the_tool_table(tmp_path):
+    # given
+    pyproject = write(tmp_path / "pyproject.toml", '[project]\nname = "p"  # keep\n')
+
+    # when
+    add_environment_to_file(pyproject, Environment(name="dev", pip=("rich",)))
+
+    # then
+    text = pyproject.read_text()
+    assert text.startswith('[project]\nname = "p"  # keep\n')
+    assert "[tool.jupyter-containers.environments.dev]" in text
+    assert load_spec(pyproject).environments["dev"].pip == ("rich",)
+
+
+def test_add_invalid_environment_leaves_no_file(tmp_path):
+    # given
+    spec = tmp_path / "containers.toml"
+    env = Environment(name="bad", apt=("Not A Package",))
+
+    # when
+    with pytest.raises(SpecError):
+        add_environment_to_file(spec, env)
+
+    # then
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_add_failing_write_leaves_the_original_and_no_temporary_file(tmp_path, monkeypatch):
+    # given
+    spec = write(tmp_path / "containers.toml", EXISTING)
+
+    def broken_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+
+    # when
+    with pytest.raises(OSError, match="disk full"):
+        add_environment_to_file(spec, Environment(name="extra", pip=("rich",)))
+
+    # then
+    assert spec.read_text() == EXISTING
+    assert [p.name for p in tmp_path.iterdir()] == ["containers.toml"]
+
+
+def test_add_restores_the_original_when_the_written_file_does_not_load(tmp_path, monkeypatch):
+    # given
+    spec = write(tmp_path / "containers.toml", EXISTING)
+    import jupyter_containers.spec.sources as sources
+
+    def failing_load(path):
+        raise SpecError("simulated", file=path)
+
+    monkeypatch.setattr(sources, "load_spec", failing_load)
+
+    # when
+    with pytest.raises(SpecError, match="simulated"):
+        add_environment_to_file(spec, Environment(name="extra", pip=("rich",)))
+
+    # then
+    assert spec.read_text() == EXISTING
+    assert [p.name for p in tmp_path.iterdir()] == ["containers.toml"]
+
+
+def test_imported_binder_folder_round_trips_through_a_spec_file(tmp_path):
+    # given
+    make_binder(tmp_path / "repo" / "binder")
+    result = import_source(tmp_path / "repo")
+    spec = tmp_path / "containers.toml"
+
+    # when
+    add_environment_to_file(spec, result.environment, result.notes)
+
+    # then
+    assert fields_of(load_spec(spec).environments["repo"]) == fields_of(result.environment)
+
+
+def test_add_with_force_ignores_header_like_lines_inside_scripts(tmp_path):
+    # given
+    spec = tmp_path / "containers.toml"
+    write(spec, '# keep me\n[environments.base]\npip = ["numpy"]\n')
+    script = "#!/bin/sh\ncat > /etc/x.ini <<EOF\n[environments.base]\nEOF\n"
+    add_environment_to_file(spec, Environment(name="tool", post_build=(script,)))
+
+    # when
+    add_environment_to_file(spec, Environment(name="tool", pip=("rich",)), force=True)
+
+    # then
+    text = spec.read_text()
+    assert text.startswith("# keep me\n")
+    assert "earlier comments were not kept" not in text
+    loaded = load_spec(spec).environments
+    assert loaded["tool"].post_build == ()
+    assert loaded["base"].pip == ("numpy",)
+
+
+def test_add_keeps_carriage_returns_in_scripts_exactly(tmp_path):
+    # given
+    spec = tmp_path / "containers.toml"
+    script = "#!/bin/sh\r\necho windows\r\n"
+
+    # when
+    add_environment_to_file(spec, Environment(name="crlf", post_build=(script,)))
+
+    # then
+    assert load_spec(spec).environments["crlf"].post_build == (script,)
