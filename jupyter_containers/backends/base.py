@@ -97,8 +97,11 @@ class ContainerBackend(LoggingConfigurable):
         tag: str,
         labels: Mapping[str, str],
         buildargs: Mapping[str, str],
+        no_cache: bool = False,
     ) -> Iterator[BuildEvent]:
         """Build ``context`` (a tar with a Dockerfile) and tag it only on success.
+
+        ``no_cache`` ignores cached layers (cache mounts such as uv's are kept).
 
         Raises:
             BuildError: naming the failing step and the last lines of its log.

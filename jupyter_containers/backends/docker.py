@@ -142,6 +142,7 @@ class DockerBackend(ContainerBackend):
         tag: str,
         labels: Mapping[str, str],
         buildargs: Mapping[str, str],
+        no_cache: bool = False,
     ) -> Iterator[BuildEvent]:
         api = self.api
         params = {
@@ -153,6 +154,8 @@ class DockerBackend(ContainerBackend):
             "labels": json.dumps(dict(labels)),
             "buildargs": json.dumps(dict(buildargs)),
         }
+        if no_cache:
+            params["nocache"] = "1"
         try:
             response = api.post(
                 api._url("/build"),

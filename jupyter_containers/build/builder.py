@@ -26,7 +26,7 @@ from ..errors import BackendError, BuildError, SpecError
 from ..paths import file_lock
 from ..spec.model import Environment, Resources
 from . import hostconfig
-from .dockerfile import BuildInputs, render, uv_index_config
+from .dockerfile import UV_CACHE_ID, BuildInputs, render, uv_index_config
 from .lock import PROBE_SCRIPT, LockEntry, read_lock, write_lock_entry
 
 EventCallback = Callable[[BuildEvent], None]
@@ -98,6 +98,11 @@ class Builder(LoggingConfigurable):
     )
     inject_proxy = Bool(True, config=True, help="Pass the host's HTTP(S)_PROXY/NO_PROXY to builds (not stored).")
     inject_index = Bool(True, config=True, help="Mirror the host's pip index settings (http(s) only) into builds.")
+    uv_cache_id = Unicode(
+        UV_CACHE_ID,
+        config=True,
+        help="BuildKit cache mount holding uv's download cache, shared by builds so small changes rebuild fast.",
+    )
 
     # ------------------------------------------------------------------ planning
     def plan(self, env: Environment, *, locked: bool = False, on_event: EventCallback | None = None) -> BuildPlan:
@@ -201,6 +206,7 @@ class Builder(LoggingConfigurable):
             apt=apt,
             has_ca=ca is not None,
             has_index_config=index is not None,
+            uv_cache_id=self.uv_cache_id,
         )
         return inputs, ca, index
 
@@ -216,9 +222,17 @@ class Builder(LoggingConfigurable):
 
     # ------------------------------------------------------------------ building
     def build(
-        self, env: Environment, *, locked: bool = False, on_event: EventCallback | None = None
+        self,
+        env: Environment,
+        *,
+        locked: bool = False,
+        on_event: EventCallback | None = None,
+        no_cache: bool = False,
     ) -> BuildResult:
-        """Build the environment's image unless the engine already has it; write the lock either way."""
+        """Build the environment's image unless the engine already has it; write the lock either way.
+
+        ``no_cache`` rebuilds every layer (but still skips the build when the tag exists).
+        """
         started = time.perf_counter()
         plan = self.plan(env, locked=locked, on_event=on_event)
         image_id = self.backend.image_id(plan.tag)
@@ -228,7 +242,7 @@ class Builder(LoggingConfigurable):
                 # Another process may have built it while we waited for the lock.
                 image_id = self.backend.image_id(plan.tag)
                 if image_id is None:
-                    image_id = self._build(plan, on_event)
+                    image_id = self._build(plan, on_event, no_cache)
                     built = True
                 elif on_event:
                     on_event(BuildEvent("info", step="", text=f"{plan.tag} was built by a concurrent build"))
@@ -237,7 +251,7 @@ class Builder(LoggingConfigurable):
             lock = self.write_lock(env, plan, image_id)
         return BuildResult(env.name, plan.tag, image_id, built, time.perf_counter() - started, lock)
 
-    def _build(self, plan: BuildPlan, on_event: EventCallback | None) -> str:
+    def _build(self, plan: BuildPlan, on_event: EventCallback | None, no_cache: bool = False) -> str:
         context = self.context_tar(plan)
         image_labels = labels(
             env=plan.environment.name,
@@ -247,7 +261,10 @@ class Builder(LoggingConfigurable):
             builder=__version__,
             locked="true" if plan.locked else "false",
         )
-        for event in self.backend.build(context, tag=plan.tag, labels=image_labels, buildargs=plan.buildargs):
+        events = self.backend.build(
+            context, tag=plan.tag, labels=image_labels, buildargs=plan.buildargs, no_cache=no_cache
+        )
+        for event in events:
             if on_event:
                 on_event(event)
         image_id = self.backend.image_id(plan.tag)

@@ -44,6 +44,7 @@ class BuildInputs:
     apt: Sequence[str] = ()
     has_ca: bool = False
     has_index_config: bool = False
+    uv_cache_id: str = UV_CACHE_ID
     extra_layers: Sequence[str] = field(default_factory=tuple)
 
 
@@ -80,7 +81,7 @@ def render(env: Environment, inputs: BuildInputs) -> tuple[str, dict[str, bytes]
     uv_mounts = (
         f" --mount=type=bind,source=.jc/uv,target={BUILD_DIR}/bin/uv"
         + ca
-        + f" --mount=type=cache,id={UV_CACHE_ID},target=/root/.cache/uv"
+        + f" --mount=type=cache,id={inputs.uv_cache_id},target=/root/.cache/uv"
     )
     if inputs.has_index_config:
         uv_mounts += f" --mount=type=bind,source=.jc/uv.toml,target={BUILD_DIR}/uv.toml"
