@@ -211,9 +211,9 @@ class BuildProgress:
                     from tqdm import tqdm
 
                     self.bar = tqdm(total=event.total, file=self.stream, unit="step", leave=False, dynamic_ncols=True)
-                self.bar.set_description_str(_short(event.text, 60))
+                self.bar.set_description_str(_short(event.title, 60))
             else:
-                self._write(f"{_short(event.text, 160)}")
+                self._write(_short(event.title, 160))
         elif event.kind == "done":
             if self.bar is not None:
                 self.bar.update(1)
@@ -416,9 +416,7 @@ def cmd_images(args: argparse.Namespace) -> int:
         return 0
     rows = [("IMAGE", "ENVIRONMENT", "SIZE", "ID")]
     for image in images:
-        env = image["labels"].get("io.jupyter.containers.env") or image["labels"].get(
-            "io.jupyter.containers.kind", ""
-        )
+        env = image["labels"].get("io.jupyter.containers.env") or image["labels"].get("io.jupyter.containers.kind", "")
         for tag in image["tags"] or ["<untagged>"]:
             rows.append((tag, env, format_size(image["size"] or 0), image["id"].split(":")[-1][:12]))
     _table(rows)

@@ -7,6 +7,7 @@ touching the core.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,23 @@ class BuildEvent:
     total: int | None = None
     cached: bool = False
     stream: str = "stdout"
+
+    @property
+    def title(self) -> str:
+        """The step as a person reads it: ``[4/7] RUN uv pip install …`` without mount flags and build env."""
+        return step_title(self.text or self.step)
+
+
+_MOUNT_RE = re.compile(r"\s--mount=\S+")
+_ENV_PREFIX_RE = re.compile(r"\benv (?:[A-Z_]+=\S+ )+")
+_STAGE_RE = re.compile(r"^\[stage-\d+ ")
+
+
+def step_title(name: str) -> str:
+    name = _STAGE_RE.sub("[", name)
+    name = _MOUNT_RE.sub("", name)
+    name = _ENV_PREFIX_RE.sub("", name)
+    return name.replace("/tmp/jupyter-containers/bin/uv", "uv").replace("/tmp/jupyter-containers/", "")
 
 
 @dataclass(frozen=True)

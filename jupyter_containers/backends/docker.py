@@ -185,8 +185,10 @@ class DockerBackend(ContainerBackend):
             "user": self.container_user(),
             "labels": {**request.labels, MANAGED_LABEL: "true"},
             # HOME must be writable for whichever uid runs (pip caches, matplotlib, IPython history).
-            "environment": {"HOME": "/tmp/home" if self.container_user() != "1000:1000" else "/home/jovyan",
-                            **request.environment},
+            "environment": {
+                "HOME": "/tmp/home" if self.container_user() != "1000:1000" else "/home/jovyan",
+                **request.environment,
+            },
             "working_dir": request.working_dir,
             "name": request.name,
             "detach": True,
@@ -281,9 +283,7 @@ class DockerBackend(ContainerBackend):
         finally:
             self.remove_container(container.id)
 
-    def _pump(
-        self, container: Any, stream: Any, stdout: OutputCallback | None, stderr: OutputCallback | None
-    ) -> None:
+    def _pump(self, container: Any, stream: Any, stdout: OutputCallback | None, stderr: OutputCallback | None) -> None:
         try:
             for out, err in stream:
                 if out and stdout:

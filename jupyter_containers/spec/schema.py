@@ -41,7 +41,7 @@ RESOURCES_SCHEMA: dict[str, Any] = {
             "oneOf": [{"type": "integer", "minimum": -1}, _SIZE["oneOf"][1]],
         },
         "gpus": {
-            "description": "a number of GPUs, \"all\", or a list of device ids such as [\"0\", \"2\"]",
+            "description": 'a number of GPUs, "all", or a list of device ids such as ["0", "2"]',
             "oneOf": [
                 {"type": "integer", "minimum": 0},
                 {"type": "string", "enum": ["all"]},
@@ -68,22 +68,22 @@ ENVIRONMENT_SCHEMA: dict[str, Any] = {
     "properties": {
         "description": {"description": "a short human description", "type": "string"},
         "base": {
-            "description": "a base image reference such as \"python:3.11-slim\" (with Python 3 on it)",
+            "description": 'a base image reference such as "python:3.11-slim" (with Python 3 on it)',
             "type": "string",
             "pattern": r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$",
         },
         "python": {
-            "description": "a Python version such as \"3.11\" or \"3.11.9\"",
+            "description": 'a Python version such as "3.11" or "3.11.9"',
             "type": "string",
             "pattern": r"^3(\.\d+){1,2}$",
         },
         "pip": {
-            "description": "a list of pip requirement strings such as \"numpy>=1.26\"",
+            "description": 'a list of pip requirement strings such as "numpy>=1.26"',
             "type": "array",
             "items": {"type": "string", "minLength": 1},
         },
         "apt": {
-            "description": "a list of Debian package names such as \"libgl1\" (optionally \"name=version\")",
+            "description": 'a list of Debian package names such as "libgl1" (optionally "name=version")',
             "type": "array",
             "items": {"type": "string", "pattern": r"^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+:~-]+)?$"},
         },
@@ -98,7 +98,7 @@ ENVIRONMENT_SCHEMA: dict[str, Any] = {
             "items": {"type": "string", "minLength": 1},
         },
         "env": {
-            "description": "a table of environment variables with string values, such as { PYTHONHASHSEED = \"0\" }",
+            "description": 'a table of environment variables with string values, such as { PYTHONHASHSEED = "0" }',
             "type": "object",
             "propertyNames": {"pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"},
             "additionalProperties": {"type": "string"},

@@ -57,7 +57,8 @@ def test_post_build_and_env_are_in_the_image(manager, small_image):
     # when the image runs
     out = bytearray()
     _, _, result = manager.run(
-        "small", ["sh", "-c", "python -c 'import six; print(six.__version__)'; echo $PYTHONHASHSEED; which less"],
+        "small",
+        ["sh", "-c", "python -c 'import six; print(six.__version__)'; echo $PYTHONHASHSEED; which less"],
         stdout=out.extend,
     )
     # then the packages, env vars and apt packages of the spec are there
@@ -135,8 +136,9 @@ def test_host_ca_bundle_makes_pypi_reachable_and_stays_out_of_the_image(tmp_path
     out = bytearray()
     from jupyter_containers.backends.base import RunRequest
 
-    with_ca.backend.run(RunRequest(image=result.image, command=["cat", "/etc/ssl/certs/ca-certificates.crt"]),
-                        stdout=out.extend)
+    with_ca.backend.run(
+        RunRequest(image=result.image, command=["cat", "/etc/ssl/certs/ca-certificates.crt"]), stdout=out.extend
+    )
     assert bytes(out) != host_bundle
 
 

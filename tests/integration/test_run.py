@@ -29,7 +29,10 @@ def test_limits_are_visible_inside_the_container(manager, small_image):
         "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"
         " /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us /sys/fs/cgroup/pids/pids.max;"
         " df -k /dev/shm | tail -1 | awk '{print $2}'",
-        cpus=0.5, memory="96m", pids=64, shm_size="32m",
+        cpus=0.5,
+        memory="96m",
+        pids=64,
+        shm_size="32m",
     )
     # then the cgroup holds exactly those limits (and no swap beyond memory)
     memory, memsw, quota, period, pids, shm_kib = out.split()

@@ -46,3 +46,14 @@ def test_step_positions():
     assert step_position("[stage-0 3/7] RUN x") == (3, 7)
     assert step_position("[2/5] COPY a b") == (2, 5)
     assert step_position("[internal] load build context") is None
+
+
+def test_step_titles_hide_mounts_and_build_env():
+    from jupyter_containers.backends.base import step_title
+
+    name = (
+        "[stage-0 4/5] RUN --mount=type=bind,source=.jc/uv,target=/tmp/jupyter-containers/bin/uv "
+        "--mount=type=cache,id=x,target=/root/.cache/uv env UV_LINK_MODE=copy SSL_CERT_FILE=/etc/ssl/c.crt "
+        "/tmp/jupyter-containers/bin/uv pip install --python /opt/env/bin/python -r /tmp/jupyter-containers/pip.txt"
+    )
+    assert step_title(name) == "[4/5] RUN uv pip install --python /opt/env/bin/python -r pip.txt"

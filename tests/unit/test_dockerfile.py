@@ -36,8 +36,9 @@ CASES = {
     ),
     "locked": (
         Environment(name="vision", pip=("numpy",), apt=("libgl1",)),
-        BuildInputs(base="python:3.11-slim", locked=["numpy==2.0.0"], pip=["numpy"], apt=["libgl1=1.6.0-1"],
-                    has_ca=True),
+        BuildInputs(
+            base="python:3.11-slim", locked=["numpy==2.0.0"], pip=["numpy"], apt=["libgl1=1.6.0-1"], has_ca=True
+        ),
     ),
 }
 

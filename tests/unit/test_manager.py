@@ -40,8 +40,9 @@ def test_symlinks_cannot_escape(manager, tmp_path):
 
 def test_configured_roots_are_allowed(tmp_path):
     (tmp_path / "containers.toml").write_text("[environments.e]\n")
-    manager = ContainersManager(spec_path=tmp_path / "containers.toml", allowed_mount_roots=["/usr/share"],
-                                mount_host_ca_bundle=False)
+    manager = ContainersManager(
+        spec_path=tmp_path / "containers.toml", allowed_mount_roots=["/usr/share"], mount_host_ca_bundle=False
+    )
     assert manager.mounts([("/usr/share", "/share", True)])[1].source == Path("/usr/share")
 
 

@@ -50,7 +50,14 @@ def test_full_example_parses_into_normalized_values(tmp_path):
     assert env.env == {"PYTHONHASHSEED": "0"}
     r = env.resources
     assert (r.cpus, r.memory, r.memory_swap, r.gpus, r.shm_size, r.pids, r.timeout, r.network) == (
-        2.0, 4 * 2**30, -1, 1, 2**30, 512, 1800.0, True,
+        2.0,
+        4 * 2**30,
+        -1,
+        1,
+        2**30,
+        512,
+        1800.0,
+        True,
     )
     assert list(spec.environments) == ["vision", "tiny"]
 
@@ -67,8 +74,11 @@ def test_docs_example_is_valid(tmp_path):
 
 
 def test_pyproject_table(tmp_path):
-    write(tmp_path, '[project]\nname = "x"\n[tool.jupyter-containers.environments.main]\npip = ["six"]\n',
-          "pyproject.toml")
+    write(
+        tmp_path,
+        '[project]\nname = "x"\n[tool.jupyter-containers.environments.main]\npip = ["six"]\n',
+        "pyproject.toml",
+    )
     assert find_spec_file(tmp_path).name == "pyproject.toml"
     assert load_environment("main", tmp_path / "pyproject.toml").pip == ("six",)
 
@@ -94,24 +104,39 @@ def test_unknown_environment_suggests_the_closest(tmp_path):
     ("body", "expected"),
     [
         ('pips = ["x"]', "environments.x.pips: unknown key 'pips' (did you mean 'pip'?); allowed keys: apt"),
-        ('resources = { memory = "4 gigs" }', "environments.x.resources.memory: '4 gigs' is not allowed; expected a "
-         "number of bytes or a size such as '512m'"),
-        ('resources = { cpuz = 2 }', "environments.x.resources.cpuz: unknown key 'cpuz' (did you mean 'cpus'?)"),
-        ('resources = { gpus = "most" }', "environments.x.resources.gpus: 'most' is not allowed; expected a number "
-         'of GPUs, "all", or a list of device ids'),
-        ("python = 3.11", "environments.x.python: 3.11 is not allowed; expected a Python version such as \"3.11\" "
-         "or \"3.11.9\" (write it in quotes)"),
+        (
+            'resources = { memory = "4 gigs" }',
+            "environments.x.resources.memory: '4 gigs' is not allowed; expected a "
+            "number of bytes or a size such as '512m'",
+        ),
+        ("resources = { cpuz = 2 }", "environments.x.resources.cpuz: unknown key 'cpuz' (did you mean 'cpus'?)"),
+        (
+            'resources = { gpus = "most" }',
+            "environments.x.resources.gpus: 'most' is not allowed; expected a number "
+            'of GPUs, "all", or a list of device ids',
+        ),
+        (
+            "python = 3.11",
+            'environments.x.python: 3.11 is not allowed; expected a Python version such as "3.11" '
+            'or "3.11.9" (write it in quotes)',
+        ),
         ('apt = ["Lib GL"]', "environments.x.apt[0]: 'Lib GL' is not allowed; expected a list of Debian package"),
         ('pip = ["-e ."]', "environments.x.pip[0]: '-e .' is a pip option, not a requirement"),
         ('pip = ["./mypkg"]', "environments.x.pip[0]: './mypkg' is a local path, which does not exist inside"),
         ('pip = ["numpy>>1"]', "environments.x.pip[0]: 'numpy>>1' is not a valid requirement"),
         ('env = { "A-B" = "1" }', "environments.x.env: environment variable name 'A-B' is not allowed"),
-        ('requirements = ["missing.txt"]', "environments.x.requirements[0]: requirements file 'missing.txt' does "
-         "not exist"),
-        ('resources = { pids = 0 }', "environments.x.resources.pids: 0 is not allowed; expected the maximum number "
-         "of processes"),
-        ('resources = { timeout = "soon" }', "environments.x.resources.timeout: 'soon' is not allowed; expected "
-         "seconds or a duration"),
+        (
+            'requirements = ["missing.txt"]',
+            "environments.x.requirements[0]: requirements file 'missing.txt' does not exist",
+        ),
+        (
+            "resources = { pids = 0 }",
+            "environments.x.resources.pids: 0 is not allowed; expected the maximum number of processes",
+        ),
+        (
+            'resources = { timeout = "soon" }',
+            "environments.x.resources.timeout: 'soon' is not allowed; expected seconds or a duration",
+        ),
     ],
 )
 def test_errors_name_file_key_value_and_what_is_allowed(tmp_path, body, expected):
@@ -129,7 +154,7 @@ def test_environment_name_must_be_image_safe(tmp_path):
 
 
 def test_toml_syntax_error_gives_line_and_column(tmp_path):
-    path = write(tmp_path, "[environments.x]\npip = [\"a\",\nbase = 3\n")
+    path = write(tmp_path, '[environments.x]\npip = ["a",\nbase = 3\n')
     with pytest.raises(SpecError, match=r"invalid TOML: .*\(at line 3, column \d+\)"):
         load_spec(path)
 
@@ -141,9 +166,16 @@ def test_missing_environments_table(tmp_path):
 
 @pytest.mark.parametrize(
     ("raw", "field", "value"),
-    [({"gpus": "all"}, "gpus", "all"), ({"gpus": "0,2"}, "gpus", ("0", "2")), ({"gpus": ["1"]}, "gpus", ("1",)),
-     ({"gpus": "device=3"}, "gpus", ("3",)), ({"gpus": "2"}, "gpus", 2), ({"network": "none"}, "network", False),
-     ({"network": "bridge"}, "network", True), ({"memory_swap": "-1"}, "memory_swap", -1)],
+    [
+        ({"gpus": "all"}, "gpus", "all"),
+        ({"gpus": "0,2"}, "gpus", ("0", "2")),
+        ({"gpus": ["1"]}, "gpus", ("1",)),
+        ({"gpus": "device=3"}, "gpus", ("3",)),
+        ({"gpus": "2"}, "gpus", 2),
+        ({"network": "none"}, "network", False),
+        ({"network": "bridge"}, "network", True),
+        ({"memory_swap": "-1"}, "memory_swap", -1),
+    ],
 )
 def test_resource_forms_from_the_command_line(raw, field, value):
     assert getattr(parse_resources(raw), field) == value

@@ -5,8 +5,16 @@ from jupyter_containers.units import format_size, parse_cpus, parse_duration, pa
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("512m", 512 * 2**20), ("4GiB", 4 * 2**30), ("4g", 4 * 2**30), ("1.5g", int(1.5 * 2**30)), (1024, 1024),
-     ("100", 100), ("64MB", 64 * 2**20), ("2k", 2048)],
+    [
+        ("512m", 512 * 2**20),
+        ("4GiB", 4 * 2**30),
+        ("4g", 4 * 2**30),
+        ("1.5g", int(1.5 * 2**30)),
+        (1024, 1024),
+        ("100", 100),
+        ("64MB", 64 * 2**20),
+        ("2k", 2048),
+    ],
 )
 def test_sizes_follow_docker_binary_units(text, expected):
     assert parse_size(text) == expected

@@ -1,0 +1,108 @@
+"""The command line as a user types it, against the real engine."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.engine
+
+
+def cli(project: Path, *args: str, check: bool = False) -> subprocess.CompletedProcess:
+    (project / "jupyter_containers_config.py").write_text(
+        "c.Builder.image_repository = 'jupyter-containers-test/{env}'\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "jupyter_containers.cli", *args],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=600,
+    )
+
+
+def test_build_json_reports_the_cached_image(project, small_image):
+    result = cli(project, "build", "small", "--json", "-q")
+    data = json.loads(result.stdout)
+    assert result.returncode == 0
+    assert data["image"] == small_image.image
+    assert data["built"] is False
+    assert data["seconds"] < 5
+
+
+def test_run_propagates_the_exit_code_and_output(project, small_image):
+    result = cli(project, "run", "small", "--memory", "128m", "--", "sh", "-c", "echo hi; echo oops >&2; exit 5")
+    assert result.returncode == 5
+    assert result.stdout == "hi\n"
+    assert result.stderr.startswith("oops\n")
+    assert "(1 CPU, 128 MiB)" in result.stderr  # the summary line says what ran and with which limits
+
+
+def test_run_timeout_exits_124_with_a_message(project, small_image):
+    result = cli(project, "run", "small", "--timeout", "1s", "-q", "--", "sleep", "30")
+    assert result.returncode == 124
+    assert "ran longer than its 1s timeout" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_images_lists_only_ours(project, small_image):
+    result = cli(project, "images", "--json", check=True)
+    images = json.loads(result.stdout)
+    assert images and all(i["labels"]["io.jupyter.containers.managed"] == "true" for i in images)
+    assert any(small_image.image in i["tags"] for i in images)
+
+
+def test_prune_dry_run_keeps_the_newest_image(project, small_image):
+    result = cli(project, "prune", "--dry-run", check=True)
+    assert small_image.image not in result.stdout
+    assert result.stdout.startswith("would remove")
+
+
+def test_engine_reports_version_and_gpu_runtimes(project):
+    info = json.loads(cli(project, "engine", "--json", check=True).stdout)
+    assert info["version"] and info["storage_driver"]
+    assert info["gpu_runtimes"] == []  # no GPU runtime on this machine
+
+
+def test_engine_unreachable_says_what_to_do(project, tmp_path):
+    (project / "jupyter_containers_config.py").write_text("")
+    result = subprocess.run(
+        [sys.executable, "-m", "jupyter_containers.cli", "engine"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env={"DOCKER_HOST": f"unix://{tmp_path}/nothing.sock", "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 1
+    assert "no Docker engine answers" in result.stderr and "DOCKER_HOST" in result.stderr
+
+
+def test_import_then_build_from_a_binder_folder(tmp_path):
+    # given a repo2docker-style binder/ folder
+    binder = tmp_path / "binder"
+    binder.mkdir()
+    (binder / "requirements.txt").write_text("six==1.16.0\n")
+    (binder / "apt.txt").write_text("less\n")
+    (binder / "postBuild").write_text("#!/bin/sh\necho post-build ran > /tmp/marker\n")
+    tmp_path.chmod(0o755)
+    # when it is imported and built
+    cli(tmp_path, "import", ".", "-o", "containers.toml", "--name", "binderenv", check=True)
+    built = json.loads(cli(tmp_path, "build", "binderenv", "--json", "-q", check=True).stdout)
+    # then the image has what the binder folder asked for
+    result = cli(
+        tmp_path,
+        "run",
+        "binderenv",
+        "-q",
+        "--",
+        "sh",
+        "-c",
+        "python -c 'import six; print(six.__version__)'; which less; cat /tmp/marker",
+    )
+    assert built["built"] is True
+    assert result.stdout.split() == ["1.16.0", "/usr/bin/less", "post-build", "ran"]
