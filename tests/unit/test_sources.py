@@ -549,14 +549,16 @@ def test_unknown_file_is_an_error_listing_accepted_formats(tmp_path):
 def test_repository_binder_folder_imports_cleanly():
     # given
     binder = REPO / "binder"
-    if not binder.is_dir() or not any(p.is_file() for p in binder.iterdir()):
-        pytest.skip("the repository's binder/ folder is empty; this test runs once it holds repo2docker files")
+    assert (binder / "requirements.txt").is_file()
 
     # when
     result = import_source(binder)
 
     # then
     assert result.environment.name
+    assert result.environment.python == "3.11"
+    assert "numpy>=1.26" in result.environment.pip
+    assert result.environment.post_build and "pip install" in result.environment.post_build[0]
     assert not [n for n in result.notes if "was not imported" in n]
 
 
