@@ -139,6 +139,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_engine)
 
+    p = sub.add_parser("kernelspec", parents=[common], help="install Jupyter kernelspecs for container kernels")
+    ks_sub = p.add_subparsers(dest="kernelspec_command", metavar="SUBCOMMAND", required=True)
+    q = ks_sub.add_parser("install", parents=[common], help="a kernel for ENV in JupyterLab, console, nbclient")
+    q.add_argument("env", metavar="ENV")
+    add_resource_arguments(q)
+    q.add_argument("--name", help="kernelspec name (default: containers-ENV[-limits])")
+    q.add_argument("--display-name", help="name shown in the launcher (default: 'ENV (container, limits)')")
+    where = q.add_mutually_exclusive_group()
+    where.add_argument("--user", action="store_true", help="install for the current user only")
+    where.add_argument("--sys-prefix", action="store_true", help="install into this Python's prefix (venvs)")
+    q.set_defaults(func=cmd_kernelspec_install)
+
     p = sub.add_parser("setup", parents=[common], help="start (or install) a Docker engine and prepare a base image")
     p.add_argument("--no-install", action="store_true", help="never apt-get install docker.io")
     p.set_defaults(func=cmd_setup)
@@ -444,6 +456,35 @@ def cmd_engine(args: argparse.Namespace) -> int:
     print(f"cpus/memory:     {info['cpus']} / {info['memory'] / 2**30:.1f} GiB")
     print(f"runtimes:        {', '.join(info['runtimes'])}")
     print(f"GPU runtimes:    {gpus}")
+    return 0
+
+
+def cmd_kernelspec_install(args: argparse.Namespace) -> int:
+    from .kernel.kernelspec import install_kernel_spec
+
+    resources_from_args(args)  # validates the flags with their names before anything is written
+    raw = {
+        "cpus": args.cpus,
+        "memory": args.memory,
+        "memory_swap": args.memory_swap,
+        "shm_size": args.shm_size,
+        "pids": args.pids,
+        "gpus": args.gpus,
+        "network": args.network,
+        "timeout": args.timeout,
+    }
+    manager = _manager(args)
+    manager.environment(args.env)  # the environment must exist
+    folder = install_kernel_spec(
+        args.env,
+        manager.spec_file(),
+        {k: v for k, v in raw.items() if v is not None},
+        name=args.name,
+        display_name=args.display_name,
+        user=args.user,
+        prefix=sys.prefix if args.sys_prefix else None,
+    )
+    print(f"installed kernelspec {Path(folder).name} in {folder}")
     return 0
 
 

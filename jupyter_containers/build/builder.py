@@ -207,6 +207,7 @@ class Builder(LoggingConfigurable):
             has_ca=ca is not None,
             has_index_config=index is not None,
             uv_cache_id=self.uv_cache_id,
+            kernel=not _brings_ipykernel([*requirements, *env.pip, *(locked_packages or [])]),
         )
         return inputs, ca, index
 
@@ -321,6 +322,21 @@ class Builder(LoggingConfigurable):
         )
         write_lock_entry(env.spec_dir / "containers.lock", env.name, entry)
         return entry
+
+
+def _brings_ipykernel(lines: list[str]) -> bool:
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    for line in lines:
+        if line.startswith("-"):
+            continue
+        try:
+            if canonicalize_name(Requirement(line.split(" --", 1)[0]).name) == "ipykernel":
+                return True
+        except InvalidRequirement:
+            continue
+    return False
 
 
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -> None:

@@ -24,6 +24,7 @@ BUILD_DIR = "/tmp/jupyter-containers"
 #: Cache mounts shared by every build on the engine: a warm uv cache makes "one package added" cheap.
 UV_CACHE_ID = "jupyter-containers-uv"
 CA_TARGET = "/etc/ssl/certs/ca-certificates.crt"
+KERNEL_REQUIREMENT = "ipykernel>=6.29"
 _CA_ENV = f"SSL_CERT_FILE={CA_TARGET} PIP_CERT={CA_TARGET} REQUESTS_CA_BUNDLE={CA_TARGET} CURL_CA_BUNDLE={CA_TARGET}"
 
 
@@ -45,6 +46,7 @@ class BuildInputs:
     has_ca: bool = False
     has_index_config: bool = False
     uv_cache_id: str = UV_CACHE_ID
+    kernel: bool = True
     extra_layers: Sequence[str] = field(default_factory=tuple)
 
 
@@ -123,6 +125,13 @@ def render(env: Environment, inputs: BuildInputs) -> tuple[str, dict[str, bytes]
         lines.append(f"# post_build[{i}]: {first[:100]}" + (" ..." if len(command.strip().splitlines()) > 1 else ""))
         lines.append(
             f"RUN{ca} --mount=type=bind,source=.jc/{name},target={BUILD_DIR}/{name} env {_CA_ENV} {BUILD_DIR}/{name}"
+        )
+    if inputs.kernel:
+        # Last and cheapest layer: what lets every environment run a Jupyter kernel.
+        files[".jc/kernel.txt"] = _lines([KERNEL_REQUIREMENT])
+        lines.append(
+            f"RUN{uv_mounts} --mount=type=bind,source=.jc/kernel.txt,target={BUILD_DIR}/kernel.txt"
+            f" {install} -r {BUILD_DIR}/kernel.txt"
         )
     lines.extend(inputs.extra_layers)
     lines.append(f"USER {USER_UID}")

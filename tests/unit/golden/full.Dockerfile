@@ -13,11 +13,15 @@ ENV A="quote\"d" PYTHONHASHSEED="0"
 RUN --mount=type=bind,source=.jc/ca-certificates.crt,target=/etc/ssl/certs/ca-certificates.crt,rw --mount=type=bind,source=.jc/post_build_0,target=/tmp/jupyter-containers/post_build_0 env SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt PIP_CERT=/etc/ssl/certs/ca-certificates.crt REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt CURL_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt /tmp/jupyter-containers/post_build_0
 # post_build[1]: echo multi ...
 RUN --mount=type=bind,source=.jc/ca-certificates.crt,target=/etc/ssl/certs/ca-certificates.crt,rw --mount=type=bind,source=.jc/post_build_1,target=/tmp/jupyter-containers/post_build_1 env SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt PIP_CERT=/etc/ssl/certs/ca-certificates.crt REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt CURL_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt /tmp/jupyter-containers/post_build_1
+RUN --mount=type=bind,source=.jc/uv,target=/tmp/jupyter-containers/bin/uv --mount=type=bind,source=.jc/ca-certificates.crt,target=/etc/ssl/certs/ca-certificates.crt,rw --mount=type=cache,id=jupyter-containers-uv,target=/root/.cache/uv --mount=type=bind,source=.jc/uv.toml,target=/tmp/jupyter-containers/uv.toml --mount=type=bind,source=.jc/kernel.txt,target=/tmp/jupyter-containers/kernel.txt env UV_LINK_MODE=copy UV_COMPILE_BYTECODE=1 UV_PYTHON_INSTALL_DIR=/opt/python SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt PIP_CERT=/etc/ssl/certs/ca-certificates.crt REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt CURL_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt UV_CONFIG_FILE=/tmp/jupyter-containers/uv.toml /tmp/jupyter-containers/bin/uv pip install --python /opt/env/bin/python -r /tmp/jupyter-containers/kernel.txt
 USER 1000
 WORKDIR /workspace
 
 ### .jc/constraints.txt
 numpy<3
+
+### .jc/kernel.txt
+ipykernel>=6.29
 
 ### .jc/pip.txt
 numpy>=1.26

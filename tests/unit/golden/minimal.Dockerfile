@@ -5,5 +5,9 @@ USER root
 ENV VIRTUAL_ENV=/opt/env PATH=/opt/env/bin:$PATH PYTHONUNBUFFERED=1 LANG=C.UTF-8
 RUN (getent passwd 1000 >/dev/null || useradd --uid 1000 --user-group --create-home --shell /bin/sh jovyan) && mkdir -p /workspace && chown 1000:1000 /workspace
 RUN --mount=type=bind,source=.jc/uv,target=/tmp/jupyter-containers/bin/uv --mount=type=cache,id=jupyter-containers-uv,target=/root/.cache/uv env UV_LINK_MODE=copy UV_COMPILE_BYTECODE=1 UV_PYTHON_INSTALL_DIR=/opt/python SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt PIP_CERT=/etc/ssl/certs/ca-certificates.crt REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt CURL_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt /tmp/jupyter-containers/bin/uv venv --python python3 /opt/env
+RUN --mount=type=bind,source=.jc/uv,target=/tmp/jupyter-containers/bin/uv --mount=type=cache,id=jupyter-containers-uv,target=/root/.cache/uv --mount=type=bind,source=.jc/kernel.txt,target=/tmp/jupyter-containers/kernel.txt env UV_LINK_MODE=copy UV_COMPILE_BYTECODE=1 UV_PYTHON_INSTALL_DIR=/opt/python SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt PIP_CERT=/etc/ssl/certs/ca-certificates.crt REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt CURL_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt /tmp/jupyter-containers/bin/uv pip install --python /opt/env/bin/python -r /tmp/jupyter-containers/kernel.txt
 USER 1000
 WORKDIR /workspace
+
+### .jc/kernel.txt
+ipykernel>=6.29

@@ -1,0 +1,95 @@
+"""Kernelspecs for container kernels: installed ones (launcher, console, nbclient, papermill) and
+in-memory ones for the magics and ``execute``, which need no installation step."""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
+from jupyter_client.manager import AsyncKernelManager, KernelManager
+
+from ..spec.model import Resources
+from .container import DEFAULT_ARGV
+from .provisioner import PROVISIONER_NAME
+
+
+def kernel_spec_dict(
+    environment: str, spec_file: Path, resources: dict[str, Any] | None = None, *, display_name: str | None = None
+) -> dict[str, Any]:
+    """The kernel.json of a container kernel for ``environment`` with resource overrides in spec units."""
+    resources = {k: v for k, v in (resources or {}).items() if v is not None}
+    if display_name is None:
+        from ..spec.parse import parse_resources
+
+        described = parse_resources(resources).describe() if resources else ""
+        display_name = f"{environment} (container{', ' + described if described else ''})"
+    return {
+        "argv": list(DEFAULT_ARGV),
+        "display_name": display_name,
+        "language": "python",
+        "interrupt_mode": "signal",
+        "env": {},
+        "metadata": {
+            "debugger": False,
+            "kernel_provisioner": {
+                "provisioner_name": PROVISIONER_NAME,
+                "config": {
+                    "environment": environment,
+                    "spec_file": str(Path(spec_file).resolve()),
+                    "resources": resources,
+                },
+            },
+        },
+    }
+
+
+def kernel_name(environment: str, resources: dict[str, Any] | None = None) -> str:
+    """``containers-vision`` or ``containers-vision-memory-4g-gpus-1``: stable, valid kernelspec names."""
+    parts = [f"containers-{environment}"]
+    for key, value in sorted((resources or {}).items()):
+        if value is not None:
+            parts.append(f"{key}-{value}")
+    return re.sub(r"[^a-z0-9._-]+", "-", "-".join(parts).lower()).strip("-")[:120]
+
+
+def install_kernel_spec(
+    environment: str,
+    spec_file: Path,
+    resources: dict[str, Any] | None = None,
+    *,
+    name: str | None = None,
+    display_name: str | None = None,
+    user: bool = False,
+    prefix: str | None = None,
+) -> str:
+    """Install a kernelspec (like ``ipykernel install``); returns its folder."""
+    name = name or kernel_name(environment, resources)
+    spec = kernel_spec_dict(environment, spec_file, resources, display_name=display_name)
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "kernel.json").write_text(json.dumps(spec, indent=1))
+        return KernelSpecManager().install_kernel_spec(tmp, kernel_name=name, user=user, prefix=prefix, replace=True)
+
+
+class _InMemorySpec:
+    """Gives a KernelManager a container kernelspec without installing it anywhere."""
+
+    def __init__(
+        self, *args: Any, environment: str, spec_file: Path, resources: Resources | dict | None = None, **kwargs: Any
+    ):
+        super().__init__(*args, **kwargs)
+        raw = resources.to_dict() if isinstance(resources, Resources) else dict(resources or {})
+        # kernel_name first: setting it resets _kernel_spec.
+        self.kernel_name = kernel_name(environment, raw)
+        self._kernel_spec = KernelSpec(**kernel_spec_dict(environment, spec_file, raw))
+
+
+class ContainerKernelManager(_InMemorySpec, KernelManager):
+    """A blocking KernelManager whose kernel runs in ``environment``'s container (used by the magics)."""
+
+
+class AsyncContainerKernelManager(_InMemorySpec, AsyncKernelManager):
+    """The asyncio variant (used by nbclient for ``execute``)."""

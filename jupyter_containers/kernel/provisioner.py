@@ -1,0 +1,120 @@
+"""A jupyter_client kernel provisioner that runs the kernel in an environment's container.
+
+Registered under the entry point group ``jupyter_client.kernel_provisioners`` as ``jupyter-containers``,
+so a kernelspec whose metadata names it works unchanged in JupyterLab, ``jupyter console``, nbclient and
+papermill. ``jupyter-containers kernelspec install ENV`` writes such kernelspecs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+from typing import Any
+
+from jupyter_client.provisioning import KernelProvisionerBase
+from traitlets import Bool, Dict, Unicode
+
+from .container import CONNECTION_FILE, ContainerKernel
+
+PROVISIONER_NAME = "jupyter-containers"
+
+
+class ContainerProvisioner(KernelProvisionerBase):  # type: ignore[misc]
+    """Starts, signals and removes one container per kernel (a restart is a fresh container)."""
+
+    environment = Unicode(config=True, help="Environment name in the spec file.")
+    spec_file = Unicode(config=True, help="Absolute path of the spec file (containers.toml or pyproject.toml).")
+    resources = Dict(config=True, help="Resource overrides in spec units, e.g. {'memory': '2g', 'cpus': 1}.")
+    locked = Bool(False, config=True, help="Build from containers.lock when the image has to be built.")
+
+    kernel: ContainerKernel | None = None
+
+    def _manager(self) -> Any:
+        from ..config import load_config
+        from ..manager import ContainersManager
+
+        spec = Path(self.spec_file)
+        return ContainersManager(spec_path=spec, parent=self, config=load_config(spec.parent))
+
+    def _resources(self, manager: Any) -> Any:
+        from ..spec.parse import parse_resources
+
+        override = parse_resources(self.resources, key="kernel_provisioner.config.resources")
+        return manager.resources(self.environment, override)
+
+    @property
+    def has_process(self) -> bool:
+        return self.kernel is not None and self.kernel.container is not None
+
+    async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
+        km = self.parent
+        if self.kernel is None:
+            manager = self._manager()
+            self.kernel = ContainerKernel(manager, self.environment, self._resources(manager), locked=self.locked)
+        await asyncio.to_thread(self.kernel.build)
+        km.transport = "ipc"
+        km.ip = self.kernel.host_ip
+        km.write_connection_file()
+        self.connection_info = km.get_connection_info()
+        self.kernel.write_connection_file(self.connection_info)
+        argv = [arg.replace("{connection_file}", CONNECTION_FILE) for arg in self.kernel_spec.argv]
+        kwargs["cmd"] = argv + list(kwargs.pop("extra_arguments", []))
+        # The host's environment must not leak into the container: only the kernelspec's own env goes in.
+        kwargs.pop("env", None)
+        kwargs["env"] = dict(self.kernel_spec.env or {})
+        return kwargs
+
+    async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> dict[str, Any]:
+        assert self.kernel is not None
+        await asyncio.to_thread(self.kernel.start, cmd, cwd=kwargs.get("cwd"), env=kwargs.get("env"))
+        return self.connection_info
+
+    async def poll(self) -> int | None:
+        if self.kernel is None:
+            return 0
+        return await asyncio.to_thread(self.kernel.poll)
+
+    async def wait(self) -> int | None:
+        if self.kernel is None:
+            return None
+        return await asyncio.to_thread(self.kernel.wait)
+
+    async def send_signal(self, signum: int) -> None:
+        if self.kernel is not None:
+            await asyncio.to_thread(self.kernel.signal, signum)
+
+    async def kill(self, restart: bool = False) -> None:
+        if self.kernel is not None:
+            reason = await asyncio.to_thread(self.kernel.death_reason)
+            if reason:
+                self.log.warning("container kernel %s: %s", self.kernel_id, reason)
+            await asyncio.to_thread(self.kernel.kill)
+
+    async def terminate(self, restart: bool = False) -> None:
+        await self.send_signal(signal.SIGTERM)
+
+    async def cleanup(self, restart: bool = False) -> None:
+        if self.kernel is not None:
+            reason = await asyncio.to_thread(self.kernel.death_reason)
+            if reason and "code 0" not in reason and not restart:
+                self.log.warning("container kernel %s: %s", self.kernel_id, reason)
+            await asyncio.to_thread(self.kernel.remove, keep_socket_dir=restart)
+
+    def get_shutdown_wait_time(self, recommended: float = 5.0) -> float:
+        return max(recommended, 10.0)
+
+    def get_stable_start_time(self, recommended: float = 10.0) -> float:
+        return max(recommended, 30.0)
+
+    async def get_provisioner_info(self) -> dict[str, Any]:
+        info = await super().get_provisioner_info()
+        info.update(
+            {
+                "environment": self.environment,
+                "spec_file": self.spec_file,
+                "resources": self.resources,
+                "container_id": self.kernel.container.id if self.has_process else None,
+            }
+        )
+        return info
