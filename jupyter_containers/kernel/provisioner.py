@@ -34,8 +34,14 @@ class ContainerProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         from ..config import load_config
         from ..manager import ContainersManager
 
+        from traitlets.config import Config
+
         spec = Path(self.spec_file)
-        return ContainersManager(spec_path=spec, parent=self, config=load_config(spec.parent))
+        # The host application's config (server, nbclient caller) first, the project's own file on top.
+        config = Config()
+        config.merge(self.config)
+        config.merge(load_config(spec.parent))
+        return ContainersManager(spec_path=spec, parent=self, config=config)
 
     def _resources(self, manager: Any) -> Any:
         from ..spec.parse import parse_resources
