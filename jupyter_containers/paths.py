@@ -5,7 +5,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,7 +20,7 @@ def cache_dir() -> Path:
 
 
 @contextmanager
-def file_lock(key: str) -> Iterator[None]:
+def file_lock(key: str, on_wait: Callable[[], object] | None = None) -> Iterator[None]:
     """An exclusive lock shared by every process on this host that uses the same ``key``.
 
     Used to build one image once when several processes (CLI, server, kernels) ask for it together.
@@ -29,7 +29,12 @@ def file_lock(key: str) -> Iterator[None]:
     locks.mkdir(exist_ok=True)
     name = hashlib.sha256(key.encode()).hexdigest()[:32]
     with open(locks / f"{name}.lock", "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
         finally:

@@ -66,7 +66,6 @@ def manager(project: Path, engine_config, request: pytest.FixtureRequest):
         mgr.engine()
     except EngineUnavailableError as exc:
         pytest.fail(f"the integration tests need a Docker engine; run them with 'bash scripts/test.sh': {exc}")
-    request.addfinalizer(lambda: _cleanup(mgr))
     return mgr
 
 
@@ -76,8 +75,20 @@ def small_image(manager):
     return manager.build("small")
 
 
-def _cleanup(mgr) -> None:
-    backend = mgr.backend
+@pytest.fixture(scope="session", autouse=True)
+def remove_test_images():
+    """Whatever the tests built or started (test repository, test labels) is removed at the end."""
+    yield
+    from jupyter_containers.backends.docker import DockerBackend
+    from jupyter_containers.errors import EngineUnavailableError
+
+    try:
+        _cleanup(DockerBackend())
+    except EngineUnavailableError:
+        pass
+
+
+def _cleanup(backend) -> None:
     for container in backend.list_containers(all=True):
         if container["image"].startswith("jupyter-containers-test/") or container["labels"].get(
             "io.jupyter.containers.test"

@@ -8,12 +8,13 @@ spec take milliseconds.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import tarfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from traitlets.config import LoggingConfigurable
 
 from .. import __version__
 from ..backends.base import BuildEvent, ContainerBackend, RunRequest, labels
-from ..errors import BackendError, BuildError, SpecError
+from ..errors import BackendError, BuildError, NotFoundError, SpecError
 from ..paths import file_lock
 from ..spec.model import Environment, Resources
 from . import hostconfig
@@ -98,6 +99,12 @@ class Builder(LoggingConfigurable):
     )
     inject_proxy = Bool(True, config=True, help="Pass the host's HTTP(S)_PROXY/NO_PROXY to builds (not stored).")
     inject_index = Bool(True, config=True, help="Mirror the host's pip index settings (http(s) only) into builds.")
+    serialize_builds = Bool(
+        True,
+        config=True,
+        help="Run one build at a time per engine (host-wide lock). The BuildKit of Docker 20.10 can panic and "
+        "take the daemon down ('failed to get edge', moby/moby#42414) when parallel builds share steps.",
+    )
     uv_cache_id = Unicode(
         UV_CACHE_ID,
         config=True,
@@ -105,9 +112,14 @@ class Builder(LoggingConfigurable):
     )
 
     # ------------------------------------------------------------------ planning
-    def plan(self, env: Environment, *, locked: bool = False, on_event: EventCallback | None = None) -> BuildPlan:
-        """Resolve the base, render the Dockerfile and compute the content-addressed tag."""
-        base, base_id = self.resolve_base(env, on_event=on_event)
+    def plan(
+        self, env: Environment, *, locked: bool = False, on_event: EventCallback | None = None, fetch: bool = True
+    ) -> BuildPlan:
+        """Resolve the base, render the Dockerfile and compute the content-addressed tag.
+
+        With ``fetch=False`` nothing is pulled or bootstrapped: a missing base raises NotFoundError.
+        """
+        base, base_id = self.resolve_base(env, on_event=on_event, fetch=fetch)
         inputs, ca, index = self._inputs(env, base, locked)
         dockerfile, files = render(env, inputs)
         if index is not None:
@@ -127,11 +139,15 @@ class Builder(LoggingConfigurable):
         buildargs = hostconfig.proxy_build_args() if self.inject_proxy else {}
         return BuildPlan(env, base, base_id, dockerfile, files, spec_hash, tag, locked, ca, buildargs)
 
-    def resolve_base(self, env: Environment, *, on_event: EventCallback | None = None) -> tuple[str, str]:
+    def resolve_base(
+        self, env: Environment, *, on_event: EventCallback | None = None, fetch: bool = True
+    ) -> tuple[str, str]:
         """The base reference and its image id, pulling or bootstrapping the default base when needed."""
         if env.base:
             image_id = self.backend.image_id(env.base)
             if image_id is None:
+                if not fetch:
+                    raise NotFoundError(f"base image {env.base!r} is not on the engine yet")
                 image_id = self._pull(env.base)
             return env.base, image_id
         image_id = self.backend.image_id(self.default_base)
@@ -140,6 +156,8 @@ class Builder(LoggingConfigurable):
         image_id = self.backend.image_id(self.offline_base)
         if image_id:
             return self.offline_base, image_id
+        if not fetch:
+            raise NotFoundError(f"no default base image ({self.default_base} or {self.offline_base}) on the engine yet")
         from ..backends.bootstrap import ensure_base_image
 
         def say(text: str) -> None:
@@ -221,6 +239,32 @@ class Builder(LoggingConfigurable):
             return path
         return hostconfig.find_ca_bundle()
 
+    def status(self, env: Environment) -> dict[str, object]:
+        """``built`` (the current tag exists), ``stale`` (an older image of it exists) or ``never built``.
+
+        Never pulls, bootstraps or builds: safe for listings.
+        """
+        from ..backends.base import LABEL_PREFIX
+
+        try:
+            plan = self.plan(env, fetch=False)
+        except NotFoundError:
+            plan = None
+        if plan is not None:
+            image_id = self.backend.image_id(plan.tag)
+            if image_id:
+                return {"status": "built", "image": plan.tag, "image_id": image_id}
+        older = [
+            image
+            for image in self.backend.list_images()
+            if image["labels"].get(f"{LABEL_PREFIX}.env") == env.name
+            and image["labels"].get(f"{LABEL_PREFIX}.spec-file") == str(env.source or "")
+        ]
+        if older:
+            newest = max(older, key=lambda i: i.get("created") or 0)
+            return {"status": "stale", "image": (newest["tags"] or [None])[0], "image_id": newest["id"]}
+        return {"status": "never built", "image": plan.tag if plan else None, "image_id": None}
+
     # ------------------------------------------------------------------ building
     def build(
         self,
@@ -239,11 +283,13 @@ class Builder(LoggingConfigurable):
         image_id = self.backend.image_id(plan.tag)
         built = False
         if image_id is None:
-            with file_lock(f"build:{plan.tag}"):
+            waiting = BuildEvent("info", step="", text=f"waiting for a concurrent build of {plan.tag}")
+            with file_lock(f"build:{plan.tag}", on_wait=lambda: on_event and on_event(waiting)):
                 # Another process may have built it while we waited for the lock.
                 image_id = self.backend.image_id(plan.tag)
                 if image_id is None:
-                    image_id = self._build(plan, on_event, no_cache)
+                    with self._engine_slot(on_event):
+                        image_id = self._build(plan, on_event, no_cache)
                     built = True
                 elif on_event:
                     on_event(BuildEvent("info", step="", text=f"{plan.tag} was built by a concurrent build"))
@@ -251,6 +297,21 @@ class Builder(LoggingConfigurable):
         if not locked and (lock is None or lock.spec_hash != plan.spec_hash or lock.image_id != image_id):
             lock = self.write_lock(env, plan, image_id)
         return BuildResult(env.name, plan.tag, image_id, built, time.perf_counter() - started, lock)
+
+    @contextlib.contextmanager
+    def _engine_slot(self, on_event: EventCallback | None) -> Iterator[None]:
+        if not self.serialize_builds:
+            yield
+            return
+        key = f"engine-build:{getattr(self.backend, 'api', None) and self.backend.api.base_url}"
+        with file_lock(
+            key,
+            on_wait=lambda: (
+                on_event
+                and on_event(BuildEvent("info", step="", text="waiting for another build on this engine to finish"))
+            ),
+        ):
+            yield
 
     def _build(self, plan: BuildPlan, on_event: EventCallback | None, no_cache: bool = False) -> str:
         context = self.context_tar(plan)

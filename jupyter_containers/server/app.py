@@ -1,0 +1,26 @@
+"""The ``jupyter_containers`` jupyter-server extension (enabled on install)."""
+
+from __future__ import annotations
+
+from jupyter_server.extension.application import ExtensionApp
+
+from .handlers import handlers
+from .metrics import register_metrics
+from .service import ContainersService
+
+
+class ContainersApp(ExtensionApp):
+    """Serves the REST API that the JupyterLab sidebar and the notebook widgets use."""
+
+    name = "jupyter_containers"
+    load_other_extensions = True
+    classes = [ContainersService]
+
+    def initialize_settings(self) -> None:
+        service = ContainersService(parent=self, root_dir=self.serverapp.root_dir)
+        self.settings["jupyter_containers_service"] = service
+        register_metrics(service)
+        self.log.info("jupyter-containers: REST API at /jupyter-containers/api/ (root %s)", service.root_dir)
+
+    def initialize_handlers(self) -> None:
+        self.handlers.extend(handlers())

@@ -1,0 +1,236 @@
+"""REST handlers under ``/jupyter-containers/api/``.
+
+Every handler is authenticated and authorized (resource ``containers``), reads a validated body, runs
+blocking engine work in a thread, and lets ``ContainersHandler.call`` map our errors to status codes in
+one place: 400 bad input, 404 unknown, 409 conflict, 502 engine refusal, 503 engine unreachable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.extension.handler import ExtensionHandlerMixin
+from tornado import web
+
+from ..errors import (
+    BackendError,
+    ContainersError,
+    EngineUnavailableError,
+    GpuUnavailableError,
+    NotFoundError,
+    RunError,
+    SpecError,
+    SpecNotFoundError,
+)
+
+AUTH_RESOURCE = "containers"
+API = "/jupyter-containers/api"
+
+
+def status_for(exc: ContainersError) -> int:
+    """The one mapping from our errors to HTTP status codes."""
+    if isinstance(exc, SpecNotFoundError | NotFoundError):
+        return 404
+    if isinstance(exc, SpecError):
+        return 400
+    if isinstance(exc, EngineUnavailableError):
+        return 503
+    if isinstance(exc, GpuUnavailableError | RunError):
+        return 409
+    if isinstance(exc, BackendError):
+        return 502
+    return 500
+
+
+class ContainersHandler(ExtensionHandlerMixin, APIHandler):
+    auth_resource = AUTH_RESOURCE
+
+    @property
+    def service(self) -> Any:
+        return self.settings["jupyter_containers_service"]
+
+    async def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run blocking work off the event loop; our errors become HTTP errors with their message."""
+        try:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        except ContainersError as exc:
+            raise web.HTTPError(status_for(exc), reason=_reason(exc), log_message=str(exc)) from None
+
+    def body(self, allowed: set[str]) -> dict[str, Any]:
+        if not self.request.body:
+            return {}
+        try:
+            data = json.loads(self.request.body)
+        except ValueError as exc:
+            raise web.HTTPError(400, reason="the request body is not valid JSON", log_message=str(exc)) from None
+        if not isinstance(data, dict):
+            raise web.HTTPError(400, reason="the request body must be a JSON object")
+        unknown = sorted(set(data) - allowed)
+        if unknown:
+            raise web.HTTPError(
+                400, reason=f"unknown field {unknown[0]!r}; allowed: {', '.join(sorted(allowed)) or 'none'}"
+            )
+        return data
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """JSON errors whose ``message`` a user can act on (APIHandler's, with our reason as the message)."""
+        self.set_header("Content-Type", "application/json")
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        message = getattr(exc, "log_message", None) or self._reason
+        self.finish(json.dumps({"message": message, "reason": self._reason, "status": status_code}))
+
+
+def _reason(exc: Exception) -> str:
+    # HTTP reason phrases must be one line of latin-1; the full message is in the JSON body.
+    return str(exc).splitlines()[0].encode("latin-1", "replace").decode("latin-1")[:200]
+
+
+class EngineHandler(ContainersHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.finish(json.dumps(await self.call(self.service.engine)))
+
+
+class SchemaHandler(ContainersHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        from ..spec.schema import SPEC_SCHEMA
+
+        self.finish(json.dumps(SPEC_SCHEMA))
+
+
+class EnvironmentsHandler(ContainersHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.finish(json.dumps({"environments": await self.call(self.service.environments)}))
+
+
+class EnvironmentHandler(ContainersHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, name: str) -> None:
+        self.finish(json.dumps(await self.call(self.service.environment, name)))
+
+
+class BuildStartHandler(ContainersHandler):
+    @web.authenticated
+    @authorized
+    async def post(self, name: str) -> None:
+        self.body(set())
+        build, new = await self.call(self.service.start_build, name)
+        self.set_status(202)
+        self.set_header("Location", f"{self.base_url.rstrip('/')}{API}/builds/{build['id']}")
+        self.finish(json.dumps({**build, "joined": not new}))
+
+
+class BuildsHandler(ContainersHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.finish(json.dumps({"builds": [b.to_dict() for b in self.service.builds.all()]}))
+
+
+class BuildHandler(ContainersHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, build_id: str) -> None:
+        build = await self.call(self.service.build, build_id)
+        self.finish(json.dumps(build.to_dict()))
+
+
+class BuildLogHandler(ContainersHandler):
+    """The build log: JSON pages (``?since=N&wait=S``, long-polling) or Server-Sent Events."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, build_id: str) -> None:
+        build = await self.call(self.service.build, build_id)
+        since = _int_arg(self, "since", 0)
+        if "text/event-stream" in self.request.headers.get("Accept", ""):
+            await self._stream(build, since)
+            return
+        wait = min(float(self.get_argument("wait", "0") or 0), 30.0)
+        events = await asyncio.to_thread(build.wait_for_events, since, wait) if wait else build.events[since:]
+        self.finish(json.dumps({"events": events, "next": since + len(events), "build": build.to_dict()}))
+
+    async def _stream(self, build: Any, since: int) -> None:
+        self.set_header("Content-Type", "text/event-stream")
+        self.set_header("Cache-Control", "no-cache")
+        position = since
+        while True:
+            events = await asyncio.to_thread(build.wait_for_events, position, 1.0)
+            for event in events:
+                self.write(f"id: {position}\nevent: build\ndata: {json.dumps(event)}\n\n")
+                position += 1
+            if build.status != "building" and position >= len(build.events):
+                self.write(f"event: end\ndata: {json.dumps(build.to_dict())}\n\n")
+                await self.flush()
+                break
+            try:
+                await self.flush()
+            except Exception:  # noqa: BLE001 - the client went away
+                return
+        self.finish()
+
+
+class ContainersListHandler(ContainersHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.finish(json.dumps({"containers": await self.call(self.service.containers)}))
+
+
+class ContainerHandler(ContainersHandler):
+    @web.authenticated
+    @authorized
+    async def delete(self, container_id: str) -> None:
+        await self.call(self.service.stop_container, container_id)
+        self.set_status(204)
+        self.finish()
+
+
+class ContainerLogsHandler(ContainersHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, container_id: str) -> None:
+        tail = min(_int_arg(self, "tail", 500), 10000)
+        logs = await self.call(self.service.container_logs, container_id, tail)
+        self.finish(json.dumps({"logs": logs}))
+
+
+def _int_arg(handler: web.RequestHandler, name: str, default: int) -> int:
+    value = handler.get_argument(name, str(default))
+    try:
+        number = int(value)
+    except ValueError:
+        raise web.HTTPError(400, reason=f"query argument {name}={value!r} must be a whole number") from None
+    if number < 0:
+        raise web.HTTPError(400, reason=f"query argument {name}={value!r} must not be negative")
+    return number
+
+
+NAME = r"(?P<name>[a-z0-9][a-z0-9._-]*)"
+ID = r"(?P<{}>[A-Za-z0-9]+)"
+
+
+def handlers() -> list[tuple[str, type]]:
+    return [
+        (rf"{API}/engine", EngineHandler),
+        (rf"{API}/schema", SchemaHandler),
+        (rf"{API}/environments", EnvironmentsHandler),
+        (rf"{API}/environments/{NAME}", EnvironmentHandler),
+        (rf"{API}/environments/{NAME}/build", BuildStartHandler),
+        (rf"{API}/builds", BuildsHandler),
+        (rf"{API}/builds/{ID.format('build_id')}", BuildHandler),
+        (rf"{API}/builds/{ID.format('build_id')}/log", BuildLogHandler),
+        (rf"{API}/containers", ContainersListHandler),
+        (rf"{API}/containers/{ID.format('container_id')}", ContainerHandler),
+        (rf"{API}/containers/{ID.format('container_id')}/logs", ContainerLogsHandler),
+    ]

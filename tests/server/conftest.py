@@ -1,0 +1,41 @@
+"""A real jupyter-server with the extension enabled and authentication on, in a workspace with a spec."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import uuid
+
+import pytest
+
+SESSION_NONCE = uuid.uuid4().hex[:12]
+
+SPEC = """
+[environments.web]
+description = "served by the REST API"
+pip = ["six"]
+env = { SERVER_TEST = "NONCE" }
+
+[environments.web.resources]
+memory = "256m"
+
+[environments.broken]
+post_build = ["echo the build breaks here >&2; exit 4"]
+"""
+
+
+@pytest.fixture
+def jp_server_config(jp_root_dir: Path):
+    # A nonce per session: the first build of "web" in a session is a real build with a log to stream.
+    (jp_root_dir / "containers.toml").write_text(SPEC.replace("NONCE", SESSION_NONCE))
+    for folder in (jp_root_dir, *jp_root_dir.parents):
+        if folder == Path("/tmp"):
+            break
+        folder.chmod(0o755)
+    return {
+        "ServerApp": {
+            "jpserver_extensions": {"jupyter_containers": True},
+            "allow_unauthenticated_access": False,
+        },
+        "Builder": {"image_repository": "jupyter-containers-test/{env}"},
+    }

@@ -1,0 +1,167 @@
+"""The REST API on a real jupyter-server (auth on) and the real Docker engine."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from tornado.httpclient import HTTPClientError
+
+from jupyter_containers.server.handlers import handlers
+
+pytestmark = pytest.mark.engine
+
+API = "jupyter-containers/api"
+
+
+async def fetch_json(jp_fetch, *parts, **kwargs):
+    response = await jp_fetch(API, *parts, **kwargs)
+    return response, json.loads(response.body) if response.body else None
+
+
+async def error_of(jp_fetch, *parts, **kwargs):
+    with pytest.raises(HTTPClientError) as info:
+        await jp_fetch(API, *parts, **kwargs)
+    return info.value.code, json.loads(info.value.response.body)
+
+
+async def test_every_endpoint_refuses_unauthenticated_requests(jp_serverapp, jp_base_url, http_server_client):
+    # given every route the extension serves, called without a token
+    for pattern, _ in handlers():
+        path = pattern.replace("(?P<name>[a-z0-9][a-z0-9._-]*)", "web")
+        for group in ("build_id", "container_id"):
+            path = path.replace(f"(?P<{group}>[A-Za-z0-9]+)", "abc123")
+        for method in ("GET", "POST", "DELETE"):
+            body = b"{}" if method == "POST" else None
+            # when
+            response = await http_server_client.fetch(
+                jp_base_url + path.lstrip("/"), method=method, body=body, raise_error=False
+            )
+            # then nothing is served: 403 (or 405 for a method the route does not have)
+            assert response.code in (403, 405), f"{method} {path} answered {response.code} without authentication"
+
+
+async def test_environments_list_their_status(jp_fetch):
+    _, data = await fetch_json(jp_fetch, "environments")
+    by_name = {e["name"]: e for e in data["environments"]}
+    assert set(by_name) == {"web", "broken"}
+    assert by_name["web"]["status"] in ("never built", "built", "stale")
+    assert by_name["web"]["resources"] == {"memory": 256 * 2**20}
+
+
+async def test_unknown_environment_is_404_with_a_hint(jp_fetch):
+    code, body = await error_of(jp_fetch, "environments", "wbe")
+    assert code == 404
+    assert "did you mean 'web'" in body["message"]
+
+
+async def test_build_streams_its_log_and_ends_built(jp_fetch):
+    # when two clients ask for the same build at once
+    first, second = await asyncio.gather(
+        fetch_json(jp_fetch, "environments", "web", "build", method="POST", body="{}"),
+        fetch_json(jp_fetch, "environments", "web", "build", method="POST", body="{}"),
+    )
+    (r1, b1), (r2, b2) = first, second
+    # then both get 202 and share one build
+    assert r1.code == r2.code == 202
+    assert b1["id"] == b2["id"]
+    assert r1.headers["Location"].endswith(f"/jupyter-containers/api/builds/{b1['id']}")
+    # and its log streams as Server-Sent Events until the end
+    response = await jp_fetch(
+        API, "builds", b1["id"], "log", headers={"Accept": "text/event-stream"}, request_timeout=600
+    )
+    text = response.body.decode()
+    assert "event: build" in text and "event: end" in text
+    end = json.loads(text.split("event: end\ndata: ", 1)[1].split("\n", 1)[0])
+    assert end["status"] == "built"
+    # and the environment now shows as built
+    _, env = await fetch_json(jp_fetch, "environments", "web")
+    assert env["status"] == "built"
+    assert env["lock"]["packages"]
+
+
+async def test_build_log_pages_for_pollers(jp_fetch):
+    _, build = await fetch_json(jp_fetch, "environments", "web", "build", method="POST", body="{}")
+    _, page = await fetch_json(
+        jp_fetch, "builds", build["id"], "log", params={"since": 0, "wait": 10}, request_timeout=60
+    )
+    assert page["next"] == len(page["events"]) >= 0
+    assert page["build"]["id"] == build["id"]
+
+
+async def test_failed_build_reports_the_step(jp_fetch):
+    _, build = await fetch_json(jp_fetch, "environments", "broken", "build", method="POST", body="{}")
+    for _ in range(600):
+        _, state = await fetch_json(jp_fetch, "builds", build["id"])
+        if state["status"] != "building":
+            break
+        await asyncio.sleep(0.5)
+    assert state["status"] == "failed"
+    assert "post_build_0" in state["error"].get("step", ""), state["error"]
+    assert "the build breaks here" in "\n".join(state["error"]["log_tail"])
+    _, envs = await fetch_json(jp_fetch, "environments")
+    assert {e["name"]: e["status"] for e in envs["environments"]}["broken"] == "failed"
+
+
+async def test_unknown_body_fields_are_refused(jp_fetch):
+    code, body = await error_of(
+        jp_fetch, "environments", "web", "build", method="POST", body=json.dumps({"privileged": True})
+    )
+    assert code == 400
+    assert "unknown field 'privileged'" in body["message"]
+
+
+async def test_containers_show_usage_and_can_be_stopped(jp_fetch, jp_serverapp):
+    # given a container of ours, running
+    service = jp_serverapp.web_app.settings["jupyter_containers_service"]
+    manager = service.get_manager()
+    result = await asyncio.to_thread(manager.build, "web")
+    from jupyter_containers.backends.base import RunRequest, labels
+    from jupyter_containers.spec.parse import parse_resources
+
+    request = RunRequest(
+        image=result.image,
+        command=["sleep", "60"],
+        resources=parse_resources({"memory": "64m"}),
+        labels=labels(env="web", role="run", resources=json.dumps({"memory": 64 * 2**20})),
+    )
+    container = await asyncio.to_thread(manager.backend.create, request)
+    try:
+        await asyncio.to_thread(manager.backend.start, container, request.resources)
+        # when the containers are listed (twice: CPU % needs two samples)
+        await fetch_json(jp_fetch, "containers")
+        _, data = await fetch_json(jp_fetch, "containers")
+        mine = [c for c in data["containers"] if c["id"] == container.id]
+        # then it is there with its limit and live usage
+        assert mine, data
+        usage = mine[0]["usage"]
+        assert usage["memory_limit"] == 64 * 2**20
+        assert usage["memory_used"] > 0
+        assert usage["cpu_percent"] is not None
+        assert mine[0]["environment"] == "web"
+        # and it can be stopped
+        response = await jp_fetch(API, "containers", container.id, method="DELETE")
+        assert response.code == 204
+        _, data = await fetch_json(jp_fetch, "containers")
+        assert container.id not in [c["id"] for c in data["containers"]]
+    finally:
+        manager.backend.remove_container(container.id)
+
+
+async def test_only_our_containers_can_be_stopped(jp_fetch):
+    code, body = await error_of(jp_fetch, "containers", "0123456789ab", method="DELETE")
+    assert code == 404
+    assert "created by jupyter-containers" in body["message"]
+
+
+async def test_engine_and_schema(jp_fetch):
+    _, engine = await fetch_json(jp_fetch, "engine")
+    assert engine["reachable"] is True and engine["gpu"] is False
+    _, schema = await fetch_json(jp_fetch, "schema")
+    assert schema["title"] == "jupyter-containers spec"
+
+
+async def test_metrics_include_our_figures(jp_fetch):
+    response = await jp_fetch("metrics")
+    assert b"jupyter_containers_running" in response.body
