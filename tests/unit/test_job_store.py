@@ -1,0 +1,41 @@
+"""The SQLite job store: jobs survive a restart, and running ones are marked interrupted."""
+
+from jupyter_containers.jobs.store import JobStore
+
+
+def test_jobs_survive_reopening(tmp_path):
+    # given a job recorded by one server
+    store = JobStore(tmp_path / "jobs.sqlite")
+    job = store.create("nb.ipynb", "web", "/w/containers.toml", {"size": 3}, {"memory": 1024})
+    store.update(job.id, status="completed", output_path="jobs/nb-1.ipynb", finished=2.0)
+    # when another server opens the same file
+    again = JobStore(tmp_path / "jobs.sqlite").get(job.id)
+    # then everything is there
+    assert again.status == "completed"
+    assert again.parameters == {"size": 3}
+    assert again.resources == {"memory": 1024}
+    assert again.output_path == "jobs/nb-1.ipynb"
+
+
+def test_running_jobs_are_marked_interrupted_on_restart(tmp_path):
+    store = JobStore(tmp_path / "jobs.sqlite")
+    running = store.create("a.ipynb", "web", "/w/c.toml", {}, {})
+    store.update(running.id, status="running", output_path="jobs/a.ipynb")
+    done = store.create("b.ipynb", "web", "/w/c.toml", {}, {})
+    store.update(done.id, status="completed")
+    # when the next server starts
+    interrupted = JobStore(tmp_path / "jobs.sqlite").mark_interrupted()
+    # then only the running job changed, and its output path is kept
+    assert interrupted == [running.id]
+    job = store.get(running.id)
+    assert job.status == "interrupted"
+    assert "partial output was kept" in job.error["message"]
+    assert job.output_path == "jobs/a.ipynb"
+    assert store.get(done.id).status == "completed"
+
+
+def test_list_is_newest_first(tmp_path):
+    store = JobStore(tmp_path / "jobs.sqlite")
+    first = store.create("a.ipynb", "e", "s", {}, {})
+    second = store.create("b.ipynb", "e", "s", {}, {})
+    assert [j.id for j in store.list()] == [second.id, first.id]
