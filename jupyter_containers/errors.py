@@ -76,3 +76,7 @@ class OutOfMemoryError(RunError):
 
 class RunTimeoutError(RunError):
     """The container exceeded its wall-clock timeout and was killed."""
+
+
+class ConflictError(ContainersError):
+    """The request conflicts with the current state (e.g. cancelling a job that already finished)."""

@@ -20,6 +20,9 @@ class ContainersApp(ExtensionApp):
         service = ContainersService(parent=self, root_dir=self.serverapp.root_dir)
         self.settings["jupyter_containers_service"] = service
         register_metrics(service)
+        interrupted = service.jobs.interrupted
+        if interrupted:
+            self.log.warning("jupyter-containers: %d job(s) were running when the server stopped", len(interrupted))
         self.log.info("jupyter-containers: REST API at /jupyter-containers/api/ (root %s)", service.root_dir)
 
     def initialize_handlers(self) -> None:

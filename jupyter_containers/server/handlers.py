@@ -18,6 +18,7 @@ from tornado import web
 
 from ..errors import (
     BackendError,
+    ConflictError,
     ContainersError,
     EngineUnavailableError,
     GpuUnavailableError,
@@ -39,7 +40,7 @@ def status_for(exc: ContainersError) -> int:
         return 400
     if isinstance(exc, EngineUnavailableError):
         return 503
-    if isinstance(exc, GpuUnavailableError | RunError):
+    if isinstance(exc, GpuUnavailableError | RunError | ConflictError):
         return 409
     if isinstance(exc, BackendError):
         return 502
@@ -205,6 +206,45 @@ class ContainerLogsHandler(ContainersHandler):
         self.finish(json.dumps({"logs": logs}))
 
 
+class JobsHandler(ContainersHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        jobs = await self.call(self.service.jobs.list)
+        self.finish(json.dumps({"jobs": [j.to_dict() for j in jobs]}))
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        body = self.body({"notebook", "environment", "parameters", "resources"})
+        job = await self.call(self.service.jobs.submit, body)
+        self.set_status(201)
+        self.set_header("Location", f"{self.base_url.rstrip('/')}{API}/jobs/{job.id}")
+        self.finish(json.dumps(job.to_dict()))
+
+
+class JobHandler(ContainersHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, job_id: str) -> None:
+        job = await self.call(self.service.jobs.get, job_id)
+        self.finish(json.dumps(job.to_dict()))
+
+    @web.authenticated
+    @authorized
+    async def delete(self, job_id: str) -> None:
+        job = await self.call(self.service.jobs.cancel, job_id)
+        self.set_status(202)
+        self.finish(json.dumps(job.to_dict()))
+
+
+class JobOutputHandler(ContainersHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, job_id: str) -> None:
+        self.finish(json.dumps(await self.call(self.service.jobs.output, job_id)))
+
+
 def _int_arg(handler: web.RequestHandler, name: str, default: int) -> int:
     value = handler.get_argument(name, str(default))
     try:
@@ -233,4 +273,7 @@ def handlers() -> list[tuple[str, type]]:
         (rf"{API}/containers", ContainersListHandler),
         (rf"{API}/containers/{ID.format('container_id')}", ContainerHandler),
         (rf"{API}/containers/{ID.format('container_id')}/logs", ContainerLogsHandler),
+        (rf"{API}/jobs", JobsHandler),
+        (rf"{API}/jobs/{ID.format('job_id')}", JobHandler),
+        (rf"{API}/jobs/{ID.format('job_id')}/output", JobOutputHandler),
     ]

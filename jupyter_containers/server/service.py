@@ -42,6 +42,13 @@ class ContainersService(LoggingConfigurable):
     max_timeout = Float(24 * 3600, config=True, help="Longest timeout (seconds) one request may ask for.")
     max_pids = Int(65536, config=True, help="Highest process limit one request may ask for.")
     allow_network = Bool(True, config=True, help="Whether requests may run containers with network access.")
+    jobs_db = Unicode(
+        "",
+        config=True,
+        help="SQLite file of notebook jobs. Empty: one per server root in Jupyter's data folder.",
+    )
+    jobs_dir = Unicode("jobs", config=True, help="Folder (relative to the server root) for job output notebooks.")
+    max_running_jobs = Int(2, config=True, help="Notebook jobs run at once; later ones wait, queued.")
 
     manager = Instance(ContainersManager, allow_none=True)
 
@@ -53,6 +60,28 @@ class ContainersService(LoggingConfigurable):
         super().__init__(**kwargs)
         self.builds = BuildTracker(self._run_build)
         self.usage_reader = UsageReader()
+        self._jobs: Any = None
+
+    @property
+    def jobs(self) -> Any:
+        """The job manager, created on first use (it marks jobs a previous server left running)."""
+        if self._jobs is None:
+            import hashlib
+
+            from jupyter_core.paths import jupyter_data_dir
+
+            from ..jobs.manager import JobManager
+            from ..jobs.store import JobStore
+
+            path = self.jobs_db or str(
+                Path(jupyter_data_dir())
+                / "jupyter_containers"
+                / f"jobs-{hashlib.sha256(str(Path(self.root_dir).resolve()).encode()).hexdigest()[:12]}.sqlite"
+            )
+            self._jobs = JobManager(
+                self, JobStore(Path(path)), outputs_dir=self.jobs_dir, max_running=self.max_running_jobs
+            )
+        return self._jobs
 
     # ------------------------------------------------------------------ specs
     def spec_path(self) -> Path:

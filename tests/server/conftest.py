@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -38,4 +37,5 @@ def jp_server_config(jp_root_dir: Path):
             "allow_unauthenticated_access": False,
         },
         "Builder": {"image_repository": "jupyter-containers-test/{env}"},
+        "ContainersService": {"jobs_db": str(jp_root_dir.parent / "jobs.sqlite")},
     }

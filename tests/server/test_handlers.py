@@ -30,7 +30,7 @@ async def test_every_endpoint_refuses_unauthenticated_requests(jp_serverapp, jp_
     # given every route the extension serves, called without a token
     for pattern, _ in handlers():
         path = pattern.replace("(?P<name>[a-z0-9][a-z0-9._-]*)", "web")
-        for group in ("build_id", "container_id"):
+        for group in ("build_id", "container_id", "job_id"):
             path = path.replace(f"(?P<{group}>[A-Za-z0-9]+)", "abc123")
         for method in ("GET", "POST", "DELETE"):
             body = b"{}" if method == "POST" else None
