@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from jupyter_server.extension.application import ExtensionApp
 
+from ..errors import ContainersError
 from .handlers import handlers
 from .metrics import register_metrics
 from .service import ContainersService
@@ -20,6 +21,12 @@ class ContainersApp(ExtensionApp):
         service = ContainersService(parent=self, root_dir=self.serverapp.root_dir)
         self.settings["jupyter_containers_service"] = service
         register_metrics(service)
+        if service.install_kernelspecs:
+            try:
+                kernels = service.sync_kernelspecs()
+                self.log.info("jupyter-containers: container kernels %s", ", ".join(kernels) or "(none)")
+            except ContainersError as exc:
+                self.log.warning("jupyter-containers: no container kernels installed: %s", exc)
         interrupted = service.jobs.interrupted
         if interrupted:
             self.log.warning("jupyter-containers: %d job(s) were running when the server stopped", len(interrupted))

@@ -49,6 +49,12 @@ class ContainersService(LoggingConfigurable):
     )
     jobs_dir = Unicode("jobs", config=True, help="Folder (relative to the server root) for job output notebooks.")
     max_running_jobs = Int(2, config=True, help="Notebook jobs run at once; later ones wait, queued.")
+    install_kernelspecs = Bool(
+        True,
+        config=True,
+        help="At start, install a kernelspec per environment of the workspace (into this Python's prefix), so "
+        "container kernels appear in the launcher with their resources in the name.",
+    )
 
     manager = Instance(ContainersManager, allow_none=True)
 
@@ -131,6 +137,41 @@ class ContainersService(LoggingConfigurable):
             "resources": env.resources.to_dict(),
             "resources_text": env.resources.describe(),
         }
+
+    def sync_kernelspecs(self) -> list[str]:
+        """Install a kernelspec per environment; remove ours whose environment left the spec file."""
+        from jupyter_client.kernelspec import KernelSpecManager
+        from jupyter_core.paths import ENV_JUPYTER_PATH
+
+        from ..kernel.kernelspec import install_kernel_spec
+
+        # The environment's own kernel folder (<sys.prefix>/share/jupyter), where `ipykernel install
+        # --sys-prefix` puts kernels: per virtualenv, no root needed.
+        prefix = Path(ENV_JUPYTER_PATH[0]).parent.parent
+        manager = self.get_manager()
+        spec_file = str(manager.spec_file())
+        installed = []
+        for name, env in manager.spec().environments.items():
+            folder = install_kernel_spec(
+                name,
+                manager.spec_file(),
+                {},
+                name=f"containers-{name}",
+                display_name=f"{name} (container, {env.resources.describe()})",
+                prefix=str(prefix),
+            )
+            installed.append(Path(folder).name)
+        ksm = KernelSpecManager()
+        for kernel, folder in ksm.find_kernel_specs().items():
+            if not kernel.startswith("containers-") or kernel in installed:
+                continue
+            try:
+                config = json.loads((Path(folder) / "kernel.json").read_text())["metadata"]["kernel_provisioner"]
+            except (OSError, ValueError, KeyError):
+                continue
+            if config.get("config", {}).get("spec_file") == spec_file and Path(folder).is_relative_to(prefix):
+                ksm.remove_kernel_spec(kernel)
+        return installed
 
     # ------------------------------------------------------------------ builds
     def start_build(self, name: str) -> tuple[dict[str, Any], bool]:

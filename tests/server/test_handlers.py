@@ -165,3 +165,11 @@ async def test_engine_and_schema(jp_fetch):
 async def test_metrics_include_our_figures(jp_fetch):
     response = await jp_fetch("metrics")
     assert b"jupyter_containers_running" in response.body
+
+
+async def test_container_kernels_appear_with_their_resources(jp_fetch):
+    # the server installed a kernelspec per environment at start: the launcher lists them
+    specs = json.loads((await jp_fetch("api", "kernelspecs")).body)["kernelspecs"]
+    assert specs["containers-web"]["spec"]["display_name"] == "web (container, 256 MiB)"
+    provisioner = specs["containers-web"]["spec"]["metadata"]["kernel_provisioner"]
+    assert provisioner["provisioner_name"] == "jupyter-containers"
