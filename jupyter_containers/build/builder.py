@@ -105,6 +105,12 @@ class Builder(LoggingConfigurable):
         help="Run one build at a time per engine (host-wide lock). The BuildKit of Docker 20.10 can panic and "
         "take the daemon down ('failed to get edge', moby/moby#42414) when parallel builds share steps.",
     )
+    compile_bytecode = Bool(
+        True,
+        config=True,
+        help="Compile .pyc files at build time. Off builds ~2x faster but every kernel start then imports "
+        "numpy/pandas ~3x slower (measured in docs/performance.md): worth it only for throw-away CI images.",
+    )
     uv_cache_id = Unicode(
         UV_CACHE_ID,
         config=True,
@@ -225,6 +231,7 @@ class Builder(LoggingConfigurable):
             has_ca=ca is not None,
             has_index_config=index is not None,
             uv_cache_id=self.uv_cache_id,
+            compile_bytecode=self.compile_bytecode,
             kernel=not _brings_ipykernel([*requirements, *env.pip, *(locked_packages or [])]),
         )
         return inputs, ca, index

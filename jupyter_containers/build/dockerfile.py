@@ -47,6 +47,7 @@ class BuildInputs:
     has_index_config: bool = False
     uv_cache_id: str = UV_CACHE_ID
     kernel: bool = True
+    compile_bytecode: bool = True
     extra_layers: Sequence[str] = field(default_factory=tuple)
 
 
@@ -79,7 +80,8 @@ def render(env: Environment, inputs: BuildInputs) -> tuple[str, dict[str, bytes]
             + " && apt-get update -q"
             + f" && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends {packages}"
         )
-    uv_env = f"UV_LINK_MODE=copy UV_COMPILE_BYTECODE=1 UV_PYTHON_INSTALL_DIR=/opt/python {_CA_ENV}"
+    compile_flag = "1" if inputs.compile_bytecode else "0"
+    uv_env = f"UV_LINK_MODE=copy UV_COMPILE_BYTECODE={compile_flag} UV_PYTHON_INSTALL_DIR=/opt/python {_CA_ENV}"
     uv_mounts = (
         f" --mount=type=bind,source=.jc/uv,target={BUILD_DIR}/bin/uv"
         + ca
@@ -90,14 +92,26 @@ def render(env: Environment, inputs: BuildInputs) -> tuple[str, dict[str, bytes]
         uv_env += f" UV_CONFIG_FILE={BUILD_DIR}/uv.toml"
     uv = f"env {uv_env} {BUILD_DIR}/bin/uv"
     python = shlex.quote(env.python) if env.python else "python3"
-    lines.append(f"RUN{uv_mounts} {uv} venv --python {python} {VENV}")
-
     install = f"{uv} pip install --python {VENV}/bin/python"
+    venv = f"RUN{uv_mounts}"
+    kernel_mount = f" --mount=type=bind,source=.jc/kernel.txt,target={BUILD_DIR}/kernel.txt"
+    if inputs.kernel:
+        # The kernel comes with the virtualenv, before the spec's packages: it changes least, so editing
+        # the pip list never reinstalls (and recompiles) it. Later installs name it again (-r kernel.txt)
+        # so that one resolution keeps ipykernel's dependencies consistent with the spec's packages.
+        files[".jc/kernel.txt"] = _lines([KERNEL_REQUIREMENT])
+        venv += f"{kernel_mount} {uv} venv --python {python} {VENV} && {install} -r {BUILD_DIR}/kernel.txt"
+    else:
+        venv += f" {uv} venv --python {python} {VENV}"
+    lines.append(venv)
+    keep_kernel = f" -r {BUILD_DIR}/kernel.txt" if inputs.kernel else ""
 
     def install_layer(name: str, content: Sequence[str], flags: str = "", extra: Sequence[str] = ()) -> None:
         files[f".jc/{name}"] = _lines(content)
         mounts = "".join(f" --mount=type=bind,source=.jc/{n},target={BUILD_DIR}/{n}" for n in (*extra, name))
-        lines.append(f"RUN{uv_mounts}{mounts} {install}{flags} -r {BUILD_DIR}/{name}")
+        if inputs.kernel:
+            mounts += kernel_mount
+        lines.append(f"RUN{uv_mounts}{mounts} {install}{flags} -r {BUILD_DIR}/{name}{keep_kernel}")
 
     if inputs.locked is not None:
         install_layer("locked.txt", inputs.locked, " --no-deps")
@@ -125,13 +139,6 @@ def render(env: Environment, inputs: BuildInputs) -> tuple[str, dict[str, bytes]
         lines.append(f"# post_build[{i}]: {first[:100]}" + (" ..." if len(command.strip().splitlines()) > 1 else ""))
         lines.append(
             f"RUN{ca} --mount=type=bind,source=.jc/{name},target={BUILD_DIR}/{name} env {_CA_ENV} {BUILD_DIR}/{name}"
-        )
-    if inputs.kernel:
-        # Last and cheapest layer: what lets every environment run a Jupyter kernel.
-        files[".jc/kernel.txt"] = _lines([KERNEL_REQUIREMENT])
-        lines.append(
-            f"RUN{uv_mounts} --mount=type=bind,source=.jc/kernel.txt,target={BUILD_DIR}/kernel.txt"
-            f" {install} -r {BUILD_DIR}/kernel.txt"
         )
     lines.extend(inputs.extra_layers)
     lines.append(f"USER {USER_UID}")
