@@ -295,7 +295,7 @@ class Builder(LoggingConfigurable):
                 # Another process may have built it while we waited for the lock.
                 image_id = self.backend.image_id(plan.tag)
                 if image_id is None:
-                    with self._engine_slot(on_event):
+                    with self.engine_slot(on_event):
                         image_id = self._build(plan, on_event, no_cache)
                     built = True
                 elif on_event:
@@ -306,7 +306,8 @@ class Builder(LoggingConfigurable):
         return BuildResult(env.name, plan.tag, image_id, built, time.perf_counter() - started, lock)
 
     @contextlib.contextmanager
-    def _engine_slot(self, on_event: EventCallback | None) -> Iterator[None]:
+    def engine_slot(self, on_event: EventCallback | None = None) -> Iterator[None]:
+        """One build at a time on this engine (see serialize_builds); for any build, ours or not."""
         if not self.serialize_builds:
             yield
             return
