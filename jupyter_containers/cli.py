@@ -88,6 +88,43 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no build log and no summary line")
     p.set_defaults(func=cmd_run)
 
+    p = sub.add_parser(
+        "execute",
+        parents=[common],
+        help="run a whole notebook in an environment's container (papermill-style parameters)",
+        description="Run every cell of NOTEBOOK with its kernel in ENV's container; the output notebook is "
+        "rewritten after each cell and records the environment. The spec file is -f, else the one next to "
+        "the notebook, else the one in the current folder. Exit status: 0 completed, 1 a cell error or a dead "
+        "kernel, 124 timed out (--timeout or the spec's resources.timeout), 130 interrupted.",
+        usage="%(prog)s NOTEBOOK --env ENV [-p NAME VALUE]... [-r NAME VALUE]... [-o OUTPUT] [limits...]",
+    )
+    p.add_argument("notebook", metavar="NOTEBOOK")
+    p.add_argument("--env", dest="env", required=True, metavar="ENV", help="the environment to run it in")
+    p.add_argument(
+        "-p",
+        "--parameter",
+        dest="parameters",
+        action="append",
+        nargs=2,
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="a parameter typed as papermill does (int, float, True/False/None, else a string)",
+    )
+    p.add_argument(
+        "-r",
+        "--raw-parameter",
+        dest="raw_parameters",
+        action="append",
+        nargs=2,
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="a parameter kept as a string",
+    )
+    p.add_argument("-o", "--output", help="output notebook (default: NOTEBOOK.out.ipynb next to the notebook)")
+    add_resource_arguments(p)
+    p.add_argument("-q", "--quiet", action="store_true", help="no build log and no progress lines")
+    p.set_defaults(func=cmd_execute)
+
     p = sub.add_parser("spec", parents=[common], help="show an environment (or the spec JSON Schema)")
     spec_sub = p.add_subparsers(dest="spec_command", metavar="SUBCOMMAND", required=True)
     q = spec_sub.add_parser("show", parents=[common], help="the normalized environment")
@@ -319,6 +356,35 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return result.exit_code
+
+
+def cmd_execute(args: argparse.Namespace) -> int:
+    from .jobs.runner import CANCELLED, COMPLETED, TIMED_OUT, execute_notebook, parse_parameters, shown_path
+
+    overrides = resources_from_args(args)
+    progress = BuildProgress(quiet=args.quiet)
+
+    def log(text: str) -> None:
+        if not args.quiet or text.startswith(("failed", "timed out", "cancelled")):
+            print(text, file=sys.stderr, flush=True)
+
+    try:
+        result = execute_notebook(
+            args.notebook,
+            environment=args.env,
+            output_path=args.output,
+            parameters=parse_parameters(args.parameters, args.raw_parameters),
+            resources=overrides,
+            spec_file=args.file,
+            log=log,
+            on_build_event=progress,
+        )
+    finally:
+        progress.close()
+    print(f"output notebook: {shown_path(result.output_path)}")
+    if result.status == COMPLETED:
+        return 0
+    return {TIMED_OUT: 124, CANCELLED: 130}.get(result.status, 1)
 
 
 def _parse_volume(text: str) -> tuple[str, str, bool]:

@@ -10,3 +10,6 @@ echo "== jupyter-containers build demo"
 $JC build demo
 echo "== jupyter-containers run demo --cpus 1 --memory 512m --pids-limit 256 --network none -- python hello.py"
 $JC run demo --cpus 1 --memory 512m --pids-limit 256 --network none -- python hello.py
+echo "== jupyter-containers execute demo.ipynb --env demo -p size 300 -o demo.out.ipynb --cpus 1 --memory 512m"
+$JC execute demo.ipynb --env demo -p size 300 -o demo.out.ipynb --cpus 1 --memory 512m
+echo "the output notebook (outputs made in the container, environment in its metadata): $(pwd)/demo.out.ipynb"

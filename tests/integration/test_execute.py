@@ -1,0 +1,333 @@
+"""Whole-notebook runs in a container (``execute``, the installed kernelspec, papermill), on the real engine."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from jupyter_containers.jobs.runner import execute_notebook, inject_parameters, parse_parameter_value
+from jupyter_containers.spec.model import Resources
+
+pytestmark = pytest.mark.engine
+
+BIN = Path(sys.executable).parent
+KERNEL_NAME = "jct-test-nbenv"
+
+SPEC = """
+[environments.nbenv]
+description = "notebook jobs under test"
+pip = ["six"]
+
+[environments.nbenv.resources]
+memory = "256m"
+"""
+
+#: Read by the CLI and by the provisioner of installed kernelspecs (they load the project's config).
+CONFIG = "c.Builder.image_repository = 'jupyter-containers-test/{env}'\n"
+
+#: The memory limit as the kernel's cgroup reports it (v1 on this engine, v2 elsewhere).
+CGROUP_MEMORY = (
+    "from pathlib import Path\n"
+    "v1 = Path('/sys/fs/cgroup/memory/memory.limit_in_bytes')\n"
+    "print((v1 if v1.exists() else Path('/sys/fs/cgroup/memory.max')).read_text().strip())"
+)
+
+
+@pytest.fixture(scope="session")
+def nbproject(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("nbproject")
+    # Containers run as uid 1000 when the host user is root: the workspace must be readable by it.
+    for folder in (root, *root.parents):
+        if folder == Path("/tmp"):
+            break
+        folder.chmod(0o755)
+    (root / "containers.toml").write_text(SPEC)
+    (root / "jupyter_containers_config.py").write_text(CONFIG)
+    return root
+
+
+@pytest.fixture(scope="session")
+def nbenv(nbproject: Path, engine_config):
+    """The environment's image, built once; its build result."""
+    from jupyter_containers.manager import ContainersManager
+
+    return ContainersManager(spec_path=nbproject / "containers.toml", config=engine_config).build("nbenv")
+
+
+def write_notebook(path: Path, *cells: str | tuple[str, list[str]]) -> Path:
+    """A notebook of code cells; ``(source, tags)`` gives a cell tags."""
+    nb = new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    for cell in cells:
+        source, tags = cell if isinstance(cell, tuple) else (cell, [])
+        nb.cells.append(new_code_cell(source, metadata={"tags": tags} if tags else {}))
+    nbformat.write(nb, path)
+    path.chmod(0o644)
+    return path
+
+
+def stdout_of(cell) -> str:
+    return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream" and o.name == "stdout")
+
+
+def run(nbproject: Path, notebook: Path, **kwargs):
+    lines: list[str] = []
+    result = execute_notebook(
+        notebook, environment="nbenv", spec_file=nbproject / "containers.toml", log=lines.append, **kwargs
+    )
+    return result, "\n".join(lines), nbformat.read(result.output_path, as_version=4)
+
+
+# ---------------------------------------------------------------------- parameters (no engine needed)
+def test_papermill_typing_of_command_line_values():
+    # given the strings a shell passes
+    values = ["300", "0.5", "True", "None", "1e3", "hello", "3 apples"]
+    # when they are typed like papermill's -p
+    typed = [parse_parameter_value(v) for v in values]
+    # then numbers, booleans and None are Python values and the rest stays text
+    assert typed == [300, 0.5, True, None, 1000.0, "hello", "3 apples"]
+
+
+def test_a_rerun_replaces_the_injected_parameters_cell():
+    # given a notebook already parameterized once
+    nb = new_notebook(cells=[new_markdown_cell("# t"), new_code_cell("x = 1", metadata={"tags": ["parameters"]})])
+    inject_parameters(nb, {"x": 2})
+    # when it is parameterized again
+    index = inject_parameters(nb, {"x": 3, "name": "a'b"})
+    # then there is still one injected cell, right after the parameters cell, with the new values
+    tags = [c.metadata.get("tags") for c in nb.cells]
+    assert tags == [None, ["parameters"], ["injected-parameters"]]
+    assert index == 2
+    assert nb.cells[2].source == '# Parameters\nx = 3\nname = "a\'b"'
+
+
+# ---------------------------------------------------------------------- execute_notebook
+def test_parameters_are_injected_after_the_parameters_cell_and_used(nbproject, nbenv):
+    # given a notebook with a cell tagged parameters
+    notebook = write_notebook(
+        nbproject / "params.ipynb", "pre = 'set before'", ("x = 1", ["parameters"]), "print(x * 2)"
+    )
+    # when it is executed with x = 21
+    result, _, out = run(nbproject, notebook, parameters={"x": 21})
+    # then the value sits in an injected-parameters cell after the parameters cell, and the code used it
+    assert result.status == "completed", result.error
+    assert [c.metadata.get("tags", []) for c in out.cells] == [[], ["parameters"], ["injected-parameters"], []]
+    assert out.cells[2].source == "# Parameters\nx = 21"
+    assert stdout_of(out.cells[3]) == "42\n"
+    assert out.metadata.papermill.parameters == {"x": 21}
+    assert result.output_path == nbproject / "params.out.ipynb"
+
+
+def test_the_output_notebook_records_the_environment_it_ran_in(nbproject, nbenv):
+    # given a notebook and a per-run memory override
+    notebook = write_notebook(nbproject / "record.ipynb", "import six")
+    # when it is executed
+    result, _, out = run(nbproject, notebook, resources=Resources(memory=200 << 20), parameters={"n": 1})
+    # then its metadata names the spec, the lock, the image and the effective limits of the run
+    record = out.metadata.jupyter_containers
+    assert result.status == record.status == "completed"
+    assert record.environment == "nbenv"
+    assert record.spec_file == str(nbproject / "containers.toml")
+    assert record.spec == {
+        "description": "notebook jobs under test",
+        "pip": ["six"],
+        "resources": {"memory": 256 << 20},
+    }
+    assert record.image == nbenv.image and record.image_id == nbenv.image_id
+    assert record.lock["image_id"] == nbenv.image_id
+    assert any(p.startswith("six==") for p in record.lock["packages"])
+    assert record.resources == {"memory": 200 << 20}
+    assert record.parameters == {"n": 1}
+    assert record.started <= record.finished
+
+
+def test_cells_run_in_the_container_under_the_run_limits(nbproject, nbenv):
+    # given a notebook asking where it runs
+    notebook = write_notebook(nbproject / "where.ipynb", "import os; print(os.getuid())", CGROUP_MEMORY)
+    # when it is executed with 192 MiB
+    _, _, out = run(nbproject, notebook, resources=Resources(memory=192 << 20))
+    # then it ran as the container's user, under that memory limit
+    assert stdout_of(out.cells[0]) == "1000\n"
+    assert stdout_of(out.cells[1]) == f"{192 << 20}\n"
+
+
+def test_a_failing_cell_stops_the_run_and_keeps_earlier_outputs_and_the_error(nbproject, nbenv):
+    # given a notebook whose second cell raises
+    notebook = write_notebook(
+        nbproject / "fails.ipynb", "print('before')", "def f():\n    raise ValueError('boom')\nf()", "print('after')"
+    )
+    # when it is executed
+    result, log, out = run(nbproject, notebook)
+    # then the run failed with the remote error, printed with its traceback
+    assert result.status == "failed"
+    assert (result.error["ename"], result.error["evalue"], result.error["cell_index"]) == ("ValueError", "boom", 1)
+    assert "cell 1 (In [2]) raised ValueError: boom" in log
+    assert "raise ValueError('boom')" in log  # the remote traceback, with the failing line
+    # and the output notebook keeps the first cell's output and the error, and nothing ran after it
+    assert stdout_of(out.cells[0]) == "before\n"
+    assert [(o.output_type, o.get("ename")) for o in out.cells[1].outputs] == [("error", "ValueError")]
+    assert out.cells[2].outputs == []
+    assert out.metadata.jupyter_containers.status == "failed"
+    assert out.metadata.jupyter_containers.error["ename"] == "ValueError"
+
+
+def test_a_run_stopped_by_its_timeout_keeps_its_partial_output(nbproject, nbenv):
+    # given a notebook that would sleep for a minute
+    notebook = write_notebook(
+        nbproject / "slow.ipynb", "print('started')", "import time\nprint('sleeping', flush=True)\ntime.sleep(60)", "1"
+    )
+    started = time.monotonic()
+    # when it runs with a 3 s timeout
+    result, log, out = run(nbproject, notebook, timeout=3)
+    # then it was stopped soon after, said why, and the output notebook has what ran until then
+    assert time.monotonic() - started < 30
+    assert result.status == "timed out"
+    assert result.error["message"] == "timed out after 3s"
+    assert "timed out after 3s" in log
+    assert stdout_of(out.cells[0]) == "started\n"
+    assert "sleeping\n" in stdout_of(out.cells[1])
+    assert out.cells[2].outputs == []
+    assert out.metadata.jupyter_containers.status == "timed out"
+
+
+def test_a_run_in_a_worker_thread_can_be_cancelled(nbproject, nbenv):
+    # given a slow notebook run from a plain thread (as a job queue would), and a cancel switch
+    notebook = write_notebook(nbproject / "job.ipynb", "print('started')", "import time\ntime.sleep(60)")
+    cancel = threading.Event()
+    results = []
+    worker = threading.Thread(target=lambda: results.append(run(nbproject, notebook, cancel=cancel)))
+    worker.start()
+    # when the switch is flipped while the second cell sleeps
+    output, deadline = nbproject / "job.out.ipynb", time.monotonic() + 60
+    while time.monotonic() < deadline and not (output.exists() and stdout_of(nbformat.read(output, 4).cells[0])):
+        time.sleep(0.2)
+    cancel.set()
+    worker.join(60)
+    # then the run stopped as cancelled, with the first cell's output kept
+    result, _, out = results[0]
+    assert result.status == "cancelled"
+    assert stdout_of(out.cells[0]) == "started\n"
+    assert out.metadata.jupyter_containers.status == "cancelled"
+
+
+def test_a_kernel_killed_for_memory_says_which_limit(nbproject, nbenv):
+    # given a notebook that allocates more than its limit
+    notebook = write_notebook(
+        nbproject / "oom.ipynb", "print('ok')", "x = bytearray(600 * 2**20); x[::4096] = b'1' * len(x[::4096])"
+    )
+    # when it runs with 192 MiB
+    result, log, out = run(nbproject, notebook, resources=Resources(memory=192 << 20))
+    # then the run failed, naming the memory limit, and the earlier output is kept
+    assert result.status == "failed"
+    assert "the kernel died while running cell 1" in result.error["message"]
+    assert "ran out of its 192 MiB memory limit" in result.error["message"]
+    assert "ran out of its 192 MiB memory limit" in log
+    assert stdout_of(out.cells[0]) == "ok\n"
+
+
+# ---------------------------------------------------------------------- the CLI
+def test_cli_execute_runs_the_notebook_and_prints_where_the_output_is(nbproject, nbenv):
+    # given a parameterized notebook
+    notebook = write_notebook(nbproject / "cli.ipynb", ("n = 0", ["parameters"]), "print(n + 1)")
+    output = nbproject / "cli-result.ipynb"
+    # when the execute command runs it with -p and -r parameters and a limit
+    proc = subprocess.run(
+        [BIN / "jupyter-containers", "execute", notebook.name, "--env", "nbenv", "-p", "n", "41", "-r", "tag", "7"]
+        + ["-o", output.name, "--memory", "300m"],
+        cwd=nbproject,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    # then it succeeds, says where the output notebook is, and the values were typed as asked
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"output notebook: {output.name}"
+    out = nbformat.read(output, as_version=4)
+    assert out.cells[1].source == "# Parameters\nn = 41\ntag = '7'"
+    assert stdout_of(out.cells[2]) == "42\n"
+    assert out.metadata.jupyter_containers.resources["memory"] == 300 << 20
+
+
+def test_cli_execute_exits_1_and_prints_the_cell_error(nbproject, nbenv):
+    # given a notebook that raises
+    notebook = write_notebook(nbproject / "cli-fails.ipynb", "print('fine')", "1 / 0")
+    # when the execute command runs it (from another folder, the spec named with -f)
+    proc = subprocess.run(
+        [
+            BIN / "jupyter-containers",
+            "execute",
+            str(notebook),
+            "--env",
+            "nbenv",
+            "-f",
+            str(nbproject / "containers.toml"),
+        ],
+        cwd="/",
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    # then it exits 1 with the error on stderr, and still says where the (partial) output notebook is
+    assert proc.returncode == 1
+    assert "ZeroDivisionError: division by zero" in proc.stderr
+    assert str(nbproject / "cli-fails.out.ipynb") in proc.stdout
+    out = nbformat.read(nbproject / "cli-fails.out.ipynb", as_version=4)
+    assert stdout_of(out.cells[0]) == "fine\n"
+
+
+# ---------------------------------------------------------------------- installed kernelspec, papermill
+@pytest.fixture(scope="module")
+def installed_kernel(nbproject, nbenv):
+    """``kernelspec install`` into this Python's prefix; removed afterwards."""
+    proc = subprocess.run(
+        [BIN / "jupyter-containers", "kernelspec", "install", "nbenv", "--sys-prefix", "--name", KERNEL_NAME],
+        cwd=nbproject,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    yield KERNEL_NAME
+    subprocess.run([BIN / "jupyter", "kernelspec", "remove", "-y", KERNEL_NAME], capture_output=True, timeout=60)
+
+
+def test_the_installed_kernelspec_is_listed_and_runs_cells_in_the_container(nbproject, installed_kernel):
+    from nbclient import NotebookClient
+
+    # given the installed kernelspec
+    listed = subprocess.run(
+        [BIN / "jupyter", "kernelspec", "list", "--json"], capture_output=True, text=True, timeout=60
+    ).stdout
+    assert installed_kernel in json.loads(listed)["kernelspecs"]
+    # when plain nbclient runs a notebook with it
+    nb = nbformat.read(write_notebook(nbproject / "plain.ipynb", "import os; print(os.getuid())", CGROUP_MEMORY), 4)
+    NotebookClient(nb, kernel_name=installed_kernel, resources={"metadata": {"path": str(nbproject)}}).execute()
+    # then the cells ran in the container, under the spec's memory limit
+    assert stdout_of(nb.cells[0]) == "1000\n"
+    assert stdout_of(nb.cells[1]) == f"{256 << 20}\n"
+
+
+def test_papermill_runs_through_the_provisioner(nbproject, installed_kernel):
+    import papermill
+
+    # given a parameterized notebook
+    notebook = write_notebook(nbproject / "pm.ipynb", ("x = 0", ["parameters"]), "import os; print(x * 2, os.getuid())")
+    # when papermill executes it with the container kernel
+    papermill.execute_notebook(
+        str(notebook),
+        str(nbproject / "pm.out.ipynb"),
+        kernel_name=installed_kernel,
+        parameters={"x": 7},
+        cwd=str(nbproject),
+        progress_bar=False,
+    )
+    # then the injected value was used, in the container
+    out = nbformat.read(nbproject / "pm.out.ipynb", as_version=4)
+    assert stdout_of(out.cells[2]) == "14 1000\n"
