@@ -207,22 +207,18 @@ def add_resource_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--timeout", help="wall-clock limit, e.g. 90s, 30m; the container is killed after it")
 
 
+def resource_flags(args: argparse.Namespace) -> dict[str, str]:
+    """The resource flags given on the command line, as written (spec units), by spec field name."""
+    names = ("cpus", "memory", "memory_swap", "shm_size", "pids", "gpus", "network", "timeout")
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
 def resources_from_args(args: argparse.Namespace) -> Any:
     from .spec.parse import parse_resources
 
-    raw = {
-        "cpus": args.cpus,
-        "memory": args.memory,
-        "memory_swap": args.memory_swap,
-        "shm_size": args.shm_size,
-        "pids": args.pids,
-        "gpus": args.gpus,
-        "network": args.network,
-        "timeout": args.timeout,
-    }
     flags = {"memory_swap": "--memory-swap", "shm_size": "--shm-size", "pids": "--pids-limit"}
     try:
-        return parse_resources({k: v for k, v in raw.items() if v is not None})
+        return parse_resources(resource_flags(args))
     except ContainersError as exc:
         key = getattr(exc, "key", None) or ""
         flag = flags.get(key, f"--{key}") if key else "a resource flag"
@@ -529,22 +525,12 @@ def cmd_kernelspec_install(args: argparse.Namespace) -> int:
     from .kernel.kernelspec import install_kernel_spec
 
     resources_from_args(args)  # validates the flags with their names before anything is written
-    raw = {
-        "cpus": args.cpus,
-        "memory": args.memory,
-        "memory_swap": args.memory_swap,
-        "shm_size": args.shm_size,
-        "pids": args.pids,
-        "gpus": args.gpus,
-        "network": args.network,
-        "timeout": args.timeout,
-    }
     manager = _manager(args)
     manager.environment(args.env)  # the environment must exist
     folder = install_kernel_spec(
         args.env,
         manager.spec_file(),
-        {k: v for k, v in raw.items() if v is not None},
+        resource_flags(args),
         name=args.name,
         display_name=args.display_name,
         user=args.user,
