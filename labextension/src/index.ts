@@ -1,0 +1,182 @@
+/**
+ * jupyter-containers for JupyterLab: a "Containers" sidebar and "Run in container…" for
+ * notebooks (notebook toolbar, file browser context menu, command palette).
+ */
+import {
+  ILayoutRestorer,
+  JupyterFrontEnd,
+  JupyterFrontEndPlugin
+} from '@jupyterlab/application';
+import {
+  ICommandPalette,
+  Notification,
+  showErrorMessage
+} from '@jupyterlab/apputils';
+import { DocumentRegistry } from '@jupyterlab/docregistry';
+import { IFileBrowserFactory } from '@jupyterlab/filebrowser';
+import {
+  INotebookModel,
+  INotebookTracker,
+  NotebookPanel
+} from '@jupyterlab/notebook';
+import { ToolbarButton } from '@jupyterlab/ui-components';
+import { CommandRegistry } from '@lumino/commands';
+import { ReadonlyPartialJSONObject } from '@lumino/coreutils';
+import { IDisposable } from '@lumino/disposable';
+
+import { ContainersAPI, IEnvironment } from './api';
+import { askForJob } from './dialog';
+import { containersIcon } from './icons';
+import { ContainersModel } from './model';
+import { ContainersPanel } from './panel';
+
+export * from './api';
+export * from './model';
+export { ContainersPanel } from './panel';
+
+namespace CommandIDs {
+  export const runInContainer = 'jupyter-containers:run-in-container';
+}
+
+const plugin: JupyterFrontEndPlugin<void> = {
+  id: 'jupyter-containers:plugin',
+  description:
+    'A Containers sidebar (environments, builds, containers, jobs) and "Run in container…" for notebooks.',
+  autoStart: true,
+  optional: [
+    ILayoutRestorer,
+    ICommandPalette,
+    INotebookTracker,
+    IFileBrowserFactory
+  ],
+  activate: (
+    app: JupyterFrontEnd,
+    restorer: ILayoutRestorer | null,
+    palette: ICommandPalette | null,
+    notebooks: INotebookTracker | null,
+    browsers: IFileBrowserFactory | null
+  ): void => {
+    const { commands, shell } = app;
+    const contents = app.serviceManager.contents;
+    const model = new ContainersModel({
+      api: new ContainersAPI({
+        serverSettings: app.serviceManager.serverSettings
+      })
+    });
+    let lastEnvironment: string | undefined;
+
+    const panel = new ContainersPanel({
+      model,
+      openPath: path => void commands.execute('docmanager:open', { path }),
+      runNotebook: () =>
+        void commands.execute(CommandIDs.runInContainer, { origin: 'panel' })
+    });
+    shell.add(panel, 'left', { rank: 600 });
+    restorer?.add(panel, ContainersPanel.ID);
+
+    /** The notebook a command is about: its argument, the file browser's selection, or the current one. */
+    const notebookPath = (args: ReadonlyPartialJSONObject): string => {
+      if (typeof args.path === 'string') {
+        return contents.localPath(args.path);
+      }
+      if (args.origin === 'filebrowser' && browsers?.tracker.currentWidget) {
+        for (const item of browsers.tracker.currentWidget.selectedItems()) {
+          if (item.path.endsWith('.ipynb')) {
+            return contents.localPath(item.path);
+          }
+        }
+      }
+      const current = notebooks?.currentWidget;
+      return current ? contents.localPath(current.context.path) : '';
+    };
+
+    commands.addCommand(CommandIDs.runInContainer, {
+      label: 'Run in container…',
+      caption:
+        'Run the whole notebook in a container environment, with its own resources and parameters',
+      icon: containersIcon,
+      execute: async args => {
+        // Fresh statuses for the dialog (the sidebar's polls may be standing by).
+        const environments: IEnvironment[] = await model
+          .refreshEnvironments()
+          .catch(() => model.environments.data ?? []);
+        if (!environments.length) {
+          await showErrorMessage(
+            'No environment to run in',
+            model.environments.error ??
+              'The workspace has no environments: add one to containers.toml at the server root.'
+          );
+          return;
+        }
+        const request = await askForJob({
+          environments,
+          notebook: notebookPath(args),
+          environment: lastEnvironment
+        });
+        if (!request) {
+          return;
+        }
+        lastEnvironment = request.environment;
+        try {
+          const job = await model.submitJob(request);
+          shell.activateById(panel.id);
+          Notification.success(
+            `Job ${job.id}: ${job.notebook} runs in ${job.environment} (${job.status}).`,
+            { autoClose: 5000 }
+          );
+        } catch (error) {
+          await showErrorMessage(
+            'Cannot run the notebook',
+            error instanceof Error ? error.message : String(error)
+          );
+        }
+      }
+    });
+
+    app.docRegistry.addWidgetExtension(
+      'Notebook',
+      new RunButtonExtension(commands)
+    );
+    app.contextMenu.addItem({
+      command: CommandIDs.runInContainer,
+      args: { origin: 'filebrowser' },
+      selector: '.jp-DirListing-item[data-file-type="notebook"]',
+      rank: 3
+    });
+    palette?.addItem({
+      command: CommandIDs.runInContainer,
+      category: 'Containers'
+    });
+  }
+};
+
+/**
+ * Adds "Run in container…" to every notebook's toolbar.
+ */
+class RunButtonExtension implements DocumentRegistry.IWidgetExtension<
+  NotebookPanel,
+  INotebookModel
+> {
+  constructor(private _commands: CommandRegistry) {}
+
+  createNew(
+    panel: NotebookPanel,
+    context: DocumentRegistry.IContext<INotebookModel>
+  ): IDisposable {
+    const button = new ToolbarButton({
+      icon: containersIcon,
+      tooltip: 'Run in container…',
+      className: 'jp-Containers-runButton',
+      onClick: () =>
+        void this._commands.execute(CommandIDs.runInContainer, {
+          path: context.path
+        })
+    });
+    if (!panel.toolbar.insertAfter('cellType', 'run-in-container', button)) {
+      panel.toolbar.insertItem(10, 'run-in-container', button);
+    }
+    return button;
+  }
+}
+
+export default plugin;

@@ -1,0 +1,695 @@
+/**
+ * The sidebar's sections, each a React view of one part of the model, re-rendered when that
+ * part changes. Elements carry stable `data-*` attributes (environment names, container and
+ * job ids, statuses) so that tests and users' scripts can find them.
+ */
+import { ReactWidget } from '@jupyterlab/ui-components';
+import { ISignal } from '@lumino/signaling';
+import * as React from 'react';
+
+import {
+  EnvironmentStatus,
+  GpuRequest,
+  IBuildError,
+  IBuildEvent,
+  IContainer,
+  IEnvironment,
+  IJob,
+  JobStatus
+} from './api';
+import { ContainersModel, IBuildLog } from './model';
+
+/**
+ * A section of the sidebar: a title and a React body bound to the model.
+ */
+abstract class Section extends ReactWidget {
+  constructor(options: Section.IOptions) {
+    super();
+    this.model = options.model;
+    this.addClass('jp-Containers-section');
+    this.addClass(`jp-Containers-${options.name}`);
+    this.node.dataset.section = options.name;
+  }
+
+  protected readonly model: ContainersModel;
+
+  /** Re-render when any of these model signals fires (disconnected when this is disposed). */
+  protected watch(...signals: ISignal<ContainersModel, unknown>[]): void {
+    for (const signal of signals) {
+      signal.connect(this._onModelChanged, this);
+    }
+  }
+
+  private _onModelChanged(): void {
+    this.update();
+  }
+
+  /** Show an action's error where it happened, until the next action. */
+  protected async act(
+    key: string,
+    action: () => Promise<unknown>
+  ): Promise<void> {
+    this.busy.add(key);
+    this.actionError = null;
+    this.update();
+    try {
+      await action();
+    } catch (error) {
+      this.actionError = error instanceof Error ? error.message : String(error);
+    } finally {
+      this.busy.delete(key);
+      this.update();
+    }
+  }
+
+  protected busy = new Set<string>();
+  protected actionError: string | null = null;
+}
+
+namespace Section {
+  export interface IOptions {
+    model: ContainersModel;
+    /** Used for the `jp-Containers-<name>` class and the `data-section` attribute. */
+    name: string;
+  }
+}
+
+/**
+ * The container engine: version and GPU runtimes, or what to do when none answers.
+ */
+export class EngineSection extends Section {
+  constructor(model: ContainersModel) {
+    super({ model, name: 'engine' });
+    this.watch(model.engineChanged);
+  }
+
+  render(): JSX.Element {
+    const { data, error } = this.model.engine;
+    if (error && !data) {
+      return (
+        <div className="jp-Containers-callout jp-mod-error" data-engine="error">
+          <strong>The server does not answer.</strong>
+          <div className="jp-Containers-message">{error}</div>
+        </div>
+      );
+    }
+    if (!data) {
+      return (
+        <div className="jp-Containers-muted">Asking the container engine…</div>
+      );
+    }
+    if (!data.reachable) {
+      return (
+        <div
+          className="jp-Containers-callout jp-mod-error"
+          data-engine="unreachable"
+        >
+          <strong>No container engine answers.</strong>
+          <div className="jp-Containers-message">{data.error}</div>
+        </div>
+      );
+    }
+    const parts = [
+      `Docker ${data.version ?? ''}`.trim(),
+      data.storage_driver,
+      data.cpus ? Private.plural(data.cpus, 'CPU') : null,
+      data.memory ? Private.bytes(data.memory) : null,
+      data.gpu_runtimes?.length
+        ? `GPU: ${data.gpu_runtimes.join(', ')}`
+        : 'no GPU runtime'
+    ].filter(Boolean);
+    return (
+      <div className="jp-Containers-engineLine" data-engine="reachable">
+        <span className="jp-Containers-dot jp-mod-ok" />
+        <span title={data.address}>{parts.join(' · ')}</span>
+      </div>
+    );
+  }
+}
+
+/**
+ * The spec's environments, their image status, and builds with their live logs.
+ */
+export class EnvironmentsSection extends Section {
+  constructor(model: ContainersModel) {
+    super({ model, name: 'environments' });
+    this.watch(
+      model.environmentsChanged,
+      model.engineChanged,
+      model.buildLogChanged
+    );
+  }
+
+  render(): JSX.Element {
+    const { data, error } = this.model.environments;
+    return (
+      <>
+        <Private.Title label="Environments" count={data?.length} />
+        {error && !Private.engineDown(this.model) && (
+          <div className="jp-Containers-error">{error}</div>
+        )}
+        {this.actionError && (
+          <div className="jp-Containers-error">{this.actionError}</div>
+        )}
+        {!data && Private.engineDown(this.model) && (
+          <div className="jp-Containers-muted">
+            Listed once the container engine answers.
+          </div>
+        )}
+        {data && data.length === 0 && (
+          <div className="jp-Containers-muted">
+            No environments: add one to containers.toml.
+          </div>
+        )}
+        <ul className="jp-Containers-list">
+          {(data ?? []).map(env => this._renderEnvironment(env))}
+        </ul>
+      </>
+    );
+  }
+
+  private _renderEnvironment(env: IEnvironment): JSX.Element {
+    const log = this.model.buildLog(env.name);
+    const building =
+      env.status === 'building' || log?.build.status === 'building';
+    const status: EnvironmentStatus = building ? 'building' : env.status;
+    const busy = this.busy.has(env.name);
+    return (
+      <li
+        key={env.name}
+        className="jp-Containers-item jp-Containers-environment"
+        data-environment={env.name}
+        data-status={status}
+      >
+        <div className="jp-Containers-itemHeader">
+          <span className="jp-Containers-name">{env.name}</span>
+          <Private.Badge status={status} />
+          <span className="jp-Containers-spacer" />
+          <button
+            className={`jp-Button jp-mod-styled jp-mod-small jp-Containers-button jp-Containers-build ${
+              status === 'built' ? '' : 'jp-mod-accept'
+            }`}
+            disabled={building || busy}
+            title={`Build the image of ${env.name}`}
+            onClick={() => this.act(env.name, () => this.model.build(env.name))}
+          >
+            {building ? 'Building…' : status === 'built' ? 'Rebuild' : 'Build'}
+          </button>
+        </div>
+        {env.description && (
+          <div className="jp-Containers-description">{env.description}</div>
+        )}
+        <div className="jp-Containers-meta">
+          {env.resources_text || 'no resource limits'}
+          {env.image && (
+            <span className="jp-Containers-image" title={env.image_id ?? ''}>
+              {' · '}
+              {env.image}
+            </span>
+          )}
+        </div>
+        {building && log && <BuildProgress log={log} />}
+        {status === 'failed' && env.build?.error && (
+          <BuildFailure error={env.build.error} />
+        )}
+      </li>
+    );
+  }
+}
+
+/**
+ * Why a build failed: the step (shortened), the last lines it printed, the full message on demand.
+ */
+function BuildFailure(props: { error: IBuildError }): JSX.Element {
+  const { step, message, log_tail } = props.error;
+  const [summary, ...rest] = message.split('\n');
+  return (
+    <div className="jp-Containers-buildError">
+      <div className="jp-Containers-error">
+        {step ? (
+          <>
+            Failed at{' '}
+            <code className="jp-Containers-failedStep" title={step}>
+              {Private.shortStep(step)}
+            </code>
+          </>
+        ) : (
+          <span className="jp-Containers-clamp">{summary}</span>
+        )}
+      </div>
+      {log_tail && log_tail.length > 0 && (
+        <pre className="jp-Containers-log">{log_tail.join('\n')}</pre>
+      )}
+      {(step || rest.length > 0) && (
+        <details className="jp-Containers-details">
+          <summary>Full error</summary>
+          <div className="jp-Containers-message">{message}</div>
+        </details>
+      )}
+    </div>
+  );
+}
+
+/**
+ * A build's progress bar and the tail of its log, kept scrolled to the end.
+ */
+function BuildProgress(props: { log: IBuildLog }): JSX.Element {
+  const { build, events } = props.log;
+  const pre = React.useRef<HTMLPreElement>(null);
+  React.useEffect(() => {
+    if (pre.current) {
+      pre.current.scrollTop = pre.current.scrollHeight;
+    }
+  }, [events.length]);
+  const { done, total } = build.progress;
+  const steps = [...events].reverse();
+  const current = steps.find(e => e.kind === 'step');
+  const fraction = total ? Math.min(1, done / total) : null;
+  return (
+    <div className="jp-Containers-build-progress" data-build-id={build.id}>
+      <Private.Bar
+        fraction={fraction}
+        label={
+          total ? `step ${Math.min(done + 1, total)} of ${total}` : 'starting…'
+        }
+        kind="build"
+      />
+      {current && (
+        <div className="jp-Containers-step" title={current.step}>
+          {current.step}
+        </div>
+      )}
+      <pre className="jp-Containers-log jp-Containers-buildLog" ref={pre}>
+        {events.slice(-200).map(Private.logLine).join('\n')}
+      </pre>
+    </div>
+  );
+}
+
+/**
+ * Running containers with CPU and memory bars against their limits, GPUs, and Stop.
+ */
+export class ContainersSection extends Section {
+  constructor(model: ContainersModel) {
+    super({ model, name: 'containers' });
+    this.watch(model.containersChanged, model.engineChanged);
+  }
+
+  render(): JSX.Element {
+    const { data, error } = this.model.containers;
+    return (
+      <>
+        <Private.Title label="Running containers" count={data?.length} />
+        {error && !Private.engineDown(this.model) && (
+          <div className="jp-Containers-error">{error}</div>
+        )}
+        {this.actionError && (
+          <div className="jp-Containers-error">{this.actionError}</div>
+        )}
+        {!data && Private.engineDown(this.model) && (
+          <div className="jp-Containers-muted">
+            Listed once the container engine answers.
+          </div>
+        )}
+        {data && data.length === 0 && (
+          <div className="jp-Containers-muted">No containers running.</div>
+        )}
+        <ul className="jp-Containers-list">
+          {(data ?? []).map(c => this._renderContainer(c))}
+        </ul>
+      </>
+    );
+  }
+
+  private _renderContainer(container: IContainer): JSX.Element {
+    const usage = container.usage;
+    const hostCpus = this.model.engine.data?.cpus ?? null;
+    const cpus = container.resources.cpus ?? hostCpus;
+    const cpuPercent = usage?.cpu_percent ?? null;
+    const memoryLimit =
+      usage?.memory_limit ?? container.resources.memory ?? null;
+    const memoryUsed = usage?.memory_used ?? null;
+    const stopping = this.busy.has(container.id);
+    return (
+      <li
+        key={container.id}
+        className="jp-Containers-item jp-Containers-container"
+        data-container-id={container.id}
+        data-environment={container.environment ?? ''}
+      >
+        <div className="jp-Containers-itemHeader">
+          <span className="jp-Containers-name" title={container.name}>
+            {container.environment ?? container.name}
+          </span>
+          {container.role && (
+            <span className="jp-Containers-role">{container.role}</span>
+          )}
+          <span className="jp-Containers-spacer" />
+          <button
+            className="jp-Button jp-mod-styled jp-mod-small jp-mod-warn jp-Containers-button jp-Containers-stop"
+            disabled={stopping}
+            title={`Stop and remove ${container.name}`}
+            onClick={() =>
+              this.act(container.id, () =>
+                this.model.stopContainer(container.id)
+              )
+            }
+          >
+            {stopping ? 'Stopping…' : 'Stop'}
+          </button>
+        </div>
+        <div className="jp-Containers-meta" title={container.image}>
+          {container.id.slice(0, 12)} · {container.status}
+        </div>
+        <Private.Bar
+          kind="cpu"
+          fraction={
+            cpuPercent !== null && cpus ? cpuPercent / (cpus * 100) : null
+          }
+          label={`CPU ${
+            cpuPercent === null ? '…' : `${cpuPercent.toFixed(0)}%`
+          }${cpus ? ` of ${Private.plural(cpus, 'CPU')}` : ''}${
+            container.resources.cpus ? '' : ' (no limit)'
+          }`}
+        />
+        <Private.Bar
+          kind="memory"
+          fraction={
+            memoryUsed !== null && memoryLimit ? memoryUsed / memoryLimit : null
+          }
+          label={`Memory ${
+            memoryUsed === null ? '…' : Private.bytes(memoryUsed)
+          }${memoryLimit ? ` of ${Private.bytes(memoryLimit)}` : ' (no limit)'}`}
+        />
+        {Private.hasGpus(container.gpus) && (
+          <div className="jp-Containers-gpus">
+            GPUs: {Private.gpus(container.gpus)}
+          </div>
+        )}
+      </li>
+    );
+  }
+}
+
+/**
+ * Notebook jobs: status, parameters, errors, Open output and Cancel.
+ */
+export class JobsSection extends Section {
+  constructor(options: JobsSection.IOptions) {
+    super({ model: options.model, name: 'jobs' });
+    this._openPath = options.openPath;
+    this._runNotebook = options.runNotebook;
+    this.watch(options.model.jobsChanged);
+  }
+
+  render(): JSX.Element {
+    const { data, error } = this.model.jobs;
+    const jobs = [...(data ?? [])].sort((a, b) => b.created - a.created);
+    const shown = jobs.slice(0, JobsSection.MAX_SHOWN);
+    return (
+      <>
+        <Private.Title label="Jobs" count={data?.length}>
+          <button
+            className="jp-Button jp-mod-styled jp-mod-small jp-Containers-button jp-Containers-run"
+            title="Run a notebook in a container"
+            onClick={() => this._runNotebook()}
+          >
+            Run notebook…
+          </button>
+        </Private.Title>
+        {error && <div className="jp-Containers-error">{error}</div>}
+        {this.actionError && (
+          <div className="jp-Containers-error">{this.actionError}</div>
+        )}
+        {data && data.length === 0 && (
+          <div className="jp-Containers-muted">
+            No jobs yet: use “Run in container…” on a notebook.
+          </div>
+        )}
+        <ul className="jp-Containers-list">
+          {shown.map(job => this._renderJob(job))}
+        </ul>
+        {jobs.length > shown.length && (
+          <div className="jp-Containers-muted">
+            {jobs.length - shown.length} older jobs not shown.
+          </div>
+        )}
+      </>
+    );
+  }
+
+  private _renderJob(job: IJob): JSX.Element {
+    const active = job.status === 'queued' || job.status === 'running';
+    const parameters = Object.entries(job.parameters)
+      .map(([name, value]) => `${name}=${JSON.stringify(value)}`)
+      .join(', ');
+    const cancelling = this.busy.has(job.id);
+    return (
+      <li
+        key={job.id}
+        className="jp-Containers-item jp-Containers-job"
+        data-job-id={job.id}
+        data-status={job.status}
+      >
+        <div className="jp-Containers-itemHeader">
+          <span className="jp-Containers-name" title={job.notebook}>
+            {Private.basename(job.notebook)}
+          </span>
+          <Private.Badge status={job.status} />
+        </div>
+        <div className="jp-Containers-meta">
+          {job.environment} · {Private.jobTime(job)}
+        </div>
+        {parameters && (
+          <div
+            className="jp-Containers-meta jp-Containers-parameters"
+            title={parameters}
+          >
+            {parameters}
+          </div>
+        )}
+        {job.error && job.status !== 'completed' && (
+          <div className="jp-Containers-error">
+            {job.error.ename
+              ? `${job.error.ename}: ${job.error.evalue ?? ''}`
+              : job.error.message}
+          </div>
+        )}
+        {(active || (job.output_path && job.status !== 'queued')) && (
+          <div className="jp-Containers-actions">
+            {job.output_path && job.status !== 'queued' && (
+              <button
+                className="jp-Button jp-mod-styled jp-mod-small jp-Containers-button jp-Containers-open"
+                title={`Open ${job.output_path}`}
+                onClick={() => this._openPath(job.output_path ?? '')}
+              >
+                Open output
+              </button>
+            )}
+            {active && (
+              <button
+                className="jp-Button jp-mod-styled jp-mod-small jp-mod-warn jp-Containers-button jp-Containers-cancel"
+                disabled={cancelling}
+                onClick={() =>
+                  this.act(job.id, () => this.model.cancelJob(job.id))
+                }
+              >
+                {cancelling ? 'Cancelling…' : 'Cancel'}
+              </button>
+            )}
+          </div>
+        )}
+      </li>
+    );
+  }
+
+  private _openPath: (path: string) => void;
+  private _runNotebook: () => void;
+}
+
+export namespace JobsSection {
+  export interface IOptions {
+    model: ContainersModel;
+    /** Open a file of the server root in Lab (a job's output notebook). */
+    openPath: (path: string) => void;
+    /** Start the "Run in container…" dialog. */
+    runNotebook: () => void;
+  }
+
+  /** Jobs listed at most (newest first). */
+  export const MAX_SHOWN = 25;
+}
+
+namespace Private {
+  export function Title(props: {
+    label: string;
+    count?: number;
+    children?: React.ReactNode;
+  }): JSX.Element {
+    return (
+      <div className="jp-Containers-sectionTitle">
+        <h3>
+          {props.label}
+          {props.count !== undefined && (
+            <span className="jp-Containers-count">{props.count}</span>
+          )}
+        </h3>
+        <span className="jp-Containers-spacer" />
+        {props.children}
+      </div>
+    );
+  }
+
+  export function Badge(props: {
+    status: EnvironmentStatus | JobStatus;
+  }): JSX.Element {
+    const slug = props.status.replace(/\s+/g, '-');
+    return (
+      <span
+        className={`jp-Containers-badge jp-Containers-badge-${slug}`}
+        data-status={props.status}
+      >
+        {props.status}
+      </span>
+    );
+  }
+
+  export function Bar(props: {
+    fraction: number | null;
+    label: string;
+    kind: string;
+  }): JSX.Element {
+    const fraction = props.fraction;
+    const percent =
+      fraction === null ? 0 : Math.max(0, Math.min(1, fraction)) * 100;
+    const level =
+      fraction === null
+        ? ''
+        : fraction >= 0.9
+          ? 'jp-mod-high'
+          : fraction >= 0.7
+            ? 'jp-mod-medium'
+            : '';
+    return (
+      <div className={`jp-Containers-meter jp-Containers-meter-${props.kind}`}>
+        <div className="jp-Containers-meterLabel">{props.label}</div>
+        <div
+          className={`jp-Containers-bar ${fraction === null ? 'jp-mod-indeterminate' : ''}`}
+          role="progressbar"
+          aria-label={props.label}
+          aria-valuemin={0}
+          aria-valuemax={100}
+          aria-valuenow={fraction === null ? undefined : Math.round(percent)}
+        >
+          <div
+            className={`jp-Containers-barFill ${level}`}
+            style={{ width: `${percent}%` }}
+          />
+        </div>
+      </div>
+    );
+  }
+
+  export function engineDown(model: ContainersModel): boolean {
+    return model.engine.data?.reachable === false;
+  }
+
+  export function logLine(event: IBuildEvent): string {
+    switch (event.kind) {
+      case 'step':
+        return `▶ ${event.step}`;
+      case 'done':
+        return `✔ ${event.step}${event.cached ? ' (cached)' : ''}`;
+      default:
+        return event.text.replace(/\s+$/, '');
+    }
+  }
+
+  /**
+   * A Dockerfile step in one short line: its `[stage n/m] INSTRUCTION` head and the end of its
+   * command (where the script or packages are named), without BuildKit mount options.
+   */
+  export function shortStep(step: string, max = 64): string {
+    const text = step
+      .replace(/--mount=\S+\s*/g, '')
+      .replace(/\s+/g, ' ')
+      .trim();
+    if (text.length <= max) {
+      return text;
+    }
+    const head = /^(\[[^\]]*\]\s*\S+)/.exec(text)?.[1] ?? '';
+    const words = text.slice(head.length).trim().split(' ');
+    let tail = words.pop() ?? '';
+    while (
+      words.length &&
+      head.length + tail.length + words[words.length - 1].length < max - 3
+    ) {
+      tail = `${words.pop()} ${tail}`;
+    }
+    return `${head} … ${tail}`.trim();
+  }
+
+  export function bytes(value: number): string {
+    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+    let size = value;
+    let unit = 0;
+    while (size >= 1024 && unit < units.length - 1) {
+      size /= 1024;
+      unit += 1;
+    }
+    const digits = unit === 0 || size >= 100 ? 0 : 1;
+    return `${size.toFixed(digits).replace(/\.0$/, '')} ${units[unit]}`;
+  }
+
+  export function plural(count: number, noun: string): string {
+    const text = Number.isInteger(count)
+      ? String(count)
+      : count.toFixed(2).replace(/0+$/, '');
+    return `${text} ${noun}${count === 1 ? '' : 's'}`;
+  }
+
+  export function hasGpus(gpus: GpuRequest | null | undefined): boolean {
+    return (
+      gpus !== null &&
+      gpus !== undefined &&
+      gpus !== 0 &&
+      !(Array.isArray(gpus) && gpus.length === 0)
+    );
+  }
+
+  export function gpus(gpus: GpuRequest | null | undefined): string {
+    if (gpus === 'all') {
+      return 'all';
+    }
+    if (Array.isArray(gpus)) {
+      return `device ${gpus.join(', ')}`;
+    }
+    return String(gpus ?? 0);
+  }
+
+  export function basename(path: string): string {
+    return path.split('/').pop() ?? path;
+  }
+
+  export function duration(seconds: number): string {
+    if (seconds < 60) {
+      return `${seconds.toFixed(seconds < 10 ? 1 : 0)} s`;
+    }
+    const minutes = Math.floor(seconds / 60);
+    if (minutes < 60) {
+      return `${minutes} min ${Math.round(seconds % 60)} s`;
+    }
+    return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+  }
+
+  export function jobTime(job: IJob): string {
+    const created = new Date(job.created * 1000).toLocaleTimeString();
+    if (job.started && job.finished) {
+      return `${created}, took ${duration(job.finished - job.started)}`;
+    }
+    if (job.started) {
+      return `${created}, running for ${duration(Date.now() / 1000 - job.started)}`;
+    }
+    return created;
+  }
+}
