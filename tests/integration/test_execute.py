@@ -184,13 +184,13 @@ def test_a_run_stopped_by_its_timeout_keeps_its_partial_output(nbproject, nbenv)
         nbproject / "slow.ipynb", "print('started')", "import time\nprint('sleeping', flush=True)\ntime.sleep(60)", "1"
     )
     started = time.monotonic()
-    # when it runs with a 3 s timeout
-    result, log, out = run(nbproject, notebook, timeout=3)
+    # when it runs with an 8 s timeout (room for a slow kernel start on a busy machine)
+    result, log, out = run(nbproject, notebook, timeout=8)
     # then it was stopped soon after, said why, and the output notebook has what ran until then
-    assert time.monotonic() - started < 30
+    assert time.monotonic() - started < 40
     assert result.status == "timed out"
-    assert result.error["message"] == "timed out after 3s"
-    assert "timed out after 3s" in log
+    assert result.error["message"] == "timed out after 8s"
+    assert "timed out after 8s" in log
     assert stdout_of(out.cells[0]) == "started\n"
     assert "sleeping\n" in stdout_of(out.cells[1])
     assert out.cells[2].outputs == []
