@@ -188,7 +188,7 @@ def test_a_run_stopped_by_its_timeout_keeps_its_partial_output(nbproject, nbenv)
     result, log, out = run(nbproject, notebook, timeout=8)
     # then it was stopped soon after, said why, and the output notebook has what ran until then
     assert time.monotonic() - started < 40
-    assert result.status == "timed out"
+    assert result.status == "timed out", result.error
     assert result.error["message"] == "timed out after 8s"
     assert "timed out after 8s" in log
     assert stdout_of(out.cells[0]) == "started\n"
