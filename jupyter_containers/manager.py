@@ -155,12 +155,16 @@ class ContainersManager(LoggingConfigurable):
     def prune(self, *, all: bool = False, dry_run: bool = False) -> dict[str, list[str]]:
         """Remove our stopped containers and superseded images (every image of ours with ``all``).
 
-        The newest image of each environment is kept unless ``all``; base images are kept always.
+        Kernels and ``%%container`` sessions whose owning process on this host is gone (a crashed or killed
+        notebook kernel) are removed too. The newest image of each environment is kept unless ``all``; base
+        images are kept always.
         """
         removed: dict[str, list[str]] = {"containers": [], "images": []}
         for container in self.backend.list_containers(all=True):
-            if container["state"] in ("created", "exited", "dead") or (
-                all and container["labels"].get("io.jupyter.containers.role") in ("run", "lock-probe")
+            if (
+                container["state"] in ("created", "exited", "dead")
+                or (all and container["labels"].get("io.jupyter.containers.role") in ("run", "lock-probe"))
+                or _orphaned(container["labels"])
             ):
                 removed["containers"].append(container["name"] or container["id"][:12])
                 if not dry_run:
@@ -186,3 +190,24 @@ class ContainersManager(LoggingConfigurable):
 
     def engine(self) -> dict:
         return self.backend.engine_info()
+
+
+def _orphaned(container_labels: Mapping[str, str]) -> bool:
+    # A kernel or session container whose owner process, on this very host, no longer exists.
+    if container_labels.get("io.jupyter.containers.role") not in ("kernel", "session"):
+        return False
+    if container_labels.get("io.jupyter.containers.owner-host") != os.uname().nodename:
+        return False  # owned by a process on another machine: its pid means nothing here
+    try:
+        pid = int(container_labels.get("io.jupyter.containers.owner-pid", ""))
+    except ValueError:
+        return False
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, owned by another user
+    return False

@@ -18,15 +18,33 @@ from .provisioner import PROVISIONER_NAME
 
 
 def kernel_spec_dict(
-    environment: str, spec_file: Path, resources: dict[str, Any] | None = None, *, display_name: str | None = None
+    environment: str,
+    spec_file: Path,
+    resources: dict[str, Any] | None = None,
+    *,
+    display_name: str | None = None,
+    role: str | None = None,
+    extra_labels: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The kernel.json of a container kernel for ``environment`` with resource overrides in spec units."""
+    """The kernel.json of a container kernel for ``environment`` with resource overrides in spec units.
+
+    ``role`` and ``extra_labels`` label the container (``%%container`` sessions use ``role="session"``).
+    """
     resources = {k: v for k, v in (resources or {}).items() if v is not None}
     if display_name is None:
         from ..spec.parse import parse_resources
 
         described = parse_resources(resources).describe() if resources else ""
         display_name = f"{environment} (container{', ' + described if described else ''})"
+    config: dict[str, Any] = {
+        "environment": environment,
+        "spec_file": str(Path(spec_file).resolve()),
+        "resources": resources,
+    }
+    if role is not None:
+        config["role"] = role
+    if extra_labels:
+        config["extra_labels"] = dict(extra_labels)
     return {
         "argv": list(DEFAULT_ARGV),
         "display_name": display_name,
@@ -37,11 +55,7 @@ def kernel_spec_dict(
             "debugger": False,
             "kernel_provisioner": {
                 "provisioner_name": PROVISIONER_NAME,
-                "config": {
-                    "environment": environment,
-                    "spec_file": str(Path(spec_file).resolve()),
-                    "resources": resources,
-                },
+                "config": config,
             },
         },
     }
@@ -78,13 +92,22 @@ class _InMemorySpec:
     """Gives a KernelManager a container kernelspec without installing it anywhere."""
 
     def __init__(
-        self, *args: Any, environment: str, spec_file: Path, resources: Resources | dict | None = None, **kwargs: Any
+        self,
+        *args: Any,
+        environment: str,
+        spec_file: Path,
+        resources: Resources | dict | None = None,
+        role: str | None = None,
+        extra_labels: dict[str, str] | None = None,
+        **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
         raw = resources.to_dict() if isinstance(resources, Resources) else dict(resources or {})
         # kernel_name first: setting it resets _kernel_spec.
         self.kernel_name = kernel_name(environment, raw)
-        self._kernel_spec = KernelSpec(**kernel_spec_dict(environment, spec_file, raw))
+        self._kernel_spec = KernelSpec(
+            **kernel_spec_dict(environment, spec_file, raw, role=role, extra_labels=extra_labels)
+        )
 
 
 class ContainerKernelManager(_InMemorySpec, KernelManager):

@@ -27,14 +27,16 @@ class ContainerProvisioner(KernelProvisionerBase):  # type: ignore[misc]
     spec_file = Unicode(config=True, help="Absolute path of the spec file (containers.toml or pyproject.toml).")
     resources = Dict(config=True, help="Resource overrides in spec units, e.g. {'memory': '2g', 'cpus': 1}.")
     locked = Bool(False, config=True, help="Build from containers.lock when the image has to be built.")
+    role = Unicode("kernel", config=True, help="The container's role label: 'kernel', or 'session' for %%container.")
+    extra_labels = Dict(config=True, help="More container labels, without the io.jupyter.containers. prefix.")
 
     kernel: ContainerKernel | None = None
 
     def _manager(self) -> Any:
+        from traitlets.config import Config
+
         from ..config import load_config
         from ..manager import ContainersManager
-
-        from traitlets.config import Config
 
         spec = Path(self.spec_file)
         # The host application's config (server, nbclient caller) first, the project's own file on top.
@@ -57,7 +59,14 @@ class ContainerProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         km = self.parent
         if self.kernel is None:
             manager = self._manager()
-            self.kernel = ContainerKernel(manager, self.environment, self._resources(manager), locked=self.locked)
+            self.kernel = ContainerKernel(
+                manager,
+                self.environment,
+                self._resources(manager),
+                role=self.role,
+                extra_labels=self.extra_labels,
+                locked=self.locked,
+            )
         await asyncio.to_thread(self.kernel.build)
         km.transport = "ipc"
         km.ip = self.kernel.host_ip
