@@ -500,8 +500,11 @@ def cmd_images(args: argparse.Namespace) -> int:
 def cmd_prune(args: argparse.Namespace) -> int:
     removed = _manager(args).prune(all=args.all, dry_run=args.dry_run)
     verb = "would remove" if args.dry_run else "removed"
-    print(f"{verb} {len(removed['containers'])} containers, {len(removed['images'])} images")
-    for ref in removed["containers"] + removed["images"]:
+    print(
+        f"{verb} {len(removed['containers'])} containers, {len(removed['images'])} images, "
+        f"{len(removed['folders'])} stale kernel socket folders"
+    )
+    for ref in removed["containers"] + removed["images"] + removed["folders"]:
         print(f"  {ref}")
     return 0
 

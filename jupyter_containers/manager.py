@@ -14,7 +14,7 @@ from typing import Any
 from traitlets import Bool, Instance, List, Type, Unicode, default
 from traitlets.config import LoggingConfigurable
 
-from .backends.base import ContainerBackend, Mount, RunRequest, RunResult, labels
+from .backends.base import ContainerBackend, Mount, RunRequest, RunResult, labels, owner_labels
 from .backends.docker import DockerBackend
 from .build.builder import Builder, BuildResult, EventCallback
 from .build.dockerfile import CA_TARGET, WORKSPACE
@@ -143,7 +143,7 @@ class ContainersManager(LoggingConfigurable):
             resources=effective,
             mounts=self.mounts(mounts),
             environment=dict(environment or {}),
-            labels=labels(env=name, role="run"),
+            labels=labels(env=name, role="run", **owner_labels()),
             working_dir=WORKSPACE,
         )
         return build, effective, self.backend.run(request, stdout=stdout, stderr=stderr)
@@ -159,7 +159,8 @@ class ContainersManager(LoggingConfigurable):
         notebook kernel) are removed too. The newest image of each environment is kept unless ``all``; base
         images are kept always.
         """
-        removed: dict[str, list[str]] = {"containers": [], "images": []}
+        removed: dict[str, list[str]] = {"containers": [], "images": [], "folders": []}
+        kept_mounts: set[str] = set()
         for container in self.backend.list_containers(all=True):
             if (
                 container["state"] in ("created", "exited", "dead")
@@ -169,6 +170,9 @@ class ContainersManager(LoggingConfigurable):
                 removed["containers"].append(container["name"] or container["id"][:12])
                 if not dry_run:
                     self.backend.remove_container(container["id"])
+            else:
+                kept_mounts.update(container.get("mounts", ()))
+        removed["folders"] = self._prune_socket_folders(kept_mounts, dry_run)
         newest: dict[str, str] = {}
         images = self.images()
         for image in images:
@@ -188,13 +192,32 @@ class ContainersManager(LoggingConfigurable):
                     self.backend.remove_image(ref)
         return removed
 
+    def _prune_socket_folders(self, in_use: set[str], dry_run: bool) -> list[str]:
+        """Kernel socket folders that a crashed kernel left behind (unused by any container, >10 min old)."""
+        import shutil
+        import time
+
+        from .kernel.container import runtime_root
+
+        removed = []
+        for folder in runtime_root().glob("k-*"):
+            try:
+                old = time.time() - folder.stat().st_mtime > 600
+            except OSError:
+                continue
+            if old and str(folder) not in in_use:
+                removed.append(str(folder))
+                if not dry_run:
+                    shutil.rmtree(folder, ignore_errors=True)
+        return removed
+
     def engine(self) -> dict:
         return self.backend.engine_info()
 
 
 def _orphaned(container_labels: Mapping[str, str]) -> bool:
     # A kernel or session container whose owner process, on this very host, no longer exists.
-    if container_labels.get("io.jupyter.containers.role") not in ("kernel", "session"):
+    if container_labels.get("io.jupyter.containers.role") not in ("kernel", "session", "run", "lock-probe"):
         return False
     if container_labels.get("io.jupyter.containers.owner-host") != os.uname().nodename:
         return False  # owned by a process on another machine: its pid means nothing here

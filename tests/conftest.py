@@ -89,10 +89,17 @@ def remove_test_images():
 
 
 def _cleanup(backend) -> None:
+    """Our test images and test containers, except containers a still-running process owns (a concurrent
+    test session on the same engine)."""
+    import os
+
+    from jupyter_containers.manager import _orphaned
+
     for container in backend.list_containers(all=True):
-        if container["image"].startswith("jupyter-containers-test/") or container["labels"].get(
-            "io.jupyter.containers.test"
-        ):
+        labels = container["labels"]
+        ours = container["image"].startswith("jupyter-containers-test/") or labels.get("io.jupyter.containers.test")
+        owner = labels.get("io.jupyter.containers.owner-pid")
+        if ours and (owner in (None, str(os.getpid())) or _orphaned(labels)):
             backend.remove_container(container["id"])
     for image in backend.list_images():
         for tag in image["tags"]:

@@ -30,6 +30,13 @@ def labels(**values: str) -> dict[str, str]:
     return out
 
 
+def owner_labels() -> dict[str, str]:
+    """Which process on which host created a container: prune removes it once that process is gone."""
+    import os
+
+    return {"owner_pid": str(os.getpid()), "owner_host": os.uname().nodename}
+
+
 @dataclass(frozen=True)
 class BuildEvent:
     """One thing that happened during a build, in the order it happened.

@@ -323,6 +323,7 @@ class DockerBackend(ContainerBackend):
                 "status": c.get("Status"),
                 "labels": c.get("Labels") or {},
                 "created": c.get("Created"),
+                "mounts": [m.get("Source") for m in c.get("Mounts") or [] if m.get("Source")],
             }
             for c in containers
         ]

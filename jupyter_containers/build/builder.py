@@ -22,7 +22,7 @@ from traitlets import Bool, Instance, Unicode
 from traitlets.config import LoggingConfigurable
 
 from .. import __version__
-from ..backends.base import BuildEvent, ContainerBackend, RunRequest, labels
+from ..backends.base import BuildEvent, ContainerBackend, RunRequest, labels, owner_labels
 from ..errors import BackendError, BuildError, NotFoundError, SpecError
 from ..paths import file_lock
 from ..spec.model import Environment, Resources
@@ -369,7 +369,7 @@ class Builder(LoggingConfigurable):
             image=plan.tag,
             command=["python", "-c", PROBE_SCRIPT, *apt_names],
             resources=Resources(network=False, memory=512 << 20, timeout=120),
-            labels=labels(env=env.name, role="lock-probe"),
+            labels=labels(env=env.name, role="lock-probe", **owner_labels()),
         )
         result = self.backend.run(request, stdout=out.extend, stderr=err.extend)
         if result.exit_code != 0:

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..backends.base import Mount, RunRequest, labels
+from ..backends.base import Mount, RunRequest, labels, owner_labels
 from ..build.dockerfile import WORKSPACE
 from ..errors import BackendError
 from ..spec.model import Resources
@@ -109,8 +109,7 @@ class ContainerKernel:
             labels=labels(
                 env=self.environment,
                 role=self.role,
-                owner_pid=str(os.getpid()),
-                owner_host=os.uname().nodename,
+                **owner_labels(),
                 resources=json.dumps(self.resources.to_dict(), sort_keys=True),
                 **self.extra_labels,
             ),

@@ -31,6 +31,7 @@ class ContainerProvisioner(KernelProvisionerBase):  # type: ignore[misc]
     extra_labels = Dict(config=True, help="More container labels, without the io.jupyter.containers. prefix.")
 
     kernel: ContainerKernel | None = None
+    _stopping = False
 
     def _manager(self) -> Any:
         from traitlets.config import Config
@@ -101,20 +102,30 @@ class ContainerProvisioner(KernelProvisionerBase):  # type: ignore[misc]
 
     async def kill(self, restart: bool = False) -> None:
         if self.kernel is not None:
-            reason = await asyncio.to_thread(self.kernel.death_reason)
-            if reason:
-                self.log.warning("container kernel %s: %s", self.kernel_id, reason)
+            await self._report_death()
+            self._stopping = True
             await asyncio.to_thread(self.kernel.kill)
 
     async def terminate(self, restart: bool = False) -> None:
+        self._stopping = True
         await self.send_signal(signal.SIGTERM)
+
+    async def shutdown_requested(self, restart: bool = False) -> None:
+        self._stopping = True
 
     async def cleanup(self, restart: bool = False) -> None:
         if self.kernel is not None:
-            reason = await asyncio.to_thread(self.kernel.death_reason)
-            if reason and "code 0" not in reason and not restart:
-                self.log.warning("container kernel %s: %s", self.kernel_id, reason)
+            await self._report_death()
             await asyncio.to_thread(self.kernel.remove, keep_socket_dir=restart)
+        self._stopping = False
+
+    async def _report_death(self) -> None:
+        """Log why the kernel died, unless we stopped it ourselves (then its exit code says nothing)."""
+        if self._stopping or self.kernel is None:
+            return
+        reason = await asyncio.to_thread(self.kernel.death_reason)
+        if reason and "code 0" not in reason:
+            self.log.warning("container kernel %s: %s", self.kernel_id, reason)
 
     def get_shutdown_wait_time(self, recommended: float = 5.0) -> float:
         return max(recommended, 10.0)

@@ -204,6 +204,15 @@ def _local_roots(installed: Mapping[str, importlib.metadata.Distribution]) -> di
     return roots
 
 
+def _belongs_to(location: Path, root: Path) -> bool:
+    """Whether a module file lies in a local install's source tree, and not merely in a virtualenv that
+    happens to sit inside that tree (``project/.venv`` inside an editable ``project``)."""
+    if not location.is_relative_to(root):
+        return False
+    prefixes = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    return not any(location.is_relative_to(p) and not root.is_relative_to(p) for p in prefixes)
+
+
 def _module_locations(module: str) -> list[Path] | None:
     loaded = sys.modules.get(module)
     spec = getattr(loaded, "__spec__", None) if loaded is not None else None
@@ -240,7 +249,7 @@ def _distributions_for(
             if locations is None:
                 missing.append(top)
                 continue
-            names = [c for c, root in roots.items() if any(loc.is_relative_to(root) for loc in locations)]
+            names = [c for c, root in roots.items() if any(_belongs_to(loc, root) for loc in locations)]
             if not names:
                 where = f" ({locations[0]})" if locations else ""
                 local.append(f"{top}{where}")

@@ -369,3 +369,13 @@ def test_notebook_modules_feed_an_imported_capture(tmp_path):
 
     # then
     assert result.environment.pip == (f"pyyaml=={version_of('PyYAML')}",)
+
+
+def test_a_virtualenv_inside_an_editable_project_is_not_that_project():
+    # given a project folder that holds both its sources and the virtualenv (project/.venv)
+    from jupyter_containers.spec.capture import _belongs_to
+
+    root = Path(sys.prefix).resolve().parent
+    # then a module installed in the virtualenv does not belong to the project, its own sources do
+    assert not _belongs_to(Path(sys.prefix).resolve() / "lib" / "site-packages" / "debugpy" / "x.py", root)
+    assert _belongs_to(root / "mypkg" / "mod.py", root)
