@@ -85,7 +85,7 @@ def install_kernel_spec(
     spec = kernel_spec_dict(environment, spec_file, resources, display_name=display_name)
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "kernel.json").write_text(json.dumps(spec, indent=1))
-        return KernelSpecManager().install_kernel_spec(tmp, kernel_name=name, user=user, prefix=prefix, replace=True)
+        return KernelSpecManager().install_kernel_spec(tmp, kernel_name=name, user=user, prefix=prefix)
 
 
 class _InMemorySpec:
