@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from .workspace import make_workspace
+
 TEST_REPOSITORY = "jupyter-containers-test/{env}"
 
 PROJECT_SPEC = """
@@ -34,13 +36,7 @@ def in_ci() -> bool:
 @pytest.fixture(scope="session")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A workspace with containers.toml; tests that need other specs write their own."""
-    root = tmp_path_factory.mktemp("project")
-    # Containers run as uid 1000 when the host user is root: the workspace must be readable by it.
-    for folder in (root, *root.parents):
-        if folder == Path("/tmp"):
-            break
-        folder.chmod(0o755)
-    (root / "containers.toml").write_text(PROJECT_SPEC)
+    root = make_workspace(tmp_path_factory.mktemp("project"), PROJECT_SPEC, config=None)
     (root / "data.txt").write_text("hello from the workspace\n")
     return root
 

@@ -16,6 +16,8 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from jupyter_containers.jobs.runner import execute_notebook, inject_parameters, parse_parameter_value
 from jupyter_containers.spec.model import Resources
 
+from ..workspace import make_workspace
+
 pytestmark = pytest.mark.engine
 
 BIN = Path(sys.executable).parent
@@ -44,13 +46,7 @@ CGROUP_MEMORY = (
 @pytest.fixture(scope="session")
 def nbproject(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("nbproject")
-    # Containers run as uid 1000 when the host user is root: the workspace must be readable by it.
-    for folder in (root, *root.parents):
-        if folder == Path("/tmp"):
-            break
-        folder.chmod(0o755)
-    (root / "containers.toml").write_text(SPEC)
-    (root / "jupyter_containers_config.py").write_text(CONFIG)
+    make_workspace(root, SPEC, config=CONFIG)
     return root
 
 

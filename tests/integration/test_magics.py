@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from ..workspace import make_workspace
+
 pytestmark = pytest.mark.engine
 
 SPEC = """
@@ -88,13 +90,7 @@ CELLS = {
 def magics_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A notebook folder with the spec (environment ``kern``) and the test image repository config."""
     root = tmp_path_factory.mktemp("magics")
-    # Containers run as uid 1000 when the host user is root: the workspace must be readable by it.
-    for folder in (root, *root.parents):
-        if folder == Path("/tmp"):
-            break
-        folder.chmod(0o755)
-    (root / "containers.toml").write_text(SPEC)
-    (root / "jupyter_containers_config.py").write_text(CONFIG)
+    make_workspace(root, SPEC, config=CONFIG)
     return root
 
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from ..workspace import make_workspace
+
 SESSION_NONCE = uuid.uuid4().hex[:12]
 
 SPEC = """
@@ -26,11 +28,7 @@ post_build = ["echo the build breaks here >&2; exit 4"]
 @pytest.fixture
 def jp_server_config(jp_root_dir: Path):
     # A nonce per session: the first build of "web" in a session is a real build with a log to stream.
-    (jp_root_dir / "containers.toml").write_text(SPEC.replace("NONCE", SESSION_NONCE))
-    for folder in (jp_root_dir, *jp_root_dir.parents):
-        if folder == Path("/tmp"):
-            break
-        folder.chmod(0o755)
+    make_workspace(jp_root_dir, SPEC.replace("NONCE", SESSION_NONCE), config=None)
     return {
         "ServerApp": {
             "jpserver_extensions": {"jupyter_containers": True},

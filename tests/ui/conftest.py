@@ -25,6 +25,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from ..workspace import make_workspace
+
 CHROMIUM = "/usr/bin/chromium"
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "ui"
@@ -106,13 +108,7 @@ def _notebook(path: Path) -> None:
 @pytest.fixture(scope="session")
 def ui_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("ui-workspace")
-    # Containers run as uid 1000 when the host user is root: the workspace must be readable by it.
-    for folder in (root, *root.parents):
-        if folder == Path("/tmp"):
-            break
-        folder.chmod(0o755)
-    (root / "containers.toml").write_text(SPEC)
-    (root / "jupyter_containers_config.py").write_text(CONFIG)
+    make_workspace(root, SPEC, config=CONFIG)
     _notebook(root / "hello.ipynb")
     return root
 
