@@ -374,64 +374,26 @@ class ContainerMagics(Magics):
         packages = len(result.environment.pip)
         print(f"wrote environment {result.environment.name!r} ({packages} packages) to {path}")
 
-    @magic_arguments(name="container execute")
-    @argument("notebook", metavar="NOTEBOOK")
-    @argument("--env", dest="env", required=True, metavar="ENV", help="the environment to run it in")
-    @argument(
-        "-p",
-        "--parameter",
-        dest="parameters",
-        action="append",
-        nargs=2,
-        default=[],
-        metavar=("NAME", "VALUE"),
-        help="a parameter typed as papermill does (int, float, True/False/None, else a string)",
-    )
-    @argument(
-        "-r",
-        "--raw-parameter",
-        dest="raw_parameters",
-        action="append",
-        nargs=2,
-        default=[],
-        metavar=("NAME", "VALUE"),
-        help="a parameter kept as a string",
-    )
-    @argument("-o", "--output", help="output notebook (default: NOTEBOOK.out.ipynb next to the notebook)")
-    @argument("-q", "--quiet", action="store_true", help="no build log and no progress lines")
-    @_file_argument
-    @_resource_arguments("wall-clock limit of the whole run, e.g. 30m")
     def _cmd_execute(self, rest: str) -> None:
-        """Run a whole notebook in an environment's container (papermill-style parameters)."""
+        """Run a whole notebook in an environment's container: ``jupyter-containers execute`` from here.
+
+        The command line's own parser and command, so both take exactly the same options
+        (``%container execute -h`` lists them); the notebook's spec file is the default ``-f``.
+        """
+        from .cli import main
         from .errors import RunError
-        from .jobs.runner import COMPLETED, execute_notebook, parse_parameters, shown_path
 
-        args = parse_argstring(self._cmd_execute, rest)
-        overrides = self._resources(self._raw_resources(args))
-        progress = self._progress()
-        progress.quiet = args.quiet
-
-        def log(text: str) -> None:
-            if not args.quiet or text.startswith(("failed", "timed out", "cancelled")):
-                print(text, flush=True)
-
+        argv = ["execute", *shlex.split(rest)]
+        if self.default_file and not {"-f", "--file"} & set(argv):
+            argv += ["-f", str(self.default_file)]
         try:
-            result = execute_notebook(
-                args.notebook,
-                environment=args.env,
-                output_path=args.output,
-                parameters=parse_parameters(args.parameters, args.raw_parameters),
-                resources=overrides,
-                spec_file=args.file or self.default_file,
-                log=log,
-                on_build_event=progress,
-            )
-        finally:
-            progress.close()
-        print(f"output notebook: {shown_path(result.output_path)}")
-        if result.status != COMPLETED:
-            message = (result.error or {}).get("message") or result.status
-            raise RunError(f"the notebook run {result.status}: {message}")
+            status = main(argv)
+        except SystemExit as exc:  # argparse: -h, or a usage error it already printed
+            if exc.code:
+                raise UsageError("see the usage above ('%container execute -h' for every option)") from None
+            return
+        if status:
+            raise RunError(f"the notebook run ended with exit status {status}; see the messages above")
 
     @magic_arguments(name="container ui")
     @_file_argument

@@ -83,6 +83,15 @@ CELLS = {
     "status": "%container status",
     "stop": "%container stop --all",
     "fresh": "%%container kern --memory 200m\nprint('fresh session', 'arr' in globals())",
+    "child": (
+        "import nbformat\n"
+        "child = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell('n = 1'),"
+        " nbformat.v4.new_code_cell('import os; print(n * 2, os.getuid())')])\n"
+        "child.cells[0].metadata['tags'] = ['parameters']\n"
+        "nbformat.write(child, 'child.ipynb')"
+    ),
+    "execute": "%container execute child.ipynb --env kern -p n 21 -o child.out.ipynb --memory 200m -q",
+    "execute_usage": "%container execute child.ipynb",
 }
 
 
@@ -266,6 +275,21 @@ def test_status_lists_the_running_session(run: Run):
 def test_stop_all_removes_the_session_containers(run: Run):
     assert "stopped 1 container kernel" in run.stdout("stop")
     assert run.snapshots["stop"] == []
+
+
+def test_execute_runs_a_whole_notebook_like_the_command_line(run: Run, magics_project: Path):
+    # when a notebook runs another one in the environment
+    import nbformat
+
+    assert "output notebook: child.out.ipynb" in run.stdout("execute")
+    out = nbformat.read(magics_project / "child.out.ipynb", 4)
+    # then its parameter was injected and its code ran in the container as the non-root user
+    assert out.cells[2].outputs[0]["text"] == "42 1000\n"
+    assert out.metadata["jupyter_containers"]["environment"] == "kern"
+    # and the command line's usage errors come back as IPython usage errors, naming what is missing
+    text = "".join(o.get("text", "") for o in run.outputs("execute_usage"))
+    assert "the following arguments are required: --env" in text
+    assert "UsageError" in text
 
 
 def test_sessions_are_removed_when_the_local_kernel_shuts_down(run: Run):
