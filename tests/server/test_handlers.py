@@ -173,3 +173,18 @@ async def test_container_kernels_appear_with_their_resources(jp_fetch):
     assert specs["containers-web"]["spec"]["display_name"] == "web (container, 256 MiB)"
     provisioner = specs["containers-web"]["spec"]["metadata"]["kernel_provisioner"]
     assert provisioner["provisioner_name"] == "jupyter-containers"
+
+
+async def test_an_edited_spec_shows_its_environment_as_stale(jp_fetch, jp_root_dir, jp_serverapp):
+    # given an environment that is built
+    service = jp_serverapp.web_app.settings["jupyter_containers_service"]
+    await asyncio.to_thread(service.get_manager().build, "web")
+    _, env = await fetch_json(jp_fetch, "environments", "web")
+    assert env["status"] == "built"
+    # when its spec changes (its image no longer matches)
+    spec = jp_root_dir / "containers.toml"
+    spec.write_text(spec.read_text().replace('pip = ["six"]', 'pip = ["six", "idna"]'))
+    # then it is stale: an image exists, but not for this spec
+    _, env = await fetch_json(jp_fetch, "environments", "web")
+    assert env["status"] == "stale"
+    assert env["image_id"]
