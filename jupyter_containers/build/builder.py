@@ -247,9 +247,12 @@ class Builder(LoggingConfigurable):
         return hostconfig.find_ca_bundle()
 
     def status(self, env: Environment) -> dict[str, object]:
-        """``built`` (the current tag exists), ``stale`` (an older image of it exists) or ``never built``.
+        """``built`` (the current tag exists), ``stale`` (the spec changed since its last build, whose image
+        is still here) or ``never built``. Never pulls, bootstraps or builds: safe for listings.
 
-        Never pulls, bootstraps or builds: safe for listings.
+        The last build is the one ``containers.lock`` records next to the spec: identical specs in other
+        folders share images, so only the lock says what *this* project built; image labels are the
+        fallback for projects without a lock.
         """
         from ..backends.base import LABEL_PREFIX
 
@@ -261,6 +264,9 @@ class Builder(LoggingConfigurable):
             image_id = self.backend.image_id(plan.tag)
             if image_id:
                 return {"status": "built", "image": plan.tag, "image_id": image_id}
+        lock = self.lock_entry(env)
+        if lock is not None and self.backend.image_id(lock.image_id):
+            return {"status": "stale", "image": lock.image, "image_id": lock.image_id}
         older = [
             image
             for image in self.backend.list_images()
