@@ -155,9 +155,10 @@ class ContainersManager(LoggingConfigurable):
     def prune(self, *, all: bool = False, dry_run: bool = False) -> dict[str, list[str]]:
         """Remove our stopped containers and superseded images (every image of ours with ``all``).
 
-        Kernels and ``%%container`` sessions whose owning process on this host is gone (a crashed or killed
-        notebook kernel) are removed too. The newest image of each environment is kept unless ``all``; base
-        images are kept always.
+        Kernels, sessions and runs whose owning process on this host is gone (a crashed or killed notebook
+        kernel) are removed too, and so are kernel socket folders no container uses. An environment image is
+        superseded when the ``containers.lock`` of its spec file names another image; images of projects
+        whose spec file is gone are kept (unless ``all``), and base images are always kept.
         """
         removed: dict[str, list[str]] = {"containers": [], "images": [], "folders": []}
         kept_mounts: set[str] = set()
@@ -173,24 +174,50 @@ class ContainersManager(LoggingConfigurable):
             else:
                 kept_mounts.update(container.get("mounts", ()))
         removed["folders"] = self._prune_socket_folders(kept_mounts, dry_run)
-        newest: dict[str, str] = {}
-        images = self.images()
-        for image in images:
-            env = image["labels"].get("io.jupyter.containers.env")
-            if env and env not in newest:
-                newest[env] = image["id"]
-        for image in images:
-            if image["labels"].get("io.jupyter.containers.kind") == "base":
-                continue
-            env = image["labels"].get("io.jupyter.containers.env")
-            if not all and env and newest.get(env) == image["id"]:
-                continue
+        current, known = self._current_images()
+        for image in self.images():
+            image_labels = image["labels"]
+            env = image_labels.get("io.jupyter.containers.env")
+            if not env:
+                continue  # a base image (environment images inherit "kind=base" from the offline base)
             refs = image["tags"] or [image["id"]]
+            superseded = image_labels.get("io.jupyter.containers.spec-file") in known and not any(
+                ref in current for ref in refs
+            )
+            if not (all or superseded):
+                continue
             removed["images"].extend(refs)
             if not dry_run:
                 for ref in refs:
                     self.backend.remove_image(ref)
         return removed
+
+    def _current_images(self) -> tuple[set[str], set[str]]:
+        """Tags that a readable ``containers.lock`` names as an environment's current image, and the spec
+        files whose locks were read. Creation times cannot tell: a build that BuildKit serves from its cache
+        keeps the creation time of the first build."""
+        from .build.lock import read_lock
+
+        spec_files = {
+            image["labels"].get("io.jupyter.containers.spec-file") for image in self.backend.list_images()
+        } - {None, ""}
+        try:
+            spec_files.add(str(self.spec_file()))
+        except SpecError:
+            pass
+        current: set[str] = set()
+        known: set[str] = set()
+        for spec_file in spec_files:
+            path = Path(spec_file)
+            if not path.is_file():
+                continue
+            try:
+                entries = read_lock(path.parent / "containers.lock")
+            except SpecError:
+                continue
+            known.add(spec_file)
+            current.update(entry.image for entry in entries.values())
+        return current, known
 
     def _prune_socket_folders(self, in_use: set[str], dry_run: bool) -> list[str]:
         """Kernel socket folders that a crashed kernel left behind (unused by any container, >10 min old)."""

@@ -330,6 +330,8 @@ class Builder(LoggingConfigurable):
     def _build(self, plan: BuildPlan, on_event: EventCallback | None, no_cache: bool = False) -> str:
         context = self.context_tar(plan)
         image_labels = labels(
+            # Images inherit their base's labels: say explicitly that this one is an environment.
+            kind="environment",
             env=plan.environment.name,
             spec_hash=plan.spec_hash,
             spec_file=str(plan.environment.source or ""),

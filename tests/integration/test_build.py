@@ -34,6 +34,7 @@ def test_build_tags_labels_and_locks(manager, small_image, project):
     labels = manager.backend.image_labels(small_image.image)
     assert labels["io.jupyter.containers.managed"] == "true"
     assert labels["io.jupyter.containers.env"] == "small"
+    assert labels["io.jupyter.containers.kind"] == "environment"  # not the base's inherited "base"
     assert small_image.image.split(":")[1] == labels["io.jupyter.containers.spec-hash"][:16]
     # and the lock next to the spec records what is really installed
     entry = read_lock(project / "containers.lock")["small"]

@@ -106,3 +106,18 @@ def test_import_then_build_from_a_binder_folder(tmp_path):
     )
     assert built["built"] is True
     assert result.stdout.split() == ["1.16.0", "/usr/bin/less", "post-build", "ran"]
+
+
+def test_prune_removes_superseded_environment_images(tmp_path):
+    # given an environment built, then changed and built again
+    tmp_path.chmod(0o755)
+    (tmp_path / "containers.toml").write_text('[environments.prunable]\nenv = { V = "1" }\n')
+    old = json.loads(cli(tmp_path, "build", "prunable", "--json", "-q", check=True).stdout)["image"]
+    (tmp_path / "containers.toml").write_text('[environments.prunable]\nenv = { V = "2" }\n')
+    new = json.loads(cli(tmp_path, "build", "prunable", "--json", "-q", check=True).stdout)["image"]
+    # when prune looks (a dry run: a real one would also tidy other projects on this engine)
+    result = cli(tmp_path, "prune", "--dry-run", check=True)
+    # then the older image is the one to remove; the current one and the base stay
+    listed = result.stdout.splitlines()[1:]
+    assert f"  {old}" in listed and f"  {new}" not in listed
+    assert not [line for line in listed if "base:" in line or "python:" in line]
