@@ -121,3 +121,15 @@ def test_prune_removes_superseded_environment_images(tmp_path):
     listed = result.stdout.splitlines()[1:]
     assert f"  {old}" in listed and f"  {new}" not in listed
     assert not [line for line in listed if "base:" in line or "python:" in line]
+
+
+def test_lock_rewrites_the_lock_from_the_image(project, small_image):
+    # given a lock file that lost its entry
+    lock = project / "containers.lock"
+    lock.unlink()
+    # when the environment is locked
+    result = cli(project, "lock", "small", check=True)
+    # then the entry is back, from the existing image (no rebuild)
+    assert result.stdout.startswith("locked small: ")
+    assert "six==1.16.0" in lock.read_text()
+    assert small_image.image_id in lock.read_text()
