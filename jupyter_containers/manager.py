@@ -86,10 +86,7 @@ class ContainersManager(LoggingConfigurable):
 
     def lock(self, name: str, *, on_event: EventCallback | None = None):
         """Build if needed, then record the lock from the image even when it is up to date."""
-        env = self.environment(name)
-        result = self.builder.build(env, on_event=on_event)
-        plan = self.builder.plan(env)
-        return self.builder.write_lock(env, plan, result.image_id)
+        return self.builder.build(self.environment(name), on_event=on_event, relock=True).lock
 
     # ------------------------------------------------------------------ run
     def resources(self, name: str, override: Resources | None = None) -> Resources:

@@ -130,10 +130,6 @@ class DockerBackend(ContainerBackend):
         except docker.errors.ImageNotFound:
             pass
 
-    def tag_image(self, image_id: str, reference: str) -> None:
-        repository, _, tag = reference.rpartition(":")
-        self._call(self.api.tag, image_id, repository, tag)
-
     # ------------------------------------------------------------------ build
     def build(
         self,

@@ -286,10 +286,12 @@ class Builder(LoggingConfigurable):
         locked: bool = False,
         on_event: EventCallback | None = None,
         no_cache: bool = False,
+        relock: bool = False,
     ) -> BuildResult:
         """Build the environment's image unless the engine already has it; write the lock either way.
 
-        ``no_cache`` rebuilds every layer (but still skips the build when the tag exists).
+        ``no_cache`` rebuilds every layer (but still skips the build when the tag exists); ``relock``
+        rewrites the lock from the image even when it is up to date.
         """
         started = time.perf_counter()
         plan = self.plan(env, locked=locked, on_event=on_event)
@@ -307,7 +309,7 @@ class Builder(LoggingConfigurable):
                 elif on_event:
                     on_event(BuildEvent("info", step="", text=f"{plan.tag} was built by a concurrent build"))
         lock = self.lock_entry(env)
-        if not locked and (lock is None or lock.spec_hash != plan.spec_hash or lock.image_id != image_id):
+        if relock or (not locked and (lock is None or lock.spec_hash != plan.spec_hash or lock.image_id != image_id)):
             lock = self.write_lock(env, plan, image_id)
         return BuildResult(env.name, plan.tag, image_id, built, time.perf_counter() - started, lock)
 

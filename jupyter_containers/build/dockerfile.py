@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..spec.model import Environment
 
@@ -48,7 +48,6 @@ class BuildInputs:
     uv_cache_id: str = UV_CACHE_ID
     kernel: bool = True
     compile_bytecode: bool = True
-    extra_layers: Sequence[str] = field(default_factory=tuple)
 
 
 def render(env: Environment, inputs: BuildInputs) -> tuple[str, dict[str, bytes]]:
@@ -140,7 +139,6 @@ def render(env: Environment, inputs: BuildInputs) -> tuple[str, dict[str, bytes]
         lines.append(
             f"RUN{ca} --mount=type=bind,source=.jc/{name},target={BUILD_DIR}/{name} env {_CA_ENV} {BUILD_DIR}/{name}"
         )
-    lines.extend(inputs.extra_layers)
     lines.append(f"USER {USER_UID}")
     lines.append(f"WORKDIR {WORKSPACE}")
     return "\n".join(lines) + "\n", files

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 ACTIVE = ("queued", "running")
-FINAL = ("completed", "failed", "cancelled", "timed out", "interrupted")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
