@@ -97,14 +97,14 @@ class Server:
             f"--IdentityProvider.token={self.token}",
             f"--ServerApp.root_dir={root}",
             f"--config={config}",
-            f"--ContainersService.jobs_db={state / 'jobs.sqlite'}",
+            f"--JobManager.db={state / 'jobs.sqlite'}",
             "--ContainersService.install_kernelspecs=False",
         ]
         if os.geteuid() == 0:
             command.append("--allow-root")
         env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(state / "runtime"), "PATH": f"{bin_dir}:{os.environ['PATH']}"}
         self.log_path = state / "server.log"
-        self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
+        self._log = open(self.log_path, "w")
         self.process = subprocess.Popen(command, cwd=root, stdout=self._log, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + 90
         while True:

@@ -15,6 +15,15 @@ from typing import Any
 
 from . import __version__
 from .errors import ContainersError, OutOfMemoryError, RunError, RunTimeoutError
+from .frontend import (
+    BuildProgress,
+    add_execute_arguments,
+    add_resource_arguments,
+    execute_from_args,
+    resource_flags,
+    resources_from_flags,
+    table,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -30,15 +39,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
+    previous = _stop_on_termination()
     try:
+        _refuse_nul_bytes(args)
         return int(args.func(args) or 0)
+    except Terminated as exc:
+        # The container (of run, or execute's kernel) was removed on the way out, as on Ctrl-C.
+        print(f"jupyter-containers: stopped by {exc.name}; its container was stopped and removed", file=sys.stderr)
+        return 128 + exc.signum
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except ContainersError as exc:
         if args.debug:
             raise
-        print(f"jupyter-containers: error: {exc}", file=sys.stderr)
+        from .redact import redact
+
+        print(f"jupyter-containers: error: {redact(str(exc))}", file=sys.stderr)
         if isinstance(exc, RunTimeoutError):
             return 124
         if isinstance(exc, OutOfMemoryError):
@@ -46,6 +63,63 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(exc, RunError) and exc.exit_code:
             return exc.exit_code
         return 1
+    finally:
+        _restore(previous)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (a job scheduler's timeout, a closed terminal), raised where the program waits.
+
+    A KeyboardInterrupt, so that every path that cleans up after Ctrl-C (removing the container of ``run``,
+    stopping the kernel of ``execute``) also runs for these; without it Python would exit at once and leave
+    the container running until its command ends.
+    """
+
+    def __init__(self, signum: int):
+        import signal
+
+        super().__init__(signum)
+        self.signum = signum
+        self.name = signal.Signals(signum).name
+
+
+def _stop_on_termination() -> dict[int, Any]:
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}  # called in-process from a thread (tests, %container execute): signals are not ours
+
+    def stop(signum: int, frame: Any) -> None:
+        raise Terminated(signum)
+
+    previous = {}
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        previous[signum] = signal.signal(signum, stop)
+    return previous
+
+
+def _restore(previous: dict[int, Any]) -> None:
+    import signal
+
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
+
+
+def _refuse_nul_bytes(args: argparse.Namespace) -> None:
+    """No argument may hold a NUL byte: no path, name or command can, and Python would raise ValueError."""
+    from .errors import RequestError
+
+    for name, value in vars(args).items():
+        values = value if isinstance(value, list) else [value]
+        for item in values:
+            texts = item if isinstance(item, list | tuple) else [item]
+            if any(isinstance(text, str) and "\0" in text for text in texts):
+                positional = name in ("source", "notebook") or (name == "env" and args.command != "execute")
+                shown = (
+                    "the command" if name == "cmd" else name.upper() if positional else f"--{name.replace('_', '-')}"
+                )
+                raise RequestError(f"{shown}: an argument contains a NUL byte; remove it")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -56,8 +130,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"jupyter-containers {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-f", "--file", help="spec file (default: ./containers.toml or ./pyproject.toml)")
+    common.add_argument(
+        "--backend", metavar="NAME", help="container backend by name (default: c.ContainersManager.backend_name)"
+    )
     common.add_argument("--debug", action="store_true", help="show tracebacks")
-    parser.set_defaults(debug=False, file=None)
+    parser.set_defaults(debug=False, file=None, backend=None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("build", parents=[common], help="build an environment's image (no-op when unchanged)")
@@ -98,31 +175,7 @@ def _parser() -> argparse.ArgumentParser:
         "kernel, 124 timed out (--timeout or the spec's resources.timeout), 130 interrupted.",
         usage="%(prog)s NOTEBOOK --env ENV [-p NAME VALUE]... [-r NAME VALUE]... [-o OUTPUT] [limits...]",
     )
-    p.add_argument("notebook", metavar="NOTEBOOK")
-    p.add_argument("--env", dest="env", required=True, metavar="ENV", help="the environment to run it in")
-    p.add_argument(
-        "-p",
-        "--parameter",
-        dest="parameters",
-        action="append",
-        nargs=2,
-        default=[],
-        metavar=("NAME", "VALUE"),
-        help="a parameter typed as papermill does (int, float, True/False/None, else a string)",
-    )
-    p.add_argument(
-        "-r",
-        "--raw-parameter",
-        dest="raw_parameters",
-        action="append",
-        nargs=2,
-        default=[],
-        metavar=("NAME", "VALUE"),
-        help="a parameter kept as a string",
-    )
-    p.add_argument("-o", "--output", help="output notebook (default: NOTEBOOK.out.ipynb next to the notebook)")
-    add_resource_arguments(p)
-    p.add_argument("-q", "--quiet", action="store_true", help="no build log and no progress lines")
+    add_execute_arguments(p)
     p.set_defaults(func=cmd_execute)
 
     p = sub.add_parser("spec", parents=[common], help="show an environment (or the spec JSON Schema)")
@@ -188,105 +241,40 @@ def _parser() -> argparse.ArgumentParser:
     where.add_argument("--sys-prefix", action="store_true", help="install into this Python's prefix (venvs)")
     q.set_defaults(func=cmd_kernelspec_install)
 
-    p = sub.add_parser("setup", parents=[common], help="start (or install) a Docker engine and prepare a base image")
+    p = sub.add_parser(
+        "setup",
+        parents=[common],
+        help="start (or install) a Docker engine and prepare a base image",
+        description="Ensure the configured engine answers (start or install it if needed) and a base image exists "
+        "on it (pull it, else bootstrap one from Debian packages). No spec file is needed.",
+    )
+    p.add_argument(
+        "--base", help="base image to use when present or pullable (default: c.Builder.default_base, python:3.11-slim)"
+    )
+    p.add_argument(
+        "--offline-tag",
+        help="tag of the bootstrapped base (default: c.Builder.offline_base, jupyter-containers/base:bookworm)",
+    )
     p.add_argument("--no-install", action="store_true", help="never apt-get install docker.io")
+    p.add_argument("--no-pull", action="store_true", help="do not try to pull --base")
+    p.add_argument(
+        "--rebootstrap", action="store_true", help="bootstrap --offline-tag again even if it exists (e.g. for updates)"
+    )
+    p.add_argument("--suite", default="bookworm", help="Debian suite for --rebootstrap (bookworm)")
+    p.add_argument("--mirror", default=None, help="Debian mirror for --rebootstrap (default: the host's)")
     p.set_defaults(func=cmd_setup)
     return parser
 
 
-def add_resource_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``docker run`` limit flags, shared by run and (later) kernelspec/execute."""
-    g = parser.add_argument_group("resources (override the spec's defaults)")
-    g.add_argument("--cpus", help="number of CPUs, e.g. 1.5")
-    g.add_argument("-m", "--memory", help="memory limit, e.g. 512m or 4GiB")
-    g.add_argument("--memory-swap", help="memory + swap limit (default: same as --memory, i.e. no swap); -1: unlimited")
-    g.add_argument("--shm-size", help="size of /dev/shm, e.g. 1g")
-    g.add_argument("--pids-limit", dest="pids", help="maximum number of processes")
-    g.add_argument("--gpus", help="GPUs: a count, 'all', or device ids such as '0,2'")
-    g.add_argument("--network", choices=["bridge", "none"], help="bridge (default) or none")
-    g.add_argument("--timeout", help="wall-clock limit, e.g. 90s, 30m; the container is killed after it")
-
-
-def resource_flags(args: argparse.Namespace) -> dict[str, str]:
-    """The resource flags given on the command line, as written (spec units), by spec field name."""
-    names = ("cpus", "memory", "memory_swap", "shm_size", "pids", "gpus", "network", "timeout")
-    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
-
-
-def resources_from_args(args: argparse.Namespace) -> Any:
-    from .spec.parse import parse_resources
-
-    flags = {"memory_swap": "--memory-swap", "shm_size": "--shm-size", "pids": "--pids-limit"}
-    try:
-        return parse_resources(resource_flags(args))
-    except ContainersError as exc:
-        key = getattr(exc, "key", None) or ""
-        flag = flags.get(key, f"--{key}") if key else "a resource flag"
-        message = str(exc).split(": ", 1)[-1] if key else str(exc)
-        from .errors import SpecError
-
-        raise SpecError(f"{flag}: {message}") from None
-
-
-def _manager(args: argparse.Namespace) -> Any:
-    from .config import load_config
+def _manager(args: argparse.Namespace, *, search_from: Sequence[Path] = ()) -> Any:
+    """The manager for this command: the spec file of -f (or found), the configuration, --backend."""
     from .manager import ContainersManager
 
-    return ContainersManager(spec_path=args.file, config=load_config())
+    overrides = {"backend_name": args.backend} if getattr(args, "backend", None) else {}
+    return ContainersManager.discover(args.file, search_from=search_from, **overrides)
 
 
 # ---------------------------------------------------------------------- build
-class BuildProgress:
-    """Build events → a step progress bar (terminal) or plain lines (logs, CI), on stderr."""
-
-    def __init__(self, quiet: bool = False, stream: Any = None):
-        self.quiet = quiet
-        self.stream = stream or sys.stderr
-        self.bar: Any = None
-        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-
-    def __call__(self, event: Any) -> None:
-        if self.quiet:
-            return
-        if event.kind == "info":
-            self._write(f"jupyter-containers: {event.text}")
-        elif event.kind == "step":
-            if self.tty and event.total:
-                if self.bar is None:
-                    from tqdm import tqdm
-
-                    self.bar = tqdm(total=event.total, file=self.stream, unit="step", leave=False, dynamic_ncols=True)
-                self.bar.set_description_str(_short(event.title, 60))
-            else:
-                self._write(_short(event.title, 160))
-        elif event.kind == "done":
-            if self.bar is not None:
-                self.bar.update(1)
-            if event.cached and not self.tty:
-                self._write(f"{_step_prefix(event)} CACHED")
-        elif event.kind == "log" and event.text.strip():
-            self._write(f"  {event.text}")
-
-    def _write(self, text: str) -> None:
-        if self.bar is not None:
-            self.bar.write(text, file=self.stream)
-        else:
-            print(text, file=self.stream, flush=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-
-def _step_prefix(event: Any) -> str:
-    return f"[{event.index}/{event.total}]" if event.index else ""
-
-
-def _short(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
 def cmd_build(args: argparse.Namespace) -> int:
     manager = _manager(args)
     progress = BuildProgress(quiet=args.quiet or False)
@@ -306,18 +294,18 @@ def cmd_build(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     import time
 
-    from .errors import SpecError
+    from .errors import RequestError
 
     command = list(args.cmd)
     if not command:
-        raise SpecError("no command given; use: jupyter-containers run ENV [limits...] -- CMD [ARG...]")
-    overrides = resources_from_args(args)
+        raise RequestError("no command given; use: jupyter-containers run ENV [limits...] -- CMD [ARG...]")
+    overrides = resources_from_flags(args)
     mounts = [_parse_volume(v) for v in args.volume]
     environment = {}
     for item in args.environment:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise SpecError(f"-e {item!r}: use KEY=VALUE")
+            raise RequestError(f"-e {item!r}: use KEY=VALUE")
         environment[key] = value
     manager = _manager(args)
     progress = BuildProgress(quiet=args.quiet)
@@ -355,36 +343,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_execute(args: argparse.Namespace) -> int:
-    from .jobs.runner import CANCELLED, COMPLETED, TIMED_OUT, execute_notebook, parse_parameters, shown_path
-
-    overrides = resources_from_args(args)
-    progress = BuildProgress(quiet=args.quiet)
-
-    def log(text: str) -> None:
-        if not args.quiet or text.startswith(("failed", "timed out", "cancelled")):
-            print(text, file=sys.stderr, flush=True)
-
-    try:
-        result = execute_notebook(
-            args.notebook,
-            environment=args.env,
-            output_path=args.output,
-            parameters=parse_parameters(args.parameters, args.raw_parameters),
-            resources=overrides,
-            spec_file=args.file,
-            log=log,
-            on_build_event=progress,
-        )
-    finally:
-        progress.close()
-    print(f"output notebook: {shown_path(result.output_path)}")
-    if result.status == COMPLETED:
-        return 0
-    return {TIMED_OUT: 124, CANCELLED: 130}.get(result.status, 1)
+    return execute_from_args(args, _manager(args, search_from=[Path(args.notebook).resolve().parent]))
 
 
 def _parse_volume(text: str) -> tuple[str, str, bool]:
-    from .errors import SpecError
+    from .errors import RequestError
 
     parts = text.split(":")
     read_only = False
@@ -396,7 +359,7 @@ def _parse_volume(text: str) -> tuple[str, str, bool]:
     elif len(parts) == 2:
         host, target = parts
     else:
-        raise SpecError(f"-v {text!r}: use HOST_PATH[:CONTAINER_PATH][:ro]")
+        raise RequestError(f"-v {text!r}: use HOST_PATH[:CONTAINER_PATH][:ro]")
     return host, target, read_only
 
 
@@ -407,14 +370,16 @@ def cmd_spec_show(args: argparse.Namespace) -> int:
     if args.dockerfile:
         print(manager.builder.plan(env).dockerfile, end="")
         return 0
-    data = env.to_dict()
+    from .redact import redact, redact_data
+
+    data = redact_data(env.to_dict())
     if args.json:
         print(json.dumps({"name": env.name, "file": str(env.source), **data}, indent=2))
     else:
-        from .spec.sources import render_environment_toml
+        from .spec.writer import render_environment_toml
 
         print(f"# {env.source}")
-        print(render_environment_toml(env), end="")
+        print(redact(render_environment_toml(env)), end="")
     return 0
 
 
@@ -437,15 +402,15 @@ def cmd_spec_schema(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------- capture / import
 def cmd_capture(args: argparse.Namespace) -> int:
-    from .errors import SpecError
+    from .errors import RequestError
     from .spec.capture import capture_environment, modules_from_files
-    from .spec.sources import add_environment_to_file
+    from .spec.writer import add_environment_to_file
 
     if args.imported is None:
         result = capture_environment(args.name)
     else:
         if not args.imported:
-            raise SpecError(
+            raise RequestError(
                 "--imported needs the .py or .ipynb files whose imports to capture "
                 "(in a notebook, '%container capture --imported' uses the kernel's imports)"
             )
@@ -459,7 +424,8 @@ def cmd_capture(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from .spec.sources import add_environment_to_file, import_source
+    from .spec.importers import import_source
+    from .spec.writer import add_environment_to_file
 
     result = import_source(Path(args.source), name=args.name)
     add_environment_to_file(Path(args.output), result.environment, result.notes, force=args.force)
@@ -486,14 +452,14 @@ def cmd_images(args: argparse.Namespace) -> int:
 
     images = _manager(args).images()
     if args.json:
-        print(json.dumps(images, indent=2))
+        print(json.dumps([image.to_dict() for image in images], indent=2))
         return 0
     rows = [("IMAGE", "ENVIRONMENT", "SIZE", "ID")]
     for image in images:
-        env = image["labels"].get("io.jupyter.containers.env") or image["labels"].get("io.jupyter.containers.kind", "")
-        for tag in image["tags"] or ["<untagged>"]:
-            rows.append((tag, env, format_size(image["size"] or 0), image["id"].split(":")[-1][:12]))
-    _table(rows)
+        env = image.label("env") or image.label("kind") or ""
+        for tag in image.tags or ("<untagged>",):
+            rows.append((tag, env, format_size(image.size or 0), image.id.split(":")[-1][:12]))
+    table(rows)
     return 0
 
 
@@ -512,27 +478,22 @@ def cmd_prune(args: argparse.Namespace) -> int:
 def cmd_engine(args: argparse.Namespace) -> int:
     info = _manager(args).engine()
     if args.json:
-        print(json.dumps(info, indent=2))
+        print(json.dumps(info.to_dict(), indent=2))
         return 0
-    gpus = ", ".join(info["gpu_runtimes"]) or "none (install the NVIDIA Container Toolkit for --gpus)"
-    print(f"engine:          Docker {info['version']} (API {info['api_version']}) at {info['address']}")
-    print(f"os/arch:         {info['os']} / {info['architecture']}")
-    print(f"storage driver:  {info['storage_driver']}, cgroup v{info['cgroup_version']}")
-    print(f"cpus/memory:     {info['cpus']} / {info['memory'] / 2**30:.1f} GiB")
-    print(f"runtimes:        {', '.join(info['runtimes'])}")
+    gpus = ", ".join(info.gpu_runtimes) or "none (install the NVIDIA Container Toolkit for --gpus)"
+    print(f"engine:          Docker {info.version} (API {info.api_version}) at {info.address}")
+    print(f"os/arch:         {info.os} / {info.architecture}")
+    print(f"storage driver:  {info.storage_driver}, cgroup v{info.cgroup_version}")
+    print(f"cpus/memory:     {info.cpus} / {(info.memory or 0) / 2**30:.1f} GiB")
+    print(f"runtimes:        {', '.join(info.runtimes)}")
     print(f"GPU runtimes:    {gpus}")
     return 0
 
 
 def cmd_kernelspec_install(args: argparse.Namespace) -> int:
-    from .kernel.kernelspec import install_kernel_spec
-
-    resources_from_args(args)  # validates the flags with their names before anything is written
-    manager = _manager(args)
-    manager.environment(args.env)  # the environment must exist
-    folder = install_kernel_spec(
+    resources_from_flags(args)  # validates the flags with their names before anything is written
+    folder = _manager(args).install_kernel_spec(
         args.env,
-        manager.spec_file(),
         resource_flags(args),
         name=args.name,
         display_name=args.display_name,
@@ -544,16 +505,41 @@ def cmd_kernelspec_install(args: argparse.Namespace) -> int:
 
 
 def cmd_setup(args: argparse.Namespace) -> int:
-    from .backends.bootstrap import main as bootstrap_main
+    """Make this host ready to build: an engine that answers and a default base image on it.
 
-    argv = ["--no-install"] if args.no_install else []
-    return bootstrap_main(argv)
+    The engine is the manager's backend (c.ContainersManager.backend_name, c.DockerBackend.base_url), so setup
+    prepares the engine that builds and kernels then use; the base defaults come from c.Builder.
+    """
+    from .config import load_config
+    from .errors import SpecError
+    from .manager import ContainersManager
+    from .provision.base_image import bootstrap_base_image, ensure_base_image
+    from .provision.engine import ensure_engine
 
+    def say(text: str) -> None:
+        print(text, flush=True)
 
-def _table(rows: list[tuple[str, ...]]) -> None:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    overrides = {"backend_name": args.backend} if getattr(args, "backend", None) else {}
+    try:  # with a spec file, its project's config applies too; setup itself needs none
+        manager = ContainersManager.discover(args.file, **overrides)
+    except SpecError:
+        if args.file:
+            raise
+        manager = ContainersManager(config=load_config(), **overrides)
+    backend = manager.backend
+    base = args.base or manager.builder.default_base
+    offline_tag = args.offline_tag or manager.builder.offline_base
+    info = ensure_engine(backend, install=not args.no_install, log=say)
+    if args.rebootstrap:
+        bootstrap_base_image(offline_tag, backend=backend, suite=args.suite, mirror=args.mirror, log=say)
+        reference = offline_tag
+    else:
+        reference = ensure_base_image(
+            base, backend=backend, offline_tag=offline_tag, allow_pull=not args.no_pull, log=say
+        )
+    image_id = backend.image_id(reference) or "?"
+    say(f"ready: Docker {info.version} at {backend.address}; default base {reference} ({image_id[:19]})")
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -46,20 +46,40 @@ class BuildError(ContainersError):
         super().__init__(text)
 
 
+class RequestError(ContainersError, ValueError):
+    """A request (REST body or query, command-line flag, magic option) is invalid.
+
+    Kept apart from :class:`SpecError`: the spec file is fine, what was asked of it is not.
+    """
+
+
+class NotFoundError(ContainersError, LookupError):
+    """An image, container, build or job does not exist (or is not visible to the caller)."""
+
+
+class ConflictError(ContainersError):
+    """The request conflicts with the current state (e.g. cancelling a job that already finished, removing
+    an image a container still uses)."""
+
+
 class BackendError(ContainersError):
-    """The container engine refused or failed a request."""
+    """The container engine failed a request for a reason that is not the caller's input."""
 
 
 class EngineUnavailableError(BackendError):
     """No container engine answers at the configured address."""
 
 
-class NotFoundError(BackendError, LookupError):
-    """An image, container or job does not exist."""
+class EngineRefusedError(BackendError):
+    """The engine answered and refused the request (its message says why)."""
 
 
 class GpuUnavailableError(BackendError):
-    """GPUs were requested from an engine that has no GPU runtime."""
+    """GPUs were requested from an engine that cannot provide them."""
+
+
+class SessionError(ContainersError):
+    """A ``%%container`` session could not do what was asked (e.g. a variable that cannot travel)."""
 
 
 class RunError(ContainersError):
@@ -76,7 +96,3 @@ class OutOfMemoryError(RunError):
 
 class RunTimeoutError(RunError):
     """The container exceeded its wall-clock timeout and was killed."""
-
-
-class ConflictError(ContainersError):
-    """The request conflicts with the current state (e.g. cancelling a job that already finished)."""

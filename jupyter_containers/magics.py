@@ -18,10 +18,10 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from .errors import ContainersError
+from .errors import ContainersError, RequestError, SessionError
+from .frontend import BuildProgress, format_uptime, resource_arguments, resource_flags, resources_from_flags, table
 
 SUBCOMMANDS = ("list", "build", "use", "status", "stop", "logs", "capture", "execute", "ui")
-RESOURCE_KEYS = ("cpus", "memory", "memory_swap", "shm_size", "pids", "gpus", "network", "timeout")
 
 
 def _file_argument(func: Any) -> Any:
@@ -29,21 +29,10 @@ def _file_argument(func: Any) -> Any:
 
 
 def _resource_arguments(timeout_help: str = "per cell: interrupt a cell running longer, e.g. 90s, 30m") -> Any:
-    # The CLI's limit flags (same names, same units).
+    # The CLI's limit flags (same names, same units), derived from the Resources model.
     def decorate(func: Any) -> Any:
-        for args, kwargs in reversed(
-            [
-                (("--cpus",), {"help": "number of CPUs, e.g. 1.5"}),
-                (("-m", "--memory"), {"help": "memory limit, e.g. 512m or 4GiB"}),
-                (("--memory-swap",), {"help": "memory + swap limit (default: same as --memory); -1: unlimited"}),
-                (("--shm-size",), {"help": "size of /dev/shm, e.g. 1g"}),
-                (("--pids-limit",), {"dest": "pids", "help": "maximum number of processes"}),
-                (("--gpus",), {"help": "GPUs: a count, 'all', or device ids such as '0,2'"}),
-                (("--network",), {"choices": ["bridge", "none"], "help": "bridge (default) or none"}),
-                (("--timeout",), {"help": timeout_help}),
-            ]
-        ):
-            func = argument(*args, **kwargs)(func)
+        for flags, kwargs in reversed(list(resource_arguments(timeout_help=timeout_help))):
+            func = argument(*flags, **kwargs)(func)
         return func
 
     return decorate
@@ -127,6 +116,7 @@ class ContainerMagics(Magics):
     # ------------------------------------------------------------------ helpers
     def manager(self, spec_file: str | None = None) -> Any:
         """One ContainersManager per spec file (its engine connection is reused between cells)."""
+        from .manager import ContainersManager
         from .spec.parse import find_spec_file
 
         spec = spec_file or self.default_file
@@ -134,54 +124,34 @@ class ContainerMagics(Magics):
         key = str(path)
         manager = self._managers.get(key)
         if manager is None:
-            from traitlets.config import Config
-
-            from .config import load_config
-            from .manager import ContainersManager
-
-            if not path.is_file():
-                from .errors import SpecNotFoundError
-
-                raise SpecNotFoundError(f"spec file {path} does not exist")
-            # The notebook folder's config first, the project's own file on top (as the provisioner does).
-            config = Config()
-            config.merge(load_config())
-            config.merge(load_config(path.parent))
-            manager = ContainersManager(spec_path=path, config=config)
+            manager = ContainersManager.discover(path)
             self._managers[key] = manager
         return manager
 
     @staticmethod
     def _raw_resources(args: Any) -> dict[str, Any]:
-        return {k: getattr(args, k, None) for k in RESOURCE_KEYS if getattr(args, k, None) is not None}
+        return resource_flags(args)
 
     @staticmethod
     def _resources(raw: dict[str, Any]) -> Any:
-        from argparse import Namespace
-
-        from .cli import resources_from_args
-
-        return resources_from_args(Namespace(**{k: raw.get(k) for k in RESOURCE_KEYS}))
+        return resources_from_flags(raw)
 
     @staticmethod
     def _progress() -> Any:
-        from .cli import BuildProgress
-
         return BuildProgress(stream=sys.stdout)
 
     def _session_for(self, env: str, raw: dict[str, Any], spec_file: str | None) -> tuple[Any, float | None]:
         # The warm session and the cell timeout (given, else the spec's default) for ``env``.
-        from .kernel.session import get_pool
+        from .kernel.pool import get_pool
 
         manager = self.manager(spec_file)
         resources = self._resources(raw)
-        pool = get_pool()
         progress = self._progress()
         try:
-            session = pool.get_or_start(env, resources, manager=manager, on_build_event=progress)
+            session = manager.session(env, resources, on_build_event=progress)
         finally:
             progress.close()
-        return session, pool.effective_resources(manager, env, resources).timeout
+        return session, get_pool().effective_resources(manager, env, resources).timeout
 
     # ------------------------------------------------------------------ %%container
     def _run_cell(self, line: str, cell: str) -> Any:
@@ -192,12 +162,13 @@ class ContainerMagics(Magics):
         raw = dict(self.default_resources) if env == self.default_environment else {}
         raw.update(self._raw_resources(args))
         session, timeout = self._session_for(env, raw, args.file)
+        assert self.shell is not None  # magics are registered on a shell
         user_ns = self.shell.user_ns
         inputs = _names(args.inputs)
         if inputs:
             missing = [name for name in inputs if name not in user_ns]
             if missing:
-                raise ContainersError(f"no variable named {missing[0]!r} in this notebook")
+                raise RequestError(f"no variable named {missing[0]!r} in this notebook")
             session.push({name: user_ns[name] for name in inputs})
         result = session.execute(cell, timeout=timeout)
         outputs = _names(args.outputs)
@@ -226,7 +197,8 @@ class ContainerMagics(Magics):
         except ValueError:
             words = []
         if {"-h", "--help"} & set(words):
-            print(handler.parser.format_help())
+            parser = _execute_parser() if name == "execute" else handler.parser
+            print(parser.format_help())
             return None
         return handler(rest)
 
@@ -234,7 +206,7 @@ class ContainerMagics(Magics):
     @_file_argument
     def _cmd_list(self, rest: str) -> None:
         """The environments of the spec file; * marks those with a running container kernel."""
-        from .kernel.session import get_pool
+        from .kernel.pool import get_pool
 
         args = parse_argstring(self._cmd_list, rest)
         manager = self.manager(args.file)
@@ -246,7 +218,7 @@ class ContainerMagics(Magics):
             marker = "*" if env_name in running else ""
             shown = env_name + (" (use)" if env_name == self.default_environment else "")
             rows.append((marker, shown, env.resources.describe(), env.description or ""))
-        _table(rows)
+        table(rows)
         if running:
             print("* a container kernel is running (%container status)")
 
@@ -284,7 +256,7 @@ class ContainerMagics(Magics):
     @magic_arguments(name="container status")
     def _cmd_status(self, rest: str) -> None:
         """Running container kernels of this notebook."""
-        from .kernel.session import get_pool
+        from .kernel.pool import get_pool
 
         parse_argstring(self._cmd_status, rest)
         sessions = get_pool().list()
@@ -298,18 +270,18 @@ class ContainerMagics(Magics):
                     s.environment,
                     s.resources.describe(),
                     (s.container_id or "")[:12],
-                    _uptime(s.uptime),
+                    format_uptime(s.uptime),
                     str(s.spec_file),
                 )
             )
-        _table(rows)
+        table(rows)
 
     @magic_arguments(name="container stop")
     @argument("env", nargs="?", metavar="ENV", help="stop the container kernels of ENV only")
     @argument("--all", action="store_true", help="stop every container kernel (the default without ENV)")
     def _cmd_stop(self, rest: str) -> None:
         """Remove container kernels (and their variables)."""
-        from .kernel.session import get_pool
+        from .kernel.pool import get_pool
 
         args = parse_argstring(self._cmd_stop, rest)
         if args.env and args.all:
@@ -327,12 +299,12 @@ class ContainerMagics(Magics):
     @argument("--tail", type=int, default=None, help="only the last N lines")
     def _cmd_logs(self, rest: str) -> None:
         """The container log of ENV's kernel (the kernel's own messages, not the cells' output)."""
-        from .kernel.session import get_pool
+        from .kernel.pool import get_pool
 
         args = parse_argstring(self._cmd_logs, rest)
         sessions = [s for s in get_pool().list() if s.environment == args.env]
         if not sessions:
-            raise ContainersError(f"no container kernel of {args.env!r} is running; %container status lists them")
+            raise SessionError(f"no container kernel of {args.env!r} is running; %container status lists them")
         for s in sessions:
             if len(sessions) > 1:
                 print(f"==> {s.describe()} {(s.container_id or '')[:12]} <==")
@@ -349,11 +321,12 @@ class ContainerMagics(Magics):
         from .errors import SpecNotFoundError
         from .spec.capture import capture_environment
         from .spec.parse import find_spec_file
-        from .spec.sources import add_environment_to_file
+        from .spec.writer import add_environment_to_file
 
         args = parse_argstring(self._cmd_capture, rest)
-        if args.file or self.default_file:
-            path = Path(args.file or self.default_file)
+        chosen = args.file or self.default_file
+        if chosen:
+            path = Path(chosen)
         else:
             try:
                 path = find_spec_file(Path.cwd())
@@ -377,21 +350,22 @@ class ContainerMagics(Magics):
     def _cmd_execute(self, rest: str) -> None:
         """Run a whole notebook in an environment's container: ``jupyter-containers execute`` from here.
 
-        The command line's own parser and command, so both take exactly the same options
-        (``%container execute -h`` lists them); the notebook's spec file is the default ``-f``.
+        The options are the command line's (one definition in jupyter_containers.frontend; ``%container
+        execute -h`` lists them); the notebook's spec file is the default ``-f``.
         """
-        from .cli import main
         from .errors import RunError
+        from .frontend import execute_from_args
+        from .manager import ContainersManager
 
-        argv = ["execute", *shlex.split(rest)]
-        if self.default_file and not {"-f", "--file"} & set(argv):
-            argv += ["-f", str(self.default_file)]
         try:
-            status = main(argv)
-        except SystemExit as exc:  # argparse: -h, or a usage error it already printed
-            if exc.code:
-                raise UsageError("see the usage above ('%container execute -h' for every option)") from None
-            return
+            args = _execute_parser().parse_args(shlex.split(rest))
+        except SystemExit as exc:  # argparse already printed the usage error
+            raise UsageError("see the usage above ('%container execute -h' for every option)") from exc
+        args.progress_stream = sys.stdout
+        spec = args.file or self.default_file
+        folder = Path(args.notebook).expanduser().resolve().parent
+        manager = self.manager(spec) if spec else ContainersManager.discover(search_from=[folder])
+        status = execute_from_args(args, manager)
         if status:
             raise RunError(f"the notebook run ended with exit status {status}; see the messages above")
 
@@ -405,21 +379,15 @@ class ContainerMagics(Magics):
         return ContainersUI(self.manager(args.file))
 
 
-def _uptime(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes, secs = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
+def _execute_parser() -> Any:
+    import argparse
 
+    from .frontend import add_execute_arguments
 
-def _table(rows: list[tuple[str, ...]]) -> None:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    parser = argparse.ArgumentParser(prog="%container execute", add_help=False)
+    parser.add_argument("-f", "--file", help="spec file (default: next to the notebook, else ./containers.toml)")
+    add_execute_arguments(parser)
+    return parser
 
 
 def load_ipython_extension(ip: Any) -> None:
@@ -429,7 +397,7 @@ def load_ipython_extension(ip: Any) -> None:
 
 def unload_ipython_extension(ip: Any) -> None:
     """``%unload_ext jupyter_containers``: stop this kernel's container kernels and drop the magics."""
-    from .kernel.session import get_pool
+    from .kernel.pool import get_pool
 
     get_pool().stop_all()
     magics = ip.magics_manager.magics

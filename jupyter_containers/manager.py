@@ -6,19 +6,30 @@ how resources combine (spec defaults, then per-run overrides) and which host fol
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from traitlets import Bool, Instance, List, Type, Unicode, default
-from traitlets.config import LoggingConfigurable
+from traitlets import Bool, Instance, List, Unicode, default
+from traitlets.config import Config, LoggingConfigurable
 
-from .backends.base import ContainerBackend, Mount, RunRequest, RunResult, labels, owner_labels
-from .backends.docker import DockerBackend
-from .build.builder import Builder, BuildResult, EventCallback
-from .build.dockerfile import CA_TARGET, WORKSPACE
-from .errors import SpecError
+from .backends.base import (
+    ContainerBackend,
+    ContainerInfo,
+    EngineInfo,
+    ImageInfo,
+    Mount,
+    RunRequest,
+    RunResult,
+    backend_class,
+    labels,
+    owner_labels,
+)
+from .errors import NotFoundError, RequestError, SpecError
+from .images.builder import Builder, BuildResult, EventCallback
+from .images.dockerfile import CA_TARGET, WORKSPACE
 from .spec.model import Environment, Resources, SpecFile
 from .spec.parse import find_spec_file, load_environment, load_spec
 
@@ -26,11 +37,12 @@ from .spec.parse import find_spec_file, load_environment, load_spec
 class ContainersManager(LoggingConfigurable):
     """Environments of one spec file, built and run on one backend."""
 
-    backend_class = Type(
-        DockerBackend,
-        klass=ContainerBackend,
+    backend_name = Unicode(
+        "docker",
         config=True,
-        help="The container backend class (another engine can be plugged in here).",
+        help="The container backend, by its name in the 'jupyter_containers.backends' entry point group "
+        "('docker': a Docker engine, local or remote). Per project in its jupyter_containers_config.py, "
+        "per run with --backend.",
     )
     workspace = Unicode(
         None,
@@ -58,9 +70,56 @@ class ContainersManager(LoggingConfigurable):
             kwargs["spec_path"] = str(spec_path)
         super().__init__(**kwargs)
 
+    @classmethod
+    def discover(
+        cls,
+        spec_path: str | os.PathLike | None = None,
+        *,
+        search_from: Sequence[str | os.PathLike] = (),
+        parent: Any = None,
+        config: Config | None = None,
+        **kwargs: Any,
+    ) -> ContainersManager:
+        """The one factory every front end (CLI, magics, kernels, jobs, widgets, server) gets a manager from.
+
+        The spec file is ``spec_path``, else the first ``containers.toml`` / ``pyproject.toml`` found in
+        ``search_from`` and then the current folder. Configuration is found once, in one order
+        (:func:`~jupyter_containers.config.discover_config`): the host application's (``config``, else
+        ``parent``'s) or else Jupyter's config path and the current folder, then the project's own file.
+
+        Raises:
+            SpecNotFoundError: no spec file was given and none was found (the message names the folders).
+        """
+        from .config import discover_config
+        from .errors import SpecNotFoundError
+
+        if spec_path is not None:
+            path = Path(spec_path).expanduser().resolve()
+            if not path.is_file():
+                raise SpecNotFoundError(f"spec file {path} does not exist")
+        else:
+            folders = [*(Path(f) for f in search_from), Path.cwd()]
+            found: Path | None = None
+            for folder in dict.fromkeys(folders):
+                try:
+                    found = find_spec_file(folder).resolve()
+                    break
+                except SpecNotFoundError:
+                    continue
+            if found is None:
+                shown = ", ".join(str(f) for f in dict.fromkeys(folders))
+                raise SpecNotFoundError(
+                    f"no containers.toml (or pyproject.toml with a [tool.jupyter-containers] table) in {shown}; "
+                    "create one ('jupyter-containers import requirements.txt') or pass -f/--file PATH"
+                )
+            path = found
+        base = config if config is not None else (parent.config if parent is not None else None)
+        merged = discover_config(path.parent, base=base)
+        return cls(spec_path=path, parent=parent, config=merged, **kwargs)
+
     @default("backend")
     def _default_backend(self) -> ContainerBackend:
-        return self.backend_class(parent=self)
+        return backend_class(self.backend_name)(parent=self)
 
     @default("builder")
     def _default_builder(self) -> Builder:
@@ -72,10 +131,15 @@ class ContainersManager(LoggingConfigurable):
 
     def spec(self) -> SpecFile:
         """Re-read on every call: specs are edited while servers and kernels keep running."""
-        return load_spec(self.spec_file())
+        return load_spec(self.spec_file(), allowed_roots=self._reference_roots())
 
     def environment(self, name: str) -> Environment:
-        return load_environment(name, self.spec_file())
+        return load_environment(name, self.spec_file(), allowed_roots=self._reference_roots())
+
+    def _reference_roots(self) -> list[str]:
+        """c.Builder.allowed_reference_roots, without creating the builder (and its backend) only to read it."""
+        builder = self.builder if self.trait_has_value("builder") else Builder(parent=self)
+        return list(builder.allowed_reference_roots)
 
     def workspace_dir(self) -> Path:
         return Path(self.workspace).resolve() if self.workspace else self.spec_file().parent
@@ -101,17 +165,17 @@ class ContainersManager(LoggingConfigurable):
             source = Path(host).expanduser()
             source = (workspace / source if not source.is_absolute() else source).resolve()
             if not any(source == root or root in source.parents for root in roots):
-                raise SpecError(
+                raise RequestError(
                     f"mount source {host!r} ({source}) is outside the workspace {workspace}; mount a folder inside "
                     "it, or allow its parent with c.ContainersManager.allowed_mount_roots"
                 )
             if not source.exists():
-                raise SpecError(f"mount source {host!r} ({source}) does not exist")
+                raise RequestError(f"mount source {host!r} ({source}) does not exist")
             if not target.startswith("/") or ":" in target:
-                raise SpecError(f"mount target {target!r} must be an absolute path inside the container")
+                raise RequestError(f"mount target {target!r} must be an absolute path inside the container")
             mounts.append(Mount(source, target, read_only))
         if self.mount_host_ca_bundle:
-            from .build.hostconfig import find_ca_bundle
+            from .images.hostconfig import find_ca_bundle
 
             ca = find_ca_bundle()
             if ca is not None:
@@ -140,14 +204,164 @@ class ContainersManager(LoggingConfigurable):
             resources=effective,
             mounts=self.mounts(mounts),
             environment=dict(environment or {}),
-            labels=labels(env=name, role="run", **owner_labels()),
+            labels=labels(env=name, role="run", **self.ownership()),
             working_dir=WORKSPACE,
         )
         return build, effective, self.backend.run(request, stdout=stdout, stderr=stderr)
 
+    # ------------------------------------------------------------------ containers
+    def scope(self) -> dict[str, str]:
+        """The labels that say whose a container is: this user (uid) in this workspace.
+
+        Every container the manager creates carries them, and every listing, log and stop filters on them,
+        so on a shared engine one user's server or CLI never sees or touches another's containers (or
+        another workspace's). They are set by us at creation; no request can choose them.
+        """
+        return {"owner_uid": str(os.getuid()), "workspace": str(self.workspace_dir())}
+
+    def ownership(self) -> dict[str, str]:
+        """The labels every container created through this manager carries: its scope, plus the creating
+        process (so that prune can tell a crashed kernel's container from a live one)."""
+        return {**owner_labels(), **self.scope()}
+
+    def _scope_filter(self) -> dict[str, str]:
+        return {f"io.jupyter.containers.{k.replace('_', '-')}": v for k, v in self.scope().items()}
+
+    def containers(self, *, usage: bool = True) -> list[dict[str, Any]]:
+        """Our running containers in this workspace as every front end shows them: environment, role,
+        limits, live usage.
+
+        One listing for the REST API, the widgets and the magics, so they can never disagree.
+        """
+        listed = self.backend.list_containers(all=False, labels=self._scope_filter())
+        figures = self.backend.usage([c.id for c in listed]) if usage else {}
+        out = []
+        for container in listed:
+            try:
+                resources = json.loads(container.label("resources") or "{}")
+            except ValueError:
+                resources = {}
+            measured = figures.get(container.id)
+            out.append(
+                {
+                    "id": container.id,
+                    "name": container.name,
+                    "environment": container.label("env"),
+                    "role": container.label("role"),
+                    "image": container.image,
+                    "state": container.state,
+                    "status": container.status,
+                    "created": container.created,
+                    "resources": resources,
+                    "gpus": resources.get("gpus") if isinstance(resources, dict) else None,
+                    "usage": measured.to_dict() if measured is not None else None,
+                }
+            )
+        return out
+
+    def find_container(self, container_id: str) -> ContainerInfo:
+        """One of this workspace's containers by id, or by an unambiguous prefix of at least 12 characters.
+
+        Raises:
+            NotFoundError: no container of this user in this workspace has that id (another user's or
+                another workspace's container is not found either: it is not theirs to see).
+        """
+        for container in self.backend.list_containers(all=True, labels=self._scope_filter()):
+            if container.id == container_id or (len(container_id) >= 12 and container.id.startswith(container_id)):
+                return container
+        raise NotFoundError(f"no container {container_id!r} created by jupyter-containers")
+
+    def container_logs(self, container_id: str, *, tail: int | None = 500) -> str:
+        return self.backend.container(self.find_container(container_id).id).logs(tail=tail)
+
+    def stop_container(self, container_id: str) -> None:
+        self.backend.remove_container(self.find_container(container_id).id)
+
+    # ------------------------------------------------------------------ kernels, sessions, notebooks
+    def session(
+        self,
+        environment: str,
+        resources: Resources | None = None,
+        *,
+        on_build_event: EventCallback | None = None,
+        cwd: str | os.PathLike | None = None,
+    ) -> Any:
+        """The warm ``%%container`` session of this process for ``environment`` with ``resources``."""
+        from .kernel.pool import get_pool
+
+        return get_pool().get_or_start(environment, resources, manager=self, on_build_event=on_build_event, cwd=cwd)
+
+    def execute(
+        self,
+        request: Any,
+        *,
+        log: Callable[[str], None] = print,
+        on_build_event: EventCallback | None = None,
+        cancel: Any = None,
+    ) -> Any:
+        """Run a whole notebook (an :class:`~jupyter_containers.jobs.runner.ExecuteRequest`) in its environment."""
+        from .jobs.runner import execute_notebook
+
+        return execute_notebook(request, manager=self, log=log, on_build_event=on_build_event, cancel=cancel)
+
+    def kernel_spec_manager(self) -> Any:
+        from jupyter_client.kernelspec import KernelSpecManager
+
+        return KernelSpecManager(parent=self)
+
+    def install_kernel_spec(
+        self,
+        environment: str,
+        resources: Mapping[str, Any] | None = None,
+        *,
+        name: str | None = None,
+        display_name: str | None = None,
+        user: bool = False,
+        prefix: str | None = None,
+    ) -> str:
+        """Install a kernelspec whose kernels run in ``environment`` (resources in spec units); returns its folder."""
+        from .kernel.kernelspec import install_kernel_spec
+
+        self.environment(environment)  # the environment must exist
+        return install_kernel_spec(
+            environment,
+            self.spec_file(),
+            dict(resources or {}),
+            name=name,
+            display_name=display_name,
+            user=user,
+            prefix=prefix,
+            kernel_spec_manager=self.kernel_spec_manager(),
+        )
+
+    def sync_kernel_specs(self, prefix: str) -> list[str]:
+        """A kernelspec per environment under ``prefix``; ours whose environment left the spec file are removed."""
+        installed = []
+        spec_file = str(self.spec_file())
+        for name, env in self.spec().environments.items():
+            folder = self.install_kernel_spec(
+                name,
+                {},
+                name=f"containers-{name}",
+                display_name=f"{name} (container, {env.resources.describe()})",
+                prefix=prefix,
+            )
+            installed.append(Path(folder).name)
+        ksm = self.kernel_spec_manager()
+        for kernel, folder in ksm.find_kernel_specs().items():
+            if not kernel.startswith("containers-") or kernel in installed:
+                continue
+            try:
+                config = json.loads((Path(folder) / "kernel.json").read_text())["metadata"]["kernel_provisioner"]
+            except (OSError, ValueError, KeyError):
+                continue
+            if config.get("config", {}).get("spec_file") == spec_file and Path(folder).is_relative_to(prefix):
+                ksm.remove_kernel_spec(kernel)
+        return installed
+
     # ------------------------------------------------------------------ housekeeping
-    def images(self) -> list[dict]:
-        return sorted(self.backend.list_images(), key=lambda i: i.get("created") or 0, reverse=True)
+    def images(self) -> list[ImageInfo]:
+        return sorted(self.backend.list_images(), key=lambda i: i.created or 0, reverse=True)
 
     def prune(self, *, all: bool = False, dry_run: bool = False) -> dict[str, list[str]]:
         """Remove our stopped containers and superseded images (every image of ours with ``all``).
@@ -159,28 +373,29 @@ class ContainersManager(LoggingConfigurable):
         """
         removed: dict[str, list[str]] = {"containers": [], "images": [], "folders": []}
         kept_mounts: set[str] = set()
-        for container in self.backend.list_containers(all=True):
+        # This user's containers only (in every workspace): another user's crashed kernel is not ours to remove.
+        mine = {"io.jupyter.containers.owner-uid": str(os.getuid())}
+        for container in self.backend.list_containers(all=True, labels=mine):
             if (
-                container["state"] in ("created", "exited", "dead")
-                or (all and container["labels"].get("io.jupyter.containers.role") in ("run", "lock-probe"))
-                or _orphaned(container["labels"])
+                container.state in ("created", "exited", "dead")
+                or (all and container.label("role") in ("run", "lock-probe"))
+                or _orphaned(container.labels)
             ):
-                removed["containers"].append(container["name"] or container["id"][:12])
+                removed["containers"].append(container.name or container.id[:12])
                 if not dry_run:
-                    self.backend.remove_container(container["id"])
+                    self.backend.remove_container(container.id)
             else:
-                kept_mounts.update(container.get("mounts", ()))
+                kept_mounts.update(container.mounts)
         removed["folders"] = self._prune_socket_folders(kept_mounts, dry_run)
-        current, known = self._current_images()
-        for image in self.images():
-            image_labels = image["labels"]
-            env = image_labels.get("io.jupyter.containers.env")
-            if not env:
-                continue  # a base image (environment images inherit "kind=base" from the offline base)
-            refs = image["tags"] or [image["id"]]
-            superseded = image_labels.get("io.jupyter.containers.spec-file") in known and not any(
-                ref in current for ref in refs
-            )
+        images = self.images()
+        current, known = self._current_images(images)
+        for image in images:
+            if not image.label("env"):
+                continue  # a base image
+            if image.label("owner-uid", str(os.getuid())) != str(os.getuid()):
+                continue  # another user's build
+            refs = list(image.tags) or [image.id]
+            superseded = image.label("spec-file") in known and not any(ref in current for ref in refs)
             if not (all or superseded):
                 continue
             removed["images"].extend(refs)
@@ -189,15 +404,13 @@ class ContainersManager(LoggingConfigurable):
                     self.backend.remove_image(ref)
         return removed
 
-    def _current_images(self) -> tuple[set[str], set[str]]:
+    def _current_images(self, images: Sequence[ImageInfo]) -> tuple[set[str], set[str]]:
         """Tags that a readable ``containers.lock`` names as an environment's current image, and the spec
         files whose locks were read. Creation times cannot tell: a build that BuildKit serves from its cache
         keeps the creation time of the first build."""
-        from .build.lock import read_lock
+        from .images.lock import read_lock
 
-        spec_files = {
-            image["labels"].get("io.jupyter.containers.spec-file") for image in self.backend.list_images()
-        } - {None, ""}
+        spec_files = {name for image in images if (name := image.label("spec-file"))}
         try:
             spec_files.add(str(self.spec_file()))
         except SpecError:
@@ -235,7 +448,7 @@ class ContainersManager(LoggingConfigurable):
                     shutil.rmtree(folder, ignore_errors=True)
         return removed
 
-    def engine(self) -> dict:
+    def engine(self) -> EngineInfo:
         return self.backend.engine_info()
 
 

@@ -22,10 +22,9 @@ class ContainersUI(w.VBox):
 
     def __init__(self, manager: Any = None, *, refresh_seconds: float = 2.0, **kwargs: Any):
         if manager is None:
-            from .config import load_config
             from .manager import ContainersManager
 
-            manager = ContainersManager(config=load_config())
+            manager = ContainersManager.discover()
         self.manager = manager
         names = list(manager.spec().environments)
         self.environment = w.Dropdown(options=names, value=names[0] if names else None, description="Environment")
@@ -133,43 +132,25 @@ class ContainersUI(w.VBox):
     # ------------------------------------------------------------------ containers
     def refresh(self) -> None:
         try:
-            containers = self.manager.backend.list_containers()
+            containers = self.manager.containers(usage=True)
         except ContainersError as exc:
             self.containers.value = f"<i>{html.escape(str(exc))}</i>"
             return
         if not containers:
             self.containers.value = "<i>none running</i>"
             return
-        from .usage import UsageReader
-
-        reader = getattr(self, "_usage", None) or UsageReader()
-        self._usage = reader
         rows = [
             "<tr><th>environment</th><th>role</th><th>container</th><th>CPU</th><th>memory</th><th>status</th></tr>"
         ]
         for c in containers:
-            usage = reader.usage(c["id"]) or {}
+            usage = c["usage"] or {}
             cpu = f"{usage['cpu_percent']:.0f}%" if usage.get("cpu_percent") is not None else "…"
             used, limit = usage.get("memory_used"), usage.get("memory_limit")
             memory = format_size(used) if used else "…"
             if limit:
                 memory += f" / {format_size(limit)}"
-            labels = c["labels"]
-            rows.append(
-                "<tr>"
-                + "".join(
-                    f"<td>{html.escape(str(v))}</td>"
-                    for v in (
-                        labels.get("io.jupyter.containers.env", ""),
-                        labels.get("io.jupyter.containers.role", ""),
-                        c["name"],
-                        cpu,
-                        memory,
-                        c["status"],
-                    )
-                )
-                + "</tr>"
-            )
+            cells = (c["environment"] or "", c["role"] or "", c["name"], cpu, memory, c["status"])
+            rows.append("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in cells) + "</tr>")
         self.containers.value = "<table class='jp-Containers-table'>" + "".join(rows) + "</table>"
 
     def _auto_refresh(self, seconds: float) -> None:

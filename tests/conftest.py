@@ -89,15 +89,59 @@ def _cleanup(backend) -> None:
     test session on the same engine)."""
     import os
 
+    from jupyter_containers.errors import ConflictError
     from jupyter_containers.manager import _orphaned
 
+    from . import engines
+
+    engines.remove_orphaned_engines(backend.api)  # a crashed session's second engine, and its volume
     for container in backend.list_containers(all=True):
-        labels = container["labels"]
-        ours = container["image"].startswith("jupyter-containers-test/") or labels.get("io.jupyter.containers.test")
+        labels = container.labels
+        ours = container.image.startswith("jupyter-containers-test/") or labels.get("io.jupyter.containers.test")
         owner = labels.get("io.jupyter.containers.owner-pid")
         if ours and (owner in (None, str(os.getpid())) or _orphaned(labels)):
-            backend.remove_container(container["id"])
+            if engines.ENGINE_LABEL in labels:
+                engines.remove_engine_container(backend.api, container.id)  # with its volume
+            else:
+                backend.remove_container(container.id)
     for image in backend.list_images():
-        for tag in image["tags"]:
-            if tag.startswith("jupyter-containers-test/"):
-                backend.remove_image(tag)
+        for tag in image.tags:
+            # The second engine's image is kept for the next session (its tag is a hash of its recipe; a new
+            # recipe's build removes the old tag): a rebuild costs ~21 s.
+            if tag.startswith("jupyter-containers-test/") and not tag.startswith(engines.DIND_REPOSITORY + ":"):
+                try:
+                    backend.remove_image(tag)
+                except ConflictError:
+                    pass  # a container of a concurrent test session still uses it
+
+
+@pytest.fixture(scope="session")
+def second_engine(tmp_path_factory: pytest.TempPathFactory):
+    """A second, real Docker engine for the whole session, started when a test first asks for it (~5 s; ~25 s
+    more when its image must be built): Docker-in-Docker on the main engine, reached over TCP+TLS
+    (``.tls_url``, ``.tls``, ``.api()``, ``.docker_config()``) and ssh (``.ssh_command()``, ``.ssh_env()``),
+    with the base image loaded and a stand-in NVIDIA hook (``.hook_calls()``). See tests/engines.py.
+
+    Removed at the end with its volume and credentials; after a crash, by the orphan cleanup.
+    """
+    from jupyter_containers.backends.docker import DockerBackend
+    from jupyter_containers.errors import EngineUnavailableError
+
+    from . import engines
+
+    backend = DockerBackend(api_timeout=600)
+    try:
+        backend.engine_info()
+    except EngineUnavailableError as exc:
+        pytest.fail(f"the second engine runs on the main Docker engine, and none answers: {exc}")
+    engine = engines.start_second_engine(backend.api, tmp_path_factory.mktemp("second-engine"))
+    yield engine
+    engine.close()
+
+
+@pytest.fixture
+def second_engine_ssh(second_engine, monkeypatch: pytest.MonkeyPatch):
+    """The second engine, with ``ssh`` on this test's PATH reading its ssh config (``~/.ssh`` untouched): the
+    docker CLI (``DOCKER_HOST=ssh://second-engine``) and the docker SDK (``use_ssh_client=True``) reach it."""
+    monkeypatch.setenv("PATH", second_engine.ssh_env()["PATH"])
+    return second_engine

@@ -17,9 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..backends.base import Mount, RunRequest, labels, owner_labels
-from ..build.dockerfile import WORKSPACE
-from ..errors import BackendError
+from ..backends.base import Container, ContainerState, Mount, RunRequest, labels
+from ..images.dockerfile import WORKSPACE
 from ..spec.model import Resources
 from ..units import format_size
 
@@ -34,7 +33,8 @@ def runtime_root() -> Path:
     for candidate in (os.environ.get("JUPYTER_CONTAINERS_RUNTIME_DIR"), "/dev/shm"):
         if candidate and os.path.isdir(candidate) and os.access(candidate, os.W_OK):
             root = Path(candidate) / f"jupyter-containers-{os.getuid()}"
-            root.mkdir(mode=0o711, exist_ok=True)
+            root.mkdir(mode=0o700, exist_ok=True)
+            root.chmod(0o700)  # an older version made it 0711
             return root
     from jupyter_core.paths import jupyter_runtime_dir
 
@@ -62,10 +62,11 @@ class ContainerKernel:
         self.role = role
         self.extra_labels = dict(extra_labels or {})
         self.locked = locked
+        # 0700 (mkdtemp's mode), owned by the container's user: only the owner (and root) can reach the
+        # kernel's sockets and key; never world-readable or writable.
         self.socket_dir = Path(tempfile.mkdtemp(prefix="k-", dir=runtime_root()))
-        # The container user (uid 1000 or the host user's uid) must create its sockets here.
-        self.socket_dir.chmod(0o777)
-        self.container: Any = None
+        self._give_to_container_user(self.socket_dir)
+        self.container: Container | None = None
         self.image: str | None = None
         self.image_id: str | None = None
 
@@ -84,8 +85,20 @@ class ContainerKernel:
         inside["transport"] = "ipc"
         inside["ip"] = f"{CONTAINER_RUNTIME_DIR}/k"
         path = self.socket_dir / "kernel.json"
-        path.write_text(json.dumps(inside))
-        path.chmod(0o644)
+        # Created 0600 before the key is written into it: the key never sits in a readable file.
+        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fh:
+            fh.write(json.dumps(inside))
+        self._give_to_container_user(path)
+
+    def _give_to_container_user(self, path: Path) -> None:
+        """Let the container's user (the host user, or uid 1000 when the host user is root) own ``path``.
+
+        A non-root host user's containers run as that user, who owns the folder already; root chowns it to
+        the container's uid, since root reaches the folder anyway.
+        """
+        uid, _, gid = self.manager.backend.container_user().partition(":")
+        if os.getuid() == 0 and uid.isdigit() and int(uid) != 0:
+            os.chown(path, int(uid), int(gid) if gid.isdigit() else -1)
 
     def container_cwd(self, cwd: str | os.PathLike | None) -> str:
         """The notebook's folder inside the container when it is in the workspace, else the workspace."""
@@ -109,79 +122,73 @@ class ContainerKernel:
             labels=labels(
                 env=self.environment,
                 role=self.role,
-                **owner_labels(),
+                **self.manager.ownership(),
                 resources=json.dumps(self.resources.to_dict(), sort_keys=True),
                 **self.extra_labels,
             ),
             working_dir=self.container_cwd(cwd),
         )
-        container = backend.create(request)
-        self.container = container
-        backend.start(container, self.resources)
+        try:
+            container = backend.create(request)
+            self.container = container
+            container.start()
+        except BaseException:
+            # A refused start (no GPU driver, a bad mount) must leave neither the container nor the key behind.
+            self.remove()
+            raise
         return container.id
 
     # ------------------------------------------------------------------ lifecycle
-    def state(self) -> dict[str, Any]:
-        if self.container is None:
-            return {}
-        import docker
+    @property
+    def container_id(self) -> str | None:
+        return self.container.id if self.container is not None else None
 
-        try:
-            return self.manager.backend.api.inspect_container(self.container.id)["State"]
-        except docker.errors.NotFound:
-            return {"Status": "removed", "ExitCode": -1}
+    def state(self) -> ContainerState | None:
+        """The container's state; None before it was created."""
+        return self.container.state() if self.container is not None else None
 
     def poll(self) -> int | None:
         """None while the kernel's container runs, else its exit code."""
         state = self.state()
-        if not state:
+        if state is None or state.running:
             return None
-        if state.get("Status") in ("created", "running", "restarting", "paused"):
-            return None
-        return int(state.get("ExitCode", -1))
+        return state.exit_code if state.exit_code is not None else -1
 
     def wait(self, timeout: float | None = None) -> int | None:
         if self.container is None:
             return None
-        try:
-            result = self.container.wait(timeout=timeout) if timeout else self.container.wait()
-        except Exception:  # noqa: BLE001 - a timeout or a container already gone
-            return self.poll()
-        return int(result.get("StatusCode", -1))
+        code = self.container.wait(timeout)
+        return self.poll() if code is None else code
 
     def signal(self, signum: int) -> None:
         """Deliver a signal to the kernel process (tini, PID 1, forwards it), e.g. SIGINT to interrupt."""
-        if self.container is None:
-            return
-        import docker
-
-        try:
-            self.container.kill(signal=int(signum))
-        except docker.errors.APIError as exc:
-            if "is not running" not in str(exc) and "No such container" not in str(exc):
-                raise BackendError(f"could not signal kernel container {self.container.short_id}: {exc}") from None
+        if self.container is not None:
+            self.container.kill(int(signum))
 
     def kill(self) -> None:
         self.signal(signal.SIGKILL)
 
+    def logs(self, tail: int | None = None) -> str:
+        """The container's own output (the kernel's log), the last ``tail`` lines when given."""
+        return self.container.logs(tail=tail) if self.container is not None else ""
+
     def death_reason(self) -> str | None:
         """Why the kernel's container stopped, in the user's terms (None while it runs)."""
         state = self.state()
-        if not state or state.get("Status") == "running":
+        if state is None or state.status == "running":
             return None
-        code = state.get("ExitCode")
-        if state.get("OOMKilled"):
+        if state.oom_killed:
             limit = self.resources.memory
             size = format_size(limit) if limit else "available"
             return (
-                f"the kernel ran out of its {size} memory limit and was killed (exit code {code}); "
+                f"the kernel ran out of its {size} memory limit and was killed (exit code {state.exit_code}); "
                 "raise --memory (or resources.memory in the spec) and restart it"
             )
-        return f"the kernel's container exited with code {code}"
+        return f"the kernel's container exited with code {state.exit_code}"
 
     def remove(self, *, keep_socket_dir: bool = False) -> None:
         if self.container is not None:
-            self.manager.backend.remove_container(self.container.id)
+            self.container.remove()
             self.container = None
         if not keep_socket_dir:
             shutil.rmtree(self.socket_dir, ignore_errors=True)

@@ -79,17 +79,22 @@ def install_kernel_spec(
     display_name: str | None = None,
     user: bool = False,
     prefix: str | None = None,
+    kernel_spec_manager: KernelSpecManager | None = None,
 ) -> str:
-    """Install a kernelspec (like ``ipykernel install``); returns its folder."""
+    """Install a kernelspec (like ``ipykernel install``) with ``kernel_spec_manager`` (built with the
+    caller's ``parent=``, so it reads the same config); returns its folder."""
     name = name or kernel_name(environment, resources)
     spec = kernel_spec_dict(environment, spec_file, resources, display_name=display_name)
+    ksm = kernel_spec_manager if kernel_spec_manager is not None else KernelSpecManager()
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "kernel.json").write_text(json.dumps(spec, indent=1))
-        return KernelSpecManager().install_kernel_spec(tmp, kernel_name=name, user=user, prefix=prefix)
+        return ksm.install_kernel_spec(tmp, kernel_name=name, user=user, prefix=prefix)
 
 
 class _InMemorySpec:
     """Gives a KernelManager a container kernelspec without installing it anywhere."""
+
+    _kernel_spec: KernelSpec | None
 
     def __init__(
         self,

@@ -12,6 +12,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning import KernelProvisionerBase
 from traitlets import Bool, Dict, Unicode
 
@@ -20,7 +21,7 @@ from .container import CONNECTION_FILE, ContainerKernel
 PROVISIONER_NAME = "jupyter-containers"
 
 
-class ContainerProvisioner(KernelProvisionerBase):  # type: ignore[misc]
+class ContainerProvisioner(KernelProvisionerBase):
     """Starts, signals and removes one container per kernel (a restart is a fresh container)."""
 
     environment = Unicode(config=True, help="Environment name in the spec file.")
@@ -34,17 +35,10 @@ class ContainerProvisioner(KernelProvisionerBase):  # type: ignore[misc]
     _stopping = False
 
     def _manager(self) -> Any:
-        from traitlets.config import Config
-
-        from ..config import load_config
         from ..manager import ContainersManager
 
-        spec = Path(self.spec_file)
         # The host application's config (server, nbclient caller) first, the project's own file on top.
-        config = Config()
-        config.merge(self.config)
-        config.merge(load_config(spec.parent))
-        return ContainersManager(spec_path=spec, parent=self, config=config)
+        return ContainersManager.discover(Path(self.spec_file), parent=self)
 
     def _resources(self, manager: Any) -> Any:
         from ..spec.parse import parse_resources
@@ -54,10 +48,10 @@ class ContainerProvisioner(KernelProvisionerBase):  # type: ignore[misc]
 
     @property
     def has_process(self) -> bool:
-        return self.kernel is not None and self.kernel.container is not None
+        return self.kernel is not None and self.kernel.container_id is not None
 
     async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
-        km = self.parent
+        km: Any = self.parent  # the KernelManager this provisioner serves
         if self.kernel is None:
             manager = self._manager()
             self.kernel = ContainerKernel(
@@ -68,12 +62,18 @@ class ContainerProvisioner(KernelProvisionerBase):  # type: ignore[misc]
                 extra_labels=self.extra_labels,
                 locked=self.locked,
             )
-        await asyncio.to_thread(self.kernel.build)
-        km.transport = "ipc"
-        km.ip = self.kernel.host_ip
-        km.write_connection_file()
-        self.connection_info = km.get_connection_info()
-        self.kernel.write_connection_file(self.connection_info)
+        try:
+            await asyncio.to_thread(self.kernel.build)
+            km.transport = "ipc"
+            km.ip = self.kernel.host_ip
+            km.write_connection_file()
+            self.connection_info = km.get_connection_info()
+            self.kernel.write_connection_file(dict(self.connection_info))
+        except BaseException:
+            # A failed build must not leave the socket folder (and, once written, the key) behind.
+            await asyncio.to_thread(self.kernel.remove)
+            self.kernel = None
+            raise
         argv = [arg.replace("{connection_file}", CONNECTION_FILE) for arg in self.kernel_spec.argv]
         kwargs["cmd"] = argv + list(kwargs.pop("extra_arguments", []))
         # The host's environment must not leak into the container: only the kernelspec's own env goes in.
@@ -81,7 +81,7 @@ class ContainerProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         kwargs["env"] = dict(self.kernel_spec.env or {})
         return kwargs
 
-    async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> dict[str, Any]:
+    async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
         assert self.kernel is not None
         await asyncio.to_thread(self.kernel.start, cmd, cwd=kwargs.get("cwd"), env=kwargs.get("env"))
         return self.connection_info
@@ -140,7 +140,7 @@ class ContainerProvisioner(KernelProvisionerBase):  # type: ignore[misc]
                 "environment": self.environment,
                 "spec_file": self.spec_file,
                 "resources": self.resources,
-                "container_id": self.kernel.container.id if self.has_process else None,
+                "container_id": self.kernel.container_id if self.kernel is not None else None,
             }
         )
         return info

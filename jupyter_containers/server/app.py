@@ -18,6 +18,7 @@ class ContainersApp(ExtensionApp):
     classes = [ContainersService]
 
     def initialize_settings(self) -> None:
+        assert self.serverapp is not None  # set by jupyter_server before it initializes extensions
         service = ContainersService(parent=self, root_dir=self.serverapp.root_dir)
         self.settings["jupyter_containers_service"] = service
         register_metrics(service)

@@ -18,30 +18,43 @@ from tornado import web
 
 from ..errors import (
     BackendError,
+    BuildError,
     ConflictError,
     ContainersError,
     EngineUnavailableError,
     GpuUnavailableError,
     NotFoundError,
+    RequestError,
     RunError,
+    SessionError,
     SpecError,
     SpecNotFoundError,
 )
+from ..redact import redact
 
 AUTH_RESOURCE = "containers"
+#: No request of this API needs more (a job body is a notebook path, names and a few parameters).
+MAX_BODY = 1 << 20
 API = "/jupyter-containers/api"
 
 
 def status_for(exc: ContainersError) -> int:
-    """The one mapping from our errors to HTTP status codes."""
+    """The one mapping from our errors to HTTP status codes (500 is left for our own bugs).
+
+    400 the request or the spec is invalid, 404 no such thing (or not the caller's), 409 the state does not
+    allow it (a finished job, a GPU the engine lacks, a kernel that died), 422 the environment does not
+    build, 502 the engine refused, 503 no engine answers.
+    """
     if isinstance(exc, SpecNotFoundError | NotFoundError):
         return 404
-    if isinstance(exc, SpecError):
+    if isinstance(exc, SpecError | RequestError):
         return 400
     if isinstance(exc, EngineUnavailableError):
         return 503
-    if isinstance(exc, GpuUnavailableError | RunError | ConflictError):
+    if isinstance(exc, GpuUnavailableError | RunError | ConflictError | SessionError):
         return 409
+    if isinstance(exc, BuildError):
+        return 422
     if isinstance(exc, BackendError):
         return 502
     return 500
@@ -59,15 +72,19 @@ class ContainersHandler(ExtensionHandlerMixin, APIHandler):
         try:
             return await asyncio.to_thread(fn, *args, **kwargs)
         except ContainersError as exc:
-            raise web.HTTPError(status_for(exc), reason=_reason(exc), log_message=str(exc)) from None
+            raise web.HTTPError(status_for(exc), reason=_reason(exc), log_message=redact(str(exc))) from None
 
     def body(self, allowed: set[str]) -> dict[str, Any]:
         if not self.request.body:
             return {}
+        if len(self.request.body) > MAX_BODY:
+            raise web.HTTPError(413, reason=f"the request body is over {MAX_BODY // 1024} KiB")
         try:
             data = json.loads(self.request.body)
         except ValueError as exc:
             raise web.HTTPError(400, reason="the request body is not valid JSON", log_message=str(exc)) from None
+        except RecursionError:
+            raise web.HTTPError(400, reason="the request body is nested too deeply") from None
         if not isinstance(data, dict):
             raise web.HTTPError(400, reason="the request body must be a JSON object")
         unknown = sorted(set(data) - allowed)
@@ -81,13 +98,13 @@ class ContainersHandler(ExtensionHandlerMixin, APIHandler):
         """JSON errors whose ``message`` a user can act on (APIHandler's, with our reason as the message)."""
         self.set_header("Content-Type", "application/json")
         exc = kwargs.get("exc_info", (None, None, None))[1]
-        message = getattr(exc, "log_message", None) or self._reason
+        message = redact(getattr(exc, "log_message", None) or self._reason)
         self.finish(json.dumps({"message": message, "reason": self._reason, "status": status_code}))
 
 
 def _reason(exc: Exception) -> str:
     # HTTP reason phrases must be one line of latin-1; the full message is in the JSON body.
-    return str(exc).splitlines()[0].encode("latin-1", "replace").decode("latin-1")[:200]
+    return redact(str(exc)).splitlines()[0].encode("latin-1", "replace").decode("latin-1")[:200]
 
 
 class EngineHandler(ContainersHandler):
@@ -157,7 +174,7 @@ class BuildLogHandler(ContainersHandler):
         if "text/event-stream" in self.request.headers.get("Accept", ""):
             await self._stream(build, since)
             return
-        wait = min(float(self.get_argument("wait", "0") or 0), 30.0)
+        wait = min(_number_arg(self, "wait", 0.0), 30.0)
         events = await asyncio.to_thread(build.wait_for_events, since, wait) if wait else build.events[since:]
         self.finish(json.dumps({"events": events, "next": since + len(events), "build": build.to_dict()}))
 
@@ -243,6 +260,17 @@ class JobOutputHandler(ContainersHandler):
     @authorized
     async def get(self, job_id: str) -> None:
         self.finish(json.dumps(await self.call(self.service.jobs.output, job_id)))
+
+
+def _number_arg(handler: web.RequestHandler, name: str, default: float) -> float:
+    value = handler.get_argument(name, str(default))
+    try:
+        number = float(value)
+    except ValueError:
+        raise web.HTTPError(400, reason=f"query argument {name}={value!r} must be a number of seconds") from None
+    if not number >= 0 or number == float("inf"):
+        raise web.HTTPError(400, reason=f"query argument {name}={value!r} must be a non-negative number")
+    return number
 
 
 def _int_arg(handler: web.RequestHandler, name: str, default: int) -> int:

@@ -6,25 +6,29 @@ policy for what a request may ask of the engine (the Docker socket is root-equiv
 
 from __future__ import annotations
 
-import json
 import os
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from traitlets import Bool, Float, Instance, Int, Unicode, default
 from traitlets.config import LoggingConfigurable
 
-from ..backends.base import LABEL_PREFIX
-from ..build.lock import read_lock
-from ..build.tracker import BuildTracker
-from ..errors import NotFoundError, SpecError
+from ..errors import NotFoundError, RequestError, SpecError
+from ..frontend import RESOURCE_FIELDS
+from ..images.lock import read_lock
 from ..manager import ContainersManager
+from ..redact import redact_data
 from ..spec.model import Resources
 from ..spec.parse import find_spec_file, parse_resources
 from ..units import format_size, parse_size
-from ..usage import UsageReader, stats_usage
+from .tracker import BuildTracker
 
-RESOURCE_FIELDS = ("cpus", "memory", "memory_swap", "gpus", "shm_size", "pids", "timeout", "network")
+#: The engine's own minima (Docker refuses less memory than 6 MiB and finer CPU shares than 0.01).
+MIN_CPUS = 0.01
+MIN_MEMORY = 6 << 20
+MIN_PIDS = 16  # fewer processes than this cannot even start a kernel
 
 
 class ContainersService(LoggingConfigurable):
@@ -42,13 +46,6 @@ class ContainersService(LoggingConfigurable):
     max_timeout = Float(24 * 3600, config=True, help="Longest timeout (seconds) one request may ask for.")
     max_pids = Int(65536, config=True, help="Highest process limit one request may ask for.")
     allow_network = Bool(True, config=True, help="Whether requests may run containers with network access.")
-    jobs_db = Unicode(
-        "",
-        config=True,
-        help="SQLite file of notebook jobs. Empty: one per server root in Jupyter's data folder.",
-    )
-    jobs_dir = Unicode("jobs", config=True, help="Folder (relative to the server root) for job output notebooks.")
-    max_running_jobs = Int(2, config=True, help="Notebook jobs run at once; later ones wait, queued.")
     install_kernelspecs = Bool(
         True,
         config=True,
@@ -65,28 +62,16 @@ class ContainersService(LoggingConfigurable):
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
         self.builds = BuildTracker(self._run_build)
-        self.usage_reader = UsageReader()
         self._jobs: Any = None
 
     @property
     def jobs(self) -> Any:
-        """The job manager, created on first use (it marks jobs a previous server left running)."""
+        """The job manager (configured as ``c.JobManager``), created on first use (it marks jobs a previous
+        server left running)."""
         if self._jobs is None:
-            import hashlib
-
-            from jupyter_core.paths import jupyter_data_dir
-
             from ..jobs.manager import JobManager
-            from ..jobs.store import JobStore
 
-            path = self.jobs_db or str(
-                Path(jupyter_data_dir())
-                / "jupyter_containers"
-                / f"jobs-{hashlib.sha256(str(Path(self.root_dir).resolve()).encode()).hexdigest()[:12]}.sqlite"
-            )
-            self._jobs = JobManager(
-                self, JobStore(Path(path)), outputs_dir=self.jobs_dir, max_running=self.max_running_jobs
-            )
+            self._jobs = JobManager(parent=self)
         return self._jobs
 
     # ------------------------------------------------------------------ specs
@@ -102,7 +87,7 @@ class ContainersService(LoggingConfigurable):
     def get_manager(self) -> ContainersManager:
         path = self.spec_path()
         if self.manager is None or Path(self.manager.spec_file()) != path:
-            self.manager = ContainersManager(spec_path=path, parent=self)
+            self.manager = ContainersManager.discover(path, parent=self)
         return self.manager
 
     def environments(self) -> list[dict[str, Any]]:
@@ -114,9 +99,9 @@ class ContainersService(LoggingConfigurable):
         manager = self.get_manager()
         env = manager.environment(name)
         detail = self._environment(manager, env)
-        detail["spec"] = env.to_dict()
+        detail["spec"] = redact_data(env.to_dict())
         lock = read_lock(env.spec_dir / "containers.lock").get(name)
-        detail["lock"] = lock.to_toml() if lock else None
+        detail["lock"] = redact_data(lock.to_toml()) if lock else None
         return detail
 
     def _environment(self, manager: ContainersManager, env: Any) -> dict[str, Any]:
@@ -133,45 +118,19 @@ class ContainersService(LoggingConfigurable):
             "description": env.description,
             "spec_file": spec_file,
             **status,
-            "build": (running or latest).to_dict() if (running or latest) else None,
+            "build": shown.to_dict() if (shown := running or latest) is not None else None,
             "resources": env.resources.to_dict(),
             "resources_text": env.resources.describe(),
         }
 
     def sync_kernelspecs(self) -> list[str]:
         """Install a kernelspec per environment; remove ours whose environment left the spec file."""
-        from jupyter_client.kernelspec import KernelSpecManager
         from jupyter_core.paths import ENV_JUPYTER_PATH
-
-        from ..kernel.kernelspec import install_kernel_spec
 
         # The environment's own kernel folder (<sys.prefix>/share/jupyter), where `ipykernel install
         # --sys-prefix` puts kernels: per virtualenv, no root needed.
         prefix = Path(ENV_JUPYTER_PATH[0]).parent.parent
-        manager = self.get_manager()
-        spec_file = str(manager.spec_file())
-        installed = []
-        for name, env in manager.spec().environments.items():
-            folder = install_kernel_spec(
-                name,
-                manager.spec_file(),
-                {},
-                name=f"containers-{name}",
-                display_name=f"{name} (container, {env.resources.describe()})",
-                prefix=str(prefix),
-            )
-            installed.append(Path(folder).name)
-        ksm = KernelSpecManager()
-        for kernel, folder in ksm.find_kernel_specs().items():
-            if not kernel.startswith("containers-") or kernel in installed:
-                continue
-            try:
-                config = json.loads((Path(folder) / "kernel.json").read_text())["metadata"]["kernel_provisioner"]
-            except (OSError, ValueError, KeyError):
-                continue
-            if config.get("config", {}).get("spec_file") == spec_file and Path(folder).is_relative_to(prefix):
-                ksm.remove_kernel_spec(kernel)
-        return installed
+        return self.get_manager().sync_kernel_specs(str(prefix))
 
     # ------------------------------------------------------------------ builds
     def start_build(self, name: str) -> tuple[dict[str, Any], bool]:
@@ -181,8 +140,7 @@ class ContainersService(LoggingConfigurable):
         return build.to_dict(), new
 
     def _run_build(self, spec_file: str, name: str, on_event: Any) -> Any:
-        manager = ContainersManager(spec_path=spec_file, parent=self)
-        return manager.build(name, on_event=on_event)
+        return ContainersManager.discover(spec_file, parent=self).build(name, on_event=on_event)
 
     def build(self, build_id: str) -> Any:
         build = self.builds.get(build_id)
@@ -192,100 +150,106 @@ class ContainersService(LoggingConfigurable):
 
     # ------------------------------------------------------------------ containers
     def containers(self) -> list[dict[str, Any]]:
-        backend = self.get_manager().backend
-        listed = backend.list_containers(all=False)
-        out = []
-        for container in listed:
-            labels = container["labels"]
-            usage = self.usage_reader.usage(container["id"])
-            if usage is None:
-                try:
-                    usage = stats_usage(backend.client.containers.get(container["id"]))
-                except Exception:  # noqa: BLE001 - a container that just went away has no usage
-                    usage = None
-            try:
-                resources = json.loads(labels.get(f"{LABEL_PREFIX}.resources", "{}"))
-            except ValueError:
-                resources = {}
-            out.append(
-                {
-                    "id": container["id"],
-                    "name": container["name"],
-                    "environment": labels.get(f"{LABEL_PREFIX}.env"),
-                    "role": labels.get(f"{LABEL_PREFIX}.role"),
-                    "image": container["image"],
-                    "state": container["state"],
-                    "status": container["status"],
-                    "created": container["created"],
-                    "resources": resources,
-                    "gpus": resources.get("gpus"),
-                    "usage": usage,
-                }
-            )
-        self.usage_reader.forget({c["id"] for c in listed})
-        return out
-
-    def _ours(self, container_id: str) -> dict[str, Any]:
-        for container in self.get_manager().backend.list_containers(all=True):
-            if container["id"] == container_id or container["id"].startswith(container_id) and len(container_id) >= 12:
-                return container
-        raise NotFoundError(f"no container {container_id!r} created by jupyter-containers")
+        return self.get_manager().containers(usage=True)
 
     def stop_container(self, container_id: str) -> None:
-        container = self._ours(container_id)
-        self.get_manager().backend.remove_container(container["id"])
+        self.get_manager().stop_container(container_id)
 
     def container_logs(self, container_id: str, tail: int = 500) -> str:
-        container = self._ours(container_id)
-        api = self.get_manager().backend.api
-        return api.logs(container["id"], tail=tail).decode("utf-8", "replace")
+        return self.get_manager().container_logs(container_id, tail=tail)
 
     # ------------------------------------------------------------------ engine
     def engine(self) -> dict[str, Any]:
+        """The engine's state; a workspace without a spec file still has an engine to show."""
         from ..errors import EngineUnavailableError
 
         try:
-            info = self.get_manager().engine()
+            manager = self.get_manager()
+        except SpecError:
+            manager = ContainersManager(parent=self)  # no spec needed: the backend is all this asks of it
+        try:
+            info = manager.engine()
         except EngineUnavailableError as exc:
             return {"reachable": False, "error": str(exc)}
-        except SpecError:
-            from ..backends.docker import DockerBackend
-
-            try:
-                info = DockerBackend(parent=self).engine_info()
-            except EngineUnavailableError as exc:
-                return {"reachable": False, "error": str(exc)}
-        return {"reachable": True, "gpu": bool(info["gpu_runtimes"]), **info}
+        return {"reachable": True, "gpu": bool(info.gpu_runtimes), **info.to_dict()}
 
     # ------------------------------------------------------------------ request validation
-    def validate_resources(self, raw: Any, *, key: str = "resources") -> Resources:
-        """Resources from a request body, within the configured maxima; anything else is refused."""
+    def validate_resources(self, raw: Any, *, key: str = "resources", environment: str | None = None) -> Resources:
+        """Resources from a request body, checked against this server's bounds; anything else is refused.
+
+        With ``environment``, the spec's defaults are merged in and the *effective* limits are checked (and
+        returned): a request cannot escape the bounds by leaving a field to a permissive spec. Zero or
+        negative values never mean "unlimited" here, and every value is compared after unit conversion.
+        """
         if raw is None:
-            return Resources()
+            raw = {}
         if not isinstance(raw, dict):
-            raise SpecError(f"{key}: expected an object with some of {', '.join(RESOURCE_FIELDS)}")
+            raise RequestError(f"{key}: expected an object with some of {', '.join(RESOURCE_FIELDS)}")
         unknown = sorted(set(raw) - set(RESOURCE_FIELDS))
         if unknown:
-            raise SpecError(f"{key}.{unknown[0]}: unknown resource; allowed: {', '.join(RESOURCE_FIELDS)}")
-        resources = parse_resources(raw, key=key)
+            raise RequestError(f"{key}.{unknown[0]}: unknown resource; allowed: {', '.join(RESOURCE_FIELDS)}")
+        try:
+            resources = parse_resources(raw, key=key)
+        except SpecError as exc:
+            raise RequestError(str(exc)) from None
+        self._check_bounds(resources, key)
+        if environment is None:
+            return resources
+        effective = self.get_manager().resources(environment, resources)
+        if effective.memory is None and self.max_memory:
+            # An administrator's memory ceiling applies even when neither the spec nor the request sets one.
+            effective = replace(effective, memory=parse_size(self.max_memory))
+        self._check_bounds(effective, f"{key} (with the spec's defaults for {environment!r})")
+        return effective
+
+    def _check_bounds(self, resources: Resources, key: str) -> None:
         limit_memory = parse_size(self.max_memory) if self.max_memory else _host_memory()
-        checks = [
-            ("cpus", resources.cpus, self.max_cpus, str),
-            ("memory", resources.memory, limit_memory, format_size),
-            ("shm_size", resources.shm_size, limit_memory, format_size),
-            ("pids", resources.pids, self.max_pids, str),
-            ("timeout", resources.timeout, self.max_timeout, lambda s: f"{s:g}s"),
+
+        def seconds(value: float) -> str:
+            return f"{value:g}s"
+
+        def number(value: float) -> str:
+            return f"{value:g}"
+
+        # (field, value, smallest allowed, largest allowed, formatter); the minima are the engine's own.
+        checks: list[tuple[str, float | None, float, float, Callable[[Any], str]]] = [
+            ("cpus", resources.cpus, MIN_CPUS, self.max_cpus, number),
+            ("memory", resources.memory, MIN_MEMORY, limit_memory, format_size),
+            ("memory_swap", resources.memory_swap, MIN_MEMORY, limit_memory, format_size),
+            ("shm_size", resources.shm_size, 1 << 20, limit_memory, format_size),
+            ("pids", resources.pids, MIN_PIDS, self.max_pids, str),
+            ("timeout", resources.timeout, 1.0, self.max_timeout, seconds),
         ]
-        for name, value, maximum, show in checks:
-            if value is not None and maximum and value > maximum:
-                raise SpecError(f"{key}.{name}: {show(value)} is over this server's maximum of {show(maximum)}")
+        for name, value, minimum, maximum, show in checks:
+            if value is None:
+                continue
+            if name == "memory_swap" and value == -1:
+                raise RequestError(f"{key}.memory_swap: unlimited swap (-1) is not allowed through this server")
+            if value < minimum:
+                raise RequestError(
+                    f"{key}.{name}: {show(value)} is below the smallest allowed, {show(minimum)}; "
+                    "leave it out for the spec's default"
+                )
+            if maximum and value > maximum:
+                raise RequestError(f"{key}.{name}: {show(value)} is over this server's maximum of {show(maximum)}")
+        if resources.memory_swap is not None:
+            if resources.memory is None:
+                raise RequestError(f"{key}.memory_swap: needs memory too (swap is limited together with memory)")
+            if resources.memory_swap < resources.memory:
+                raise RequestError(
+                    f"{key}.memory_swap: {format_size(resources.memory_swap)} is less than memory "
+                    f"({format_size(resources.memory)}); it is memory plus swap"
+                )
         gpus = resources.gpus
-        count = self.max_gpus if gpus == "all" else (len(gpus) if isinstance(gpus, tuple) else (gpus or 0))
+        count = self.max_gpus if gpus == "all" else (len(gpus) if isinstance(gpus, tuple) else int(gpus or 0))
+        if isinstance(gpus, int) and gpus < 0:
+            raise RequestError(f"{key}.gpus: {gpus} is not a number of GPUs; use 0 or more, 'all', or device ids")
         if count and count > self.max_gpus or (gpus and not self.max_gpus):
-            raise SpecError(f"{key}.gpus: {gpus!r} is over this server's maximum of {self.max_gpus} GPUs")
+            raise RequestError(f"{key}.gpus: {gpus!r} is over this server's maximum of {self.max_gpus} GPUs")
         if resources.network and not self.allow_network:
-            raise SpecError(f"{key}.network: this server allows no network access (c.ContainersService.allow_network)")
-        return resources
+            raise RequestError(
+                f"{key}.network: this server allows no network access (c.ContainersService.allow_network)"
+            )
 
 
 def _host_memory() -> int:

@@ -23,14 +23,32 @@ class Resources:
     """Run-time limits. ``None`` means "not set here", so layers (spec defaults, then per-run
     overrides) combine with :meth:`merged`."""
 
-    cpus: float | None = None
-    memory: int | None = None
-    memory_swap: int | None = None
-    gpus: Gpus | None = None
-    shm_size: int | None = None
-    pids: int | None = None
-    timeout: float | None = None
-    network: bool | None = None
+    # ``flags``/``help`` describe the field to front ends: the CLI, the magics and the widgets derive their
+    # limit options from these (jupyter_containers.frontend), so a new limit is added here once.
+    cpus: float | None = field(default=None, metadata={"flags": ("--cpus",), "help": "number of CPUs, e.g. 1.5"})
+    memory: int | None = field(
+        default=None, metadata={"flags": ("-m", "--memory"), "help": "memory limit, e.g. 512m or 4GiB"}
+    )
+    memory_swap: int | None = field(
+        default=None,
+        metadata={
+            "flags": ("--memory-swap",),
+            "help": "memory + swap limit (default: same as --memory, i.e. no swap); -1: unlimited",
+        },
+    )
+    gpus: Gpus | None = field(
+        default=None, metadata={"flags": ("--gpus",), "help": "GPUs: a count, 'all', or device ids such as '0,2'"}
+    )
+    shm_size: int | None = field(default=None, metadata={"flags": ("--shm-size",), "help": "size of /dev/shm, e.g. 1g"})
+    pids: int | None = field(default=None, metadata={"flags": ("--pids-limit",), "help": "maximum number of processes"})
+    timeout: float | None = field(
+        default=None,
+        metadata={"flags": ("--timeout",), "help": "wall-clock limit, e.g. 90s, 30m; the container is killed after it"},
+    )
+    network: bool | None = field(
+        default=None,
+        metadata={"flags": ("--network",), "choices": ("bridge", "none"), "help": "bridge (default) or none"},
+    )
 
     def merged(self, override: Resources | None) -> Resources:
         """These defaults with every field that ``override`` sets taking precedence."""

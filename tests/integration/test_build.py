@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_containers.build.lock import read_lock
 from jupyter_containers.errors import BuildError
+from jupyter_containers.images.lock import read_lock
 from jupyter_containers.manager import ContainersManager
 
 pytestmark = pytest.mark.engine
@@ -113,7 +113,7 @@ def test_failed_build_names_the_step_and_leaves_no_tag(tmp_path, engine_config):
     assert "exit code: 3" in str(error)
     # and no tag was left behind, nor any build container
     assert manager.backend.image_id(plan.tag) is None
-    assert not [c for c in manager.backend.list_containers(all=True) if c["image"] == plan.tag]
+    assert not [c for c in manager.backend.list_containers(all=True) if c.image == plan.tag]
 
 
 def test_host_ca_bundle_makes_pypi_reachable_and_stays_out_of_the_image(tmp_path, engine_config):

@@ -59,16 +59,43 @@ def test_kernel_runs_in_the_container_under_its_limits(kernel):
     assert out.split("\n")[:4] == ["1000", "['lo']", str(192 * 2**20), "/workspace"]
 
 
-def test_kernel_is_reached_through_ipc_sockets_with_a_key(kernel):
+def test_kernel_is_reached_through_ipc_sockets_with_a_key(kernel, manager):
     km, _ = kernel
     info = km.get_connection_info()
     assert info["transport"] == "ipc"
     assert info["key"]  # messages are signed
-    container = km.provisioner.kernel.container
-    container.reload()
+    inspected = manager.backend.api.inspect_container(km.provisioner.kernel.container_id)
     # nothing is published on any host interface
-    assert container.attrs["HostConfig"]["PortBindings"] in ({}, None)
-    assert container.attrs["HostConfig"]["NetworkMode"] == "none"
+    assert inspected["HostConfig"]["PortBindings"] in ({}, None)
+    assert inspected["HostConfig"]["NetworkMode"] == "none"
+
+
+def test_only_the_owner_can_reach_the_sockets_and_the_key(kernel, manager):
+    km, _ = kernel
+    kernel = km.provisioner.kernel
+    uid = int(manager.backend.container_user().split(":")[0])
+    folder = kernel.socket_dir.stat()
+    key_file = (kernel.socket_dir / "kernel.json").stat()
+    # the socket folder and the connection file (with the key) belong to the container's user, and to no one else
+    assert folder.st_mode & 0o777 == 0o700 and folder.st_uid == uid
+    assert key_file.st_mode & 0o777 == 0o600 and key_file.st_uid == uid
+    assert kernel.socket_dir.parent.stat().st_mode & 0o077 == 0
+
+
+def test_a_refused_start_leaves_no_socket_folder_or_key(manager, small_image):
+    from jupyter_containers.errors import GpuUnavailableError
+    from jupyter_containers.kernel.container import runtime_root
+
+    before = set(runtime_root().glob("k-*"))
+    # when a kernel asks the (GPU-less) main engine for a GPU
+    km = ContainerKernelManager(
+        environment="small", spec_file=manager.spec_file(), resources={"gpus": 1}, config=manager.config
+    )
+    with pytest.raises(GpuUnavailableError):
+        km.start_kernel()
+    # then neither its container nor its socket folder (with the key) is left
+    assert set(runtime_root().glob("k-*")) <= before
+    assert not [c for c in manager.backend.list_containers(all=True) if c.label("resources") == '{"gpus": 1}']
 
 
 def test_state_persists_between_executions(kernel):
@@ -89,20 +116,20 @@ def test_interrupt_reaches_the_code_in_the_container(kernel):
 
 def test_restart_starts_a_fresh_container_and_shutdown_removes_it(kernel, manager):
     km, kc = kernel
-    first = km.provisioner.kernel.container.id
+    first = km.provisioner.kernel.container_id
     execute(kc, "x = 1")
     # when the kernel restarts
     km.restart_kernel(now=True)
     kc.wait_for_ready(timeout=120)
-    second = km.provisioner.kernel.container.id
+    second = km.provisioner.kernel.container_id
     # then it is a new container with fresh state, and the old one is gone
     assert second != first
     assert execute(kc, "print('x' in globals())")[1] == "False\n"
-    ids = {c["id"] for c in manager.backend.list_containers(all=True)}
+    ids = {c.id for c in manager.backend.list_containers(all=True)}
     assert first not in ids and second in ids
     # and shutdown removes it
     km.shutdown_kernel(now=False)
-    assert second not in {c["id"] for c in manager.backend.list_containers(all=True)}
+    assert second not in {c.id for c in manager.backend.list_containers(all=True)}
 
 
 def test_out_of_memory_death_names_the_limit(kernel):
@@ -120,9 +147,9 @@ def test_out_of_memory_death_names_the_limit(kernel):
     assert "ran out of its 192 MiB memory limit" in km.provisioner.kernel.death_reason()
 
 
-def test_container_labels_say_what_it_is(kernel):
+def test_container_labels_say_what_it_is(kernel, manager):
     km, _ = kernel
-    labels = km.provisioner.kernel.container.labels
+    labels = manager.find_container(km.provisioner.kernel.container_id).labels
     assert labels["io.jupyter.containers.role"] == "kernel"
     assert labels["io.jupyter.containers.env"] == "small"
     assert json.loads(labels["io.jupyter.containers.resources"])["memory"] == 192 * 2**20

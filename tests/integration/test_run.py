@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from jupyter_containers.errors import GpuUnavailableError, OutOfMemoryError, RunTimeoutError, SpecError
+from jupyter_containers.errors import GpuUnavailableError, OutOfMemoryError, RequestError, RunTimeoutError
 from jupyter_containers.spec.parse import parse_resources
 
 from .dockerproxy import RecordingDockerProxy
@@ -73,7 +73,7 @@ def test_workspace_is_mounted(manager, small_image, project):
 
 
 def test_mounts_outside_the_workspace_are_refused(manager, small_image):
-    with pytest.raises(SpecError, match="outside the workspace"):
+    with pytest.raises(RequestError, match="outside the workspace"):
         manager.run("small", ["true"], mounts=[("/etc", "/mnt/etc", True)])
 
 
@@ -96,7 +96,7 @@ def test_timeout_kills_and_reports(manager, small_image):
         run(manager, "sleep 60", timeout="1s")
     # and the container was removed
     containers = manager.backend.list_containers(all=True)
-    assert not [c for c in containers if c["labels"].get("io.jupyter.containers.role") == "run"]
+    assert not [c for c in containers if c.label("role") == "run"]
 
 
 def test_gpu_request_reaches_the_engine_and_its_refusal_is_explained(manager, small_image, tmp_path, engine_config):
@@ -118,4 +118,4 @@ def test_gpu_request_reaches_the_engine_and_its_refusal_is_explained(manager, sm
     assert "NVIDIA Container Toolkit" in str(info.value)
     assert "--gpus 2" in str(info.value)
     # and the container the engine created before refusing was removed
-    assert not [c for c in manager.backend.list_containers(all=True) if c["state"] == "created"]
+    assert not [c for c in manager.backend.list_containers(all=True) if c.state == "created"]

@@ -54,14 +54,16 @@ def test_widget_lists_running_containers(project, manager, small_image):
     from jupyter_containers.widgets import ContainersUI
 
     # given a running container of ours
-    request = RunRequest(image=small_image.image, command=["sleep", "30"], labels=labels(env="small", role="run"))
+    request = RunRequest(
+        image=small_image.image, command=["sleep", "30"], labels=labels(env="small", role="run", **manager.scope())
+    )
     container = manager.backend.create(request)
     try:
-        manager.backend.start(container, request.resources)
+        container.start()
         # when the widget refreshes
         ui = ContainersUI(manager, refresh_seconds=0)
         # then its table shows it
-        assert container.name in ui.containers.value
+        assert manager.find_container(container.id).name in ui.containers.value
         assert "small" in ui.containers.value
         ui.close()
     finally:

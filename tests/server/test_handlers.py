@@ -124,11 +124,11 @@ async def test_containers_show_usage_and_can_be_stopped(jp_fetch, jp_serverapp):
         image=result.image,
         command=["sleep", "60"],
         resources=parse_resources({"memory": "64m"}),
-        labels=labels(env="web", role="run", resources=json.dumps({"memory": 64 * 2**20})),
+        labels=labels(env="web", role="run", resources=json.dumps({"memory": 64 * 2**20}), **manager.scope()),
     )
     container = await asyncio.to_thread(manager.backend.create, request)
     try:
-        await asyncio.to_thread(manager.backend.start, container, request.resources)
+        await asyncio.to_thread(container.start)
         # when the containers are listed (twice: CPU % needs two samples)
         await fetch_json(jp_fetch, "containers")
         _, data = await fetch_json(jp_fetch, "containers")

@@ -126,11 +126,17 @@ def test_running_container_shows_usage_and_stops(page, sidebar, lab):
         image=image,
         command=["python", "-c", busy],
         resources=parse_resources(limits),
-        labels=labels(env="ui", role="run", resources=json.dumps(parse_resources(limits).to_dict()), test="true"),
+        labels=labels(
+            env="ui",
+            role="run",
+            resources=json.dumps(parse_resources(limits).to_dict()),
+            test="true",
+            **manager.scope(),
+        ),
     )
     container = manager.backend.create(request)
     try:
-        manager.backend.start(container, request.resources)
+        container.start()
         # when the sidebar lists it
         item = sidebar.locator(f'[data-container-id="{container.id}"]')
         item.wait_for()
@@ -166,10 +172,10 @@ def test_running_container_shows_usage_and_stops(page, sidebar, lab):
         item.locator("button.jp-Containers-stop").click()
         # then the container is gone, from the sidebar and from the engine
         item.wait_for(state="detached")
-        assert container.id not in [c["id"] for c in manager.backend.list_containers(all=True)]
+        assert container.id not in [c.id for c in manager.backend.list_containers(all=True)]
         screenshot(page, "08-stopped")
     finally:
-        if container.id in [c["id"] for c in manager.backend.list_containers(all=True)]:
+        if container.id in [c.id for c in manager.backend.list_containers(all=True)]:
             manager.backend.remove_container(container.id)
 
 

@@ -4,7 +4,7 @@ import pytest
 
 from jupyter_containers.backends.base import Mount, RunRequest
 from jupyter_containers.backends.docker import DockerBackend
-from jupyter_containers.errors import BackendError
+from jupyter_containers.errors import RequestError
 from jupyter_containers.spec.parse import parse_resources
 
 
@@ -34,7 +34,7 @@ def test_limits_map_to_docker_fields():
 
 
 def test_memory_swap_needs_memory():
-    with pytest.raises(BackendError, match="--memory-swap needs --memory"):
+    with pytest.raises(RequestError, match="--memory-swap needs --memory"):
         options(memory_swap="1g")
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_containers.build.dockerfile import BuildInputs, render
+from jupyter_containers.images.dockerfile import BuildInputs, render
 from jupyter_containers.spec.model import Environment
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -33,6 +33,15 @@ CASES = {
             has_ca=True,
             has_index_config=True,
         ),
+    ),
+    # env values a Dockerfile ENV holds exactly, and ones it cannot (a newline, a tab): see env_lines.
+    "env": (
+        Environment(
+            name="env",
+            post_build=('echo "$B"',),
+            env={"A": "café", "B": "line1\nline2", "C": "$HOME-x", "D": 'quote" and \\ backslash', "E": "it's\ttab"},
+        ),
+        BuildInputs(base="python:3.11-slim"),
     ),
     "locked": (
         Environment(name="vision", pip=("numpy",), apt=("libgl1",)),

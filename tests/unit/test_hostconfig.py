@@ -1,4 +1,4 @@
-from jupyter_containers.build.hostconfig import CA_CANDIDATES, find_ca_bundle, pip_index_settings, proxy_build_args
+from jupyter_containers.images.hostconfig import CA_CANDIDATES, find_ca_bundle, pip_index_settings, proxy_build_args
 
 
 def test_proxy_args_keep_both_cases_and_skip_unset():

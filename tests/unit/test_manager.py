@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_containers.errors import SpecError
+from jupyter_containers.errors import RequestError
 from jupyter_containers.manager import ContainersManager
 from jupyter_containers.spec.parse import parse_resources
 
@@ -28,13 +28,13 @@ def test_mounts_inside_the_workspace_are_allowed(manager, tmp_path):
 
 @pytest.mark.parametrize("source", ["/etc", "../", "data/../../"])
 def test_mounts_outside_the_workspace_are_refused(manager, source):
-    with pytest.raises(SpecError, match="is outside the workspace"):
+    with pytest.raises(RequestError, match="is outside the workspace"):
         manager.mounts([(source, "/x", False)])
 
 
 def test_symlinks_cannot_escape(manager, tmp_path):
     (tmp_path / "escape").symlink_to("/etc")
-    with pytest.raises(SpecError, match="is outside the workspace"):
+    with pytest.raises(RequestError, match="is outside the workspace"):
         manager.mounts([("escape", "/x", True)])
 
 
@@ -47,7 +47,7 @@ def test_configured_roots_are_allowed(tmp_path):
 
 
 def test_relative_targets_are_refused(manager):
-    with pytest.raises(SpecError, match="must be an absolute path"):
+    with pytest.raises(RequestError, match="must be an absolute path"):
         manager.mounts([("data", "data", False)])
 
 

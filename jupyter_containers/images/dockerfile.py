@@ -5,11 +5,12 @@ stable. Layers run from least to most volatile (base → system packages → vir
 spec pip list → env → post-build), so editing the pip list never reinstalls apt packages or requirement
 files. Everything the build needs only while building — the uv binary, the host CA bundle, index settings —
 enters through BuildKit bind mounts, never through COPY: it is not in any layer nor in the history.
+
+The spec's ``env`` values reach every process in the container byte for byte; see :func:`env_lines`.
 """
 
 from __future__ import annotations
 
-import json
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ BUILD_DIR = "/tmp/jupyter-containers"
 UV_CACHE_ID = "jupyter-containers-uv"
 CA_TARGET = "/etc/ssl/certs/ca-certificates.crt"
 KERNEL_REQUIREMENT = "ipykernel>=6.29"
+#: Where the env values that a Dockerfile ENV cannot hold live in the image (see env_lines).
+ENV_FILE = "/etc/jupyter-containers/env.sh"
 _CA_ENV = f"SSL_CERT_FILE={CA_TARGET} PIP_CERT={CA_TARGET} REQUESTS_CA_BUNDLE={CA_TARGET} CURL_CA_BUNDLE={CA_TARGET}"
 
 
@@ -125,9 +128,14 @@ def render(env: Environment, inputs: BuildInputs) -> tuple[str, dict[str, bytes]
                 install_layer("requirements.txt", inputs.requirements)
         if inputs.pip:
             install_layer("pip.txt", inputs.pip)
+    env_file: bytes = b""
+    entry: list[str] = []
     if env.env:
-        pairs = " ".join(f"{k}={json.dumps(v)}" for k, v in env.env.items())
-        lines.append(f"ENV {pairs}")
+        env_layer, env_file, entry = env_lines(env.env)
+        lines.extend(env_layer)
+        if env_file:
+            files[".jc/env.sh"] = env_file
+    load_env = f". {ENV_FILE} && " if env_file else ""
     for i, command in enumerate(env.post_build):
         name = f"post_build_{i}"
         script = command if command.startswith("#!") else "#!/bin/sh\nset -e\n" + command
@@ -137,11 +145,80 @@ def render(env: Environment, inputs: BuildInputs) -> tuple[str, dict[str, bytes]
             first = next((ln for ln in command.splitlines()[1:] if ln.strip() and not ln.startswith("#")), first)
         lines.append(f"# post_build[{i}]: {first[:100]}" + (" ..." if len(command.strip().splitlines()) > 1 else ""))
         lines.append(
-            f"RUN{ca} --mount=type=bind,source=.jc/{name},target={BUILD_DIR}/{name} env {_CA_ENV} {BUILD_DIR}/{name}"
+            f"RUN{ca} --mount=type=bind,source=.jc/{name},target={BUILD_DIR}/{name} "
+            f"{load_env}env {_CA_ENV} {BUILD_DIR}/{name}"
         )
+    lines.extend(entry)
     lines.append(f"USER {USER_UID}")
     lines.append(f"WORKDIR {WORKSPACE}")
     return "\n".join(lines) + "\n", files
+
+
+def env_lines(env: Mapping[str, str]) -> tuple[list[str], bytes, list[str]]:
+    """The Dockerfile lines, env file and entry lines that give every process the spec's ``env``, exactly.
+
+    Why two mechanisms: a Dockerfile ``ENV`` holds any printable text when it is double-quoted with
+    ``\\``, ``"`` and ``$`` escaped (BuildKit's lexer un-escapes exactly those three inside double quotes,
+    and expands no escaped ``$``), so ``café``, ``$HOME-x`` and quotes go there, unchanged, and show in
+    ``docker inspect``. But it cannot hold a line break at all, nor reliably other control or invisible
+    characters, nor a value longer than a Dockerfile line may be (BuildKit reads lines into a 64 KiB
+    buffer). Such a value goes in ``ENV`` as a visible stand-in (``line1\\nline2``, or a short note for a
+    long value) and, exactly, in :data:`ENV_FILE`: POSIX-shell assignments in single quotes, which keep
+    every byte, newlines included. The image's ``ENTRYPOINT`` sources that file and then ``exec``s the
+    command, so every process of every container (kernels, runs, jobs, a plain ``docker run``) sees the
+    exact value; post-build steps source it too. The file replaces a value only while it still holds the
+    stand-in, so a value set when the container is created (``docker run -e``, a run request's
+    environment) wins, as it does over ``ENV``.
+
+    Only images with such a value get the entry wrapper (it replaces a base image's own ``ENTRYPOINT``
+    and resets its ``CMD`` to ``python``); the others are plain ``ENV``, as before.
+
+    Returns:
+        ``(dockerfile lines, env file bytes or b"", entry lines)``.
+    """
+    pairs = []
+    assignments = []
+    for key, value in env.items():
+        exact = value.isprintable() and len(value) <= _MAX_ENV_LINE
+        shown = value if exact else _visible(value)
+        if len(shown) > _MAX_ENV_LINE:
+            shown = f"({len(value)} characters, set from {ENV_FILE})"
+        pairs.append(f"{key}={_env_quote(shown)}")
+        if not exact:
+            assignments.append(
+                f'case "${{{key}-}}" in {_sh_quote(shown)}) {key}={_sh_quote(value)}; export {key} ;; esac\n'
+            )
+    # One pair per physical line: each stays short whatever the number of variables.
+    lines = ["ENV " + " \\\n    ".join(pairs)]
+    if not assignments:
+        return lines, b"", []
+    text = (
+        "# Generated by jupyter-containers: the spec's env values that a Dockerfile ENV cannot hold.\n"
+        "# Sourced by the entrypoint; a value set when the container was created is kept.\n" + "".join(assignments)
+    )
+    lines.append(f"COPY .jc/env.sh {ENV_FILE}")
+    entry = [
+        f'ENTRYPOINT ["/bin/sh", "-c", ". {ENV_FILE} && exec \\"$@\\"", "jupyter-containers-env"]',
+        'CMD ["python"]',
+    ]
+    return lines, text.encode("utf-8"), entry
+
+
+_MAX_ENV_LINE = 8192
+
+
+def _env_quote(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+    return f'"{escaped}"'
+
+
+def _sh_quote(value: str) -> str:
+    return "'" + value.replace("'", "'\\''") + "'"
+
+
+def _visible(value: str) -> str:
+    """``value`` with each non-printable character written as a Python escape (``\\n``, ``\\x1b``, ``\\u200b``)."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in value)
 
 
 def uv_index_config(settings: Mapping[str, object]) -> bytes | None:

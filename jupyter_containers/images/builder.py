@@ -12,19 +12,21 @@ import contextlib
 import hashlib
 import io
 import json
+import os
 import tarfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from traitlets import Bool, Instance, Unicode
+from traitlets import Bool, Instance, List, Unicode
 from traitlets.config import LoggingConfigurable
 
 from .. import __version__
 from ..backends.base import BuildEvent, ContainerBackend, RunRequest, labels, owner_labels
-from ..errors import BackendError, BuildError, NotFoundError, SpecError
+from ..errors import BackendError, BuildError, EngineRefusedError, NotFoundError, SpecError
 from ..paths import file_lock
+from ..redact import redact
 from ..spec.model import Environment, Resources
 from . import hostconfig
 from .dockerfile import UV_CACHE_ID, BuildInputs, render, uv_index_config
@@ -111,6 +113,13 @@ class Builder(LoggingConfigurable):
         help="Compile .pyc files at build time. Off builds ~2x faster but every kernel start then imports "
         "numpy/pandas ~3x slower (measured in docs/performance.md): worth it only for throw-away CI images.",
     )
+    allowed_reference_roots = List(
+        Unicode(),
+        config=True,
+        help="Host folders outside a spec file's folder that the files it names (requirements, and the -r/-c "
+        "files they include) may come from. None by default: a spec refers only to files inside its own folder, "
+        "so a spec from elsewhere cannot copy host files into an image or quote them in errors.",
+    )
     uv_cache_id = Unicode(
         UV_CACHE_ID,
         config=True,
@@ -164,7 +173,7 @@ class Builder(LoggingConfigurable):
             return self.offline_base, image_id
         if not fetch:
             raise NotFoundError(f"no default base image ({self.default_base} or {self.offline_base}) on the engine yet")
-        from ..backends.bootstrap import ensure_base_image
+        from ..provision.base_image import ensure_base_image
 
         def say(text: str) -> None:
             self.log.info(text)
@@ -173,7 +182,7 @@ class Builder(LoggingConfigurable):
 
         reference = ensure_base_image(
             self.default_base,
-            client=self.backend.client,
+            backend=self.backend,
             offline_tag=self.offline_base,
             allow_bootstrap=self.bootstrap_offline_base,
             log=say,
@@ -185,24 +194,26 @@ class Builder(LoggingConfigurable):
 
     def _pull(self, reference: str) -> str:
         try:
-            self.backend.client.images.pull(reference)
-        except Exception as exc:  # noqa: BLE001 - any registry failure means the same to the user
-            raise BackendError(
+            return self.backend.pull(reference)
+        except (NotFoundError, EngineRefusedError) as exc:  # any registry failure means the same to the user
+            raise EngineRefusedError(
                 f"base image {reference!r} is not on the engine and could not be pulled ({str(exc)[:200]}); "
                 "pull or 'docker load' it, or omit 'base' to use the default base"
             ) from None
-        image_id = self.backend.image_id(reference)
-        if image_id is None:
-            raise BackendError(f"base image {reference!r} was pulled but the engine does not list it")
-        return image_id
 
     def _inputs(self, env: Environment, base: str, locked: bool) -> tuple[BuildInputs, Path | None, bytes | None]:
+        from ..spec.files import resolve_roots
+        from ..spec.parse import PYPROJECT_TABLE, keypath
+        from ..spec.requirements import read_requirements
+
         requirements: list[str] = []
         constraints: list[str] = []
-        for rel in env.requirements:
-            from ..spec.requirements import read_requirements
-
-            parsed = read_requirements(env.spec_dir / rel)
+        # Confined again here, not only when the spec was parsed: the files may have changed since.
+        roots = resolve_roots(env.spec_dir, self.allowed_reference_roots)
+        table = [PYPROJECT_TABLE] if env.source is not None and env.source.name == "pyproject.toml" else []
+        for i, rel in enumerate(env.requirements):
+            key = ".".join([*table, keypath(["environments", env.name, "requirements"])]) + f"[{i}]"
+            parsed = read_requirements(env.spec_dir / rel, roots=roots, reference=rel, file=env.source, key=key)
             requirements.extend(parsed.options)
             requirements.extend(parsed.requirements)
             constraints.extend(parsed.constraints)
@@ -254,8 +265,6 @@ class Builder(LoggingConfigurable):
         folders share images, so only the lock says what *this* project built; image labels are the
         fallback for projects without a lock.
         """
-        from ..backends.base import LABEL_PREFIX
-
         try:
             plan = self.plan(env, fetch=False)
         except NotFoundError:
@@ -270,12 +279,11 @@ class Builder(LoggingConfigurable):
         older = [
             image
             for image in self.backend.list_images()
-            if image["labels"].get(f"{LABEL_PREFIX}.env") == env.name
-            and image["labels"].get(f"{LABEL_PREFIX}.spec-file") == str(env.source or "")
+            if image.label("env") == env.name and image.label("spec-file") == str(env.source or "")
         ]
         if older:
-            newest = max(older, key=lambda i: i.get("created") or 0)
-            return {"status": "stale", "image": (newest["tags"] or [None])[0], "image_id": newest["id"]}
+            newest = max(older, key=lambda i: i.created or 0)
+            return {"status": "stale", "image": (newest.tags or (None,))[0], "image_id": newest.id}
         return {"status": "never built", "image": plan.tag if plan else None, "image_id": None}
 
     # ------------------------------------------------------------------ building
@@ -319,7 +327,7 @@ class Builder(LoggingConfigurable):
         if not self.serialize_builds:
             yield
             return
-        key = f"engine-build:{getattr(self.backend, 'api', None) and self.backend.api.base_url}"
+        key = f"engine-build:{self.backend.address}"
         with file_lock(
             key,
             on_wait=lambda: (
@@ -340,6 +348,8 @@ class Builder(LoggingConfigurable):
             base=plan.base,
             builder=__version__,
             locked="true" if plan.locked else "false",
+            # Who built it first: prune removes only the user's own images (identical specs share one image).
+            owner_uid=str(os.getuid()),
         )
         events = self.backend.build(
             context, tag=plan.tag, labels=image_labels, buildargs=plan.buildargs, no_cache=no_cache
@@ -395,7 +405,7 @@ class Builder(LoggingConfigurable):
             base=plan.base,
             base_image_id=plan.base_image_id,
             python=probe["python"],
-            packages=tuple(probe["packages"]),
+            packages=tuple(redact(p) for p in probe["packages"]),
             apt=tuple(probe["apt"]),
             builder=__version__,
         )
