@@ -169,7 +169,7 @@ def main() -> int:
         inner = float(
             kernel.text(
                 "import statistics, time\n"
-                "from jupyter_containers.kernel.session import get_pool\n"
+                "from jupyter_containers.kernel.pool import get_pool\n"
                 "_s, _t = get_pool().list()[0], []\n"
                 f"for _ in range({args.runs}):\n"
                 "    _t0 = time.perf_counter(); _s.execute('pass'); _t.append(time.perf_counter() - _t0)\n"
@@ -190,7 +190,7 @@ def main() -> int:
             cold.append(first)
             timings = json.loads(
                 kernel.text(
-                    "from jupyter_containers.kernel.session import get_pool\n"
+                    "from jupyter_containers.kernel.pool import get_pool\n"
                     f"print(json.dumps([s.timings for s in get_pool().list() if s.resources.memory == {_mib(memory)}]))"
                 )
             )[0]
@@ -263,7 +263,7 @@ def main() -> int:
 
     if not args.keep:
         for image in manager.images():
-            for tag in image["tags"]:
+            for tag in image.tags:
                 if tag.startswith(REPOSITORY.split("{")[0]):
                     manager.backend.remove_image(tag)
     shutil.rmtree(root, ignore_errors=True)

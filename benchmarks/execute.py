@@ -106,12 +106,11 @@ def main() -> int:
 
     import papermill
 
-    from jupyter_containers.config import load_config
-    from jupyter_containers.jobs.runner import execute_notebook
+    from jupyter_containers.jobs.runner import ExecuteRequest, execute_notebook
     from jupyter_containers.manager import ContainersManager
 
     root = project()
-    manager = ContainersManager(spec_path=root / "containers.toml", config=load_config(root))
+    manager = ContainersManager.discover(root / "containers.toml")
     say(f"building {ENV} (not timed) in {root}")
     build = manager.build(ENV)
     say(f"{build.image} ({'built' if build.built else 'up to date'}, {build.seconds:.1f}s)")
@@ -141,7 +140,8 @@ def main() -> int:
     )
 
     def ours() -> None:
-        result = execute_notebook(nb, environment=ENV, parameters={"n": 10}, manager=manager, log=lambda _: None)
+        request = ExecuteRequest(nb, ENV, parameters={"n": 10})
+        result = execute_notebook(request, manager=manager, log=lambda _: None)
         if not result.ok:
             raise SystemExit(f"execute_notebook failed: {result.error}")
 

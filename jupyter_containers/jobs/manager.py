@@ -7,24 +7,66 @@ cancelled, failed or interrupted job keeps what it produced.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import keyword
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConflictError, NotFoundError, SpecError
+from traitlets import Instance, Int, Unicode, default
+from traitlets.config import LoggingConfigurable
+
+from ..errors import ConflictError, NotFoundError, RequestError
 from .store import ACTIVE, Job, JobStore
 
 
-class JobManager:
-    def __init__(self, service: Any, store: JobStore, *, outputs_dir: str = "jobs", max_running: int = 2):
-        self.service = service
-        self.store = store
-        self.outputs_dir = outputs_dir
-        self._slots = threading.BoundedSemaphore(max(1, max_running))
+class JobManager(LoggingConfigurable):
+    """The server's notebook jobs (``c.JobManager``), created by ``ContainersService`` with ``parent=``.
+
+    Creating one marks the jobs that a previous server left queued or running as interrupted
+    (their ids are in ``interrupted``).
+    """
+
+    max_running = Int(
+        2,
+        config=True,
+        help="Notebook jobs run at once; later ones wait, queued (at least 1).",
+    )
+    outputs_dir = Unicode(
+        "jobs",
+        config=True,
+        help="Folder, relative to the server root, for the jobs' output notebooks.",
+    )
+    db = Unicode(
+        config=True,
+        help="SQLite file of notebook jobs. Default: one per server root in Jupyter's data folder "
+        "(jupyter_containers/jobs-HASH.sqlite).",
+    )
+    store = Instance(JobStore)
+
+    @default("db")
+    def _default_db(self) -> str:
+        from jupyter_core.paths import jupyter_data_dir
+
+        digest = hashlib.sha256(str(self.root).encode()).hexdigest()[:12]
+        return str(Path(jupyter_data_dir()) / "jupyter_containers" / f"jobs-{digest}.sqlite")
+
+    @default("store")
+    def _default_store(self) -> JobStore:
+        return JobStore(Path(self.db))
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._slots = threading.BoundedSemaphore(max(1, self.max_running))
         self._cancel: dict[str, threading.Event] = {}
-        self.interrupted = store.mark_interrupted()
+        self.interrupted = self.store.mark_interrupted()
+
+    @property
+    def service(self) -> Any:
+        """The ``ContainersService`` this manager was created by (its ``parent``)."""
+        return self.parent
 
     @property
     def root(self) -> Path:
@@ -34,27 +76,29 @@ class JobManager:
     def submit(self, body: dict[str, Any]) -> Job:
         notebook = body.get("notebook")
         if not isinstance(notebook, str) or not notebook.endswith(".ipynb"):
-            raise SpecError("notebook: give the path of a .ipynb file, relative to the server root")
+            raise RequestError("notebook: give the path of a .ipynb file, relative to the server root")
+        if "\0" in notebook or len(notebook) > 4096 or any(len(part) > 255 for part in Path(notebook).parts):
+            raise RequestError("notebook: not a usable path (a NUL byte, or a name longer than the file system allows)")
         path = (self.root / notebook).resolve()
         if self.root not in path.parents:
-            raise SpecError(f"notebook: {notebook!r} is outside the server root")
+            raise RequestError(f"notebook: {notebook!r} is outside the server root")
         if not path.is_file():
             raise NotFoundError(f"notebook {notebook!r} does not exist")
         environment = body.get("environment")
         if not isinstance(environment, str):
-            raise SpecError("environment: give the name of an environment of the spec file")
+            raise RequestError("environment: give the name of an environment of the spec file")
         manager = self.service.get_manager()
         manager.environment(environment)  # 404 with a "did you mean" for unknown names
         parameters = body.get("parameters") or {}
-        if not isinstance(parameters, dict) or not all(isinstance(k, str) and k.isidentifier() for k in parameters):
-            raise SpecError("parameters: give an object whose keys are Python identifiers")
+        if not isinstance(parameters, dict) or not all(_variable_name(k) for k in parameters):
+            raise RequestError("parameters: give an object whose keys are Python identifiers (not keywords)")
         try:
             json.dumps(parameters)
         except (TypeError, ValueError):
-            raise SpecError(
+            raise RequestError(
                 "parameters: values must be JSON (numbers, strings, booleans, null, lists, objects)"
             ) from None
-        resources = self.service.validate_resources(body.get("resources"))
+        resources = self.service.validate_resources(body.get("resources"), environment=environment)
         job = self.store.create(
             str(path.relative_to(self.root)), environment, str(manager.spec_file()), parameters, resources.to_dict()
         )
@@ -66,7 +110,7 @@ class JobManager:
         return job
 
     def _run(self, job_id: str, resources: Any) -> None:
-        from .runner import execute_notebook
+        from .runner import ExecuteRequest, execute_notebook
 
         cancel = self._cancel[job_id]
         with self._slots:
@@ -76,18 +120,21 @@ class JobManager:
             self.store.update(job_id, status="running", started=time.time())
             output = self.root / (job.output_path or f"{self.outputs_dir}/{job_id}.ipynb")
             output.parent.mkdir(parents=True, exist_ok=True)
+            notebook = self.root / job.notebook
             try:
-                result = execute_notebook(
-                    self.root / job.notebook,
+                request = ExecuteRequest(
+                    notebook=notebook,
                     environment=job.environment,
                     output_path=output,
                     parameters=job.parameters,
                     resources=resources,
-                    spec_file=job.spec_file,
-                    manager=self.service.get_manager(),
                     timeout=resources.timeout,
-                    cwd=(self.root / job.notebook).parent,
-                    log=lambda text: self.service.log.info("job %s: %s", job_id, text),
+                    cwd=notebook.parent,
+                )
+                result = execute_notebook(
+                    request,
+                    manager=self.service.get_manager(),
+                    log=lambda text: self.log.info("job %s: %s", job_id, text),
                     cancel=cancel,
                 )
                 self.store.update(job_id, status=result.status, finished=time.time(), error=result.error)
@@ -125,3 +172,7 @@ class JobManager:
         if not job.output_path or not path.is_file():
             raise NotFoundError(f"job {job_id} has no output notebook yet (status: {job.status})")
         return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _variable_name(name: Any) -> bool:
+    return isinstance(name, str) and name.isidentifier() and not keyword.iskeyword(name)

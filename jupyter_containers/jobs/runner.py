@@ -1,46 +1,91 @@
-"""Whole-notebook runs in an environment's container (``jupyter-containers execute``, later REST jobs).
+"""Whole-notebook runs in an environment's container (``jupyter-containers execute``, REST jobs).
 
-Papermill-compatible where users already have habits: a cell tagged ``parameters`` is followed by an
-``injected-parameters`` cell, and ``metadata.papermill.parameters`` is filled in. What papermill cannot do
-is the point here: the kernel runs in the environment's container under its limits, the output notebook
-records which environment, image and lock it ran with, and it is rewritten (atomically) after every cell,
-so a run that fails, times out or is killed still leaves its partial output behind.
+Papermill-compatible where users already have habits (see :mod:`.parameters` and :mod:`.provenance`). What
+papermill cannot do is the point here: the kernel runs in the environment's container under its limits,
+the output notebook records which environment, image and lock it ran with, and it is rewritten
+(atomically) after every cell, so a run that fails, times out or is killed still leaves its partial output.
 
-Errors before any cell runs (unknown environment, bad spec, failed build, unreadable notebook) raise a
-``ContainersError``; everything after the kernel is asked to start ends in an :class:`ExecutionResult`.
+Errors before any cell runs raise: :class:`~jupyter_containers.errors.NotFoundError` (no such notebook),
+:class:`~jupyter_containers.errors.RequestError` (a bad request: parameter name, output path, unreadable
+notebook), and the manager's own errors (unknown environment, bad spec, failed build). Everything after
+the kernel is asked to start ends in an :class:`ExecutionResult`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
-import keyword
-import math
+import os
 import re
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..errors import ContainersError
+from ..errors import NotFoundError, RequestError
+from ..images.lock import atomic_write
 from ..spec.model import Resources
+from .parameters import inject_parameters
+from .provenance import CANCELLED, COMPLETED, FAILED, TIMED_OUT, RunRecord
 
-PARAMETERS_TAG = "parameters"
-INJECTED_TAG = "injected-parameters"
+if TYPE_CHECKING:
+    from ..images.builder import EventCallback
+    from ..manager import ContainersManager
 
-COMPLETED = "completed"
-FAILED = "failed"
-TIMED_OUT = "timed out"
-CANCELLED = "cancelled"
+__all__ = [
+    "CANCELLED",
+    "COMPLETED",
+    "FAILED",
+    "TIMED_OUT",
+    "ExecuteRequest",
+    "ExecutionResult",
+    "default_output_path",
+    "execute_notebook",
+    "execute_notebook_async",
+    "shown_path",
+]
 
 #: Seconds an interrupted cell gets to report its KeyboardInterrupt before the kernel is killed.
 INTERRUPT_GRACE = 5.0
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+@dataclass(frozen=True)
+class ExecuteRequest:
+    """What to run: one notebook in one environment, with its parameters and limits.
+
+    The same request serves the command line, REST jobs and in-process callers. Paths may be given as
+    strings; they are kept as :class:`~pathlib.Path` and resolved when the run starts.
+
+    Attributes:
+        notebook: the input notebook (never overwritten).
+        environment: the name of an environment of the manager's spec file.
+        output_path: where the output notebook goes; None: ``NAME.out.ipynb`` next to the input.
+        parameters: papermill-style parameters, injected after the cell tagged ``parameters``.
+        resources: overrides of the environment's resources for this run.
+        timeout: seconds for the whole run from kernel start (not the image build); None: the effective
+            ``resources.timeout``; 0: none.
+        cwd: the kernel's working folder; None: the notebook's folder.
+    """
+
+    notebook: Path
+    environment: str
+    output_path: Path | None = None
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    resources: Resources | None = None
+    timeout: float | None = None
+    cwd: Path | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "notebook", Path(self.notebook))
+        for name in ("output_path", "cwd"):
+            value = getattr(self, name)
+            object.__setattr__(self, name, Path(value) if value not in (None, "") else None)
+        object.__setattr__(self, "parameters", dict(self.parameters or {}))
 
 
 @dataclass
@@ -75,74 +120,7 @@ class ExecutionResult:
         }
 
 
-# ---------------------------------------------------------------------- parameters
-def parse_parameter_value(text: str) -> Any:
-    """A ``-p NAME VALUE`` value typed as papermill types it: True/False/None, int, float, else the string."""
-    if text == "True":
-        return True
-    if text == "False":
-        return False
-    if text == "None":
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        return float(text)
-    except ValueError:
-        return text
-
-
-def parse_parameters(typed: Iterable[tuple[str, str]] = (), raw: Iterable[tuple[str, str]] = ()) -> dict[str, Any]:
-    """``-p`` pairs (typed like papermill) and ``-r`` pairs (kept as strings), in the order given."""
-    out: dict[str, Any] = {}
-    for name, value in typed:
-        out[name] = parse_parameter_value(value)
-    for name, value in raw:
-        out[name] = value
-    return out
-
-
-def _python_literal(value: Any) -> str:
-    if isinstance(value, float) and not math.isfinite(value):
-        return f"float({str(value)!r})"
-    return repr(value)
-
-
-def inject_parameters(nb: Any, parameters: Mapping[str, Any]) -> int:
-    """Insert (or replace) the ``injected-parameters`` cell as papermill does; returns its index.
-
-    Placement: replacing an existing injected cell (a re-run of an output notebook), else right after the
-    first cell tagged ``parameters``, else at the top.
-    """
-    from nbformat.v4 import new_code_cell
-
-    for name in parameters:
-        if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
-            raise ContainersError(f"parameter name {name!r} is not a Python variable name; use e.g. 'size'")
-    source = "\n".join(["# Parameters", *(f"{name} = {_python_literal(v)}" for name, v in parameters.items())])
-    cell = new_code_cell(source, metadata={"tags": [INJECTED_TAG]})
-    if (nb.get("nbformat_minor") or 0) < 5:
-        cell.pop("id", None)  # cell ids exist from nbformat 4.5 on
-    injected = _tagged(nb, INJECTED_TAG)
-    if injected is not None:
-        nb.cells[injected] = cell
-        return injected
-    marker = _tagged(nb, PARAMETERS_TAG)
-    index = 0 if marker is None else marker + 1
-    nb.cells.insert(index, cell)
-    return index
-
-
-def _tagged(nb: Any, tag: str) -> int | None:
-    for index, cell in enumerate(nb.cells):
-        if tag in (cell.get("metadata", {}).get("tags") or []):
-            return index
-    return None
-
-
-def default_output_path(input_path: str | Path) -> Path:
+def default_output_path(input_path: str | os.PathLike[str]) -> Path:
     """``analysis.ipynb`` → ``analysis.out.ipynb`` next to it, so the input is never overwritten."""
     path = Path(input_path)
     stem = path.name[: -len(".ipynb")] if path.name.endswith(".ipynb") else path.stem
@@ -151,83 +129,58 @@ def default_output_path(input_path: str | Path) -> Path:
 
 # ---------------------------------------------------------------------- running
 def execute_notebook(
-    input_path: str | Path,
+    request: ExecuteRequest,
     *,
-    environment: str,
-    output_path: str | Path | None = None,
-    parameters: Mapping[str, Any] | None = None,
-    resources: Resources | None = None,
-    spec_file: str | Path | None = None,
-    manager: Any = None,
-    timeout: float | None = None,
-    cwd: str | Path | None = None,
+    manager: ContainersManager,
     log: Callable[[str], None] = print,
-    on_build_event: Callable[[Any], None] | None = None,
+    on_build_event: EventCallback | None = None,
     cancel: threading.Event | None = None,
 ) -> ExecutionResult:
-    """Run every cell of ``input_path`` in ``environment``'s container and write the output notebook.
+    """Run every cell of ``request.notebook`` in its environment's container and write the output notebook.
 
     Blocking; callable from any thread, including one whose event loop is already running (Jupyter):
     the run then gets a private loop in a worker thread. See :func:`execute_notebook_async`.
+
+    Args:
+        request: what to run.
+        manager: the spec file and engine to run it with (``ContainersManager.discover(...)``).
+        log: receives one line of progress at a time (start, errors, the final status).
+        on_build_event: receives the image build's events (the build is skipped when the image is current).
+        cancel: setting it stops the run like a timeout does (interrupt, then kill), status "cancelled".
+
+    Returns:
+        How the run ended; the output notebook is written whatever the status.
+
+    Raises:
+        NotFoundError: the notebook does not exist.
+        RequestError: invalid parameter names, an output path that would overwrite the input or whose
+            folder does not exist, or a notebook that cannot be read.
+        SpecError, BuildError, BackendError: from the manager (unknown environment, bad spec, failed build).
     """
-    kwargs = dict(
-        environment=environment,
-        output_path=output_path,
-        parameters=parameters,
-        resources=resources,
-        spec_file=spec_file,
-        manager=manager,
-        timeout=timeout,
-        cwd=cwd,
-        log=log,
-        on_build_event=on_build_event,
-        cancel=cancel,
-    )
+    run = _Run(request, manager=manager, log=log, on_build_event=on_build_event, cancel=cancel)
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(execute_notebook_async(input_path, **kwargs))
+        return asyncio.run(run.execute())
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(1, thread_name_prefix="jupyter-containers-execute") as pool:
-        return pool.submit(lambda: asyncio.run(execute_notebook_async(input_path, **kwargs))).result()
+        return pool.submit(lambda: asyncio.run(run.execute())).result()
 
 
 async def execute_notebook_async(
-    input_path: str | Path,
+    request: ExecuteRequest,
     *,
-    environment: str,
-    output_path: str | Path | None = None,
-    parameters: Mapping[str, Any] | None = None,
-    resources: Resources | None = None,
-    spec_file: str | Path | None = None,
-    manager: Any = None,
-    timeout: float | None = None,
-    cwd: str | Path | None = None,
+    manager: ContainersManager,
     log: Callable[[str], None] = print,
-    on_build_event: Callable[[Any], None] | None = None,
+    on_build_event: EventCallback | None = None,
     cancel: threading.Event | None = None,
 ) -> ExecutionResult:
-    """The asyncio form of :func:`execute_notebook`.
+    """The asyncio form of :func:`execute_notebook` (same arguments, result and errors).
 
-    ``resources`` override the environment's defaults; ``timeout`` (default: the effective
-    ``resources.timeout``) bounds the whole run from kernel start, not the image build. Setting
-    ``cancel`` stops the run like a timeout does (interrupt, then kill), with status "cancelled".
+    Cancelling the awaiting task stops the kernel and keeps the output notebook written so far.
     """
-    run = _Run(
-        Path(input_path),
-        environment=environment,
-        output_path=output_path,
-        parameters=dict(parameters or {}),
-        resources=resources,
-        spec_file=spec_file,
-        manager=manager,
-        timeout=timeout,
-        cwd=cwd,
-        log=log,
-        on_build_event=on_build_event,
-        cancel=cancel,
-    )
+    run = _Run(request, manager=manager, log=log, on_build_event=on_build_event, cancel=cancel)
     return await run.execute()
 
 
@@ -238,29 +191,23 @@ class _StopRun(Exception):
 class _Run:
     def __init__(
         self,
-        input_path: Path,
+        request: ExecuteRequest,
         *,
-        environment: str,
-        output_path: str | Path | None,
-        parameters: dict[str, Any],
-        resources: Resources | None,
-        spec_file: str | Path | None,
-        manager: Any,
-        timeout: float | None,
-        cwd: str | Path | None,
+        manager: ContainersManager,
         log: Callable[[str], None],
-        on_build_event: Callable[[Any], None] | None,
+        on_build_event: EventCallback | None,
         cancel: threading.Event | None,
     ):
-        self.input_path = input_path.resolve()
-        self.output_path = Path(output_path).resolve() if output_path else default_output_path(self.input_path)
-        self.environment = environment
-        self.parameters = parameters
-        self.override = resources
-        self.spec_file = spec_file
+        self.input_path = request.notebook.resolve()
+        self.output_path = (
+            request.output_path.resolve() if request.output_path else default_output_path(self.input_path)
+        )
+        self.environment = request.environment
+        self.parameters = dict(request.parameters)
+        self.override = request.resources
+        self.timeout = request.timeout
+        self.cwd = request.cwd.resolve() if request.cwd else self.input_path.parent
         self.manager = manager
-        self.timeout = timeout
-        self.cwd = Path(cwd).resolve() if cwd else self.input_path.parent
         self.log = log
         self.on_build_event = on_build_event
         self.cancel = cancel
@@ -268,25 +215,26 @@ class _Run:
         self.current_cell: int | None = None
         self.container_kernel: Any = None
         self.nb: Any = None
+        self.record: Any = None  # a RunRecord once the build is done
 
     # ------------------------------------------------------------------ preparation (errors raise)
     def _prepare(self) -> None:
         import nbformat
 
         if not self.input_path.is_file():
-            raise ContainersError(f"notebook {self.input_path} does not exist")
+            raise NotFoundError(f"notebook {self.input_path} does not exist")
         if not self.output_path.parent.is_dir():
-            raise ContainersError(f"the output notebook's folder {self.output_path.parent} does not exist")
+            raise RequestError(
+                f"the output notebook's folder {self.output_path.parent} does not exist; create it or choose another -o"
+            )
         if self.output_path == self.input_path:
-            raise ContainersError(f"the output notebook would overwrite the input {self.input_path}; choose another -o")
+            raise RequestError(f"the output notebook would overwrite the input {self.input_path}; choose another -o")
         try:
             self.nb = nbformat.read(self.input_path, as_version=4)
         except Exception as exc:  # noqa: BLE001 - JSON or schema errors, reported with the file's name
-            raise ContainersError(f"{self.input_path} is not a readable notebook: {exc}") from None
+            raise RequestError(f"{self.input_path} is not a readable notebook: {exc}") from None
         if self.parameters:
             inject_parameters(self.nb, self.parameters)
-        if self.manager is None:
-            self.manager = _manager_for(self.input_path, self.spec_file)
         self.env = self.manager.environment(self.environment)
         self.resources = self.manager.resources(self.environment, self.override)
         if self.timeout is None:
@@ -296,33 +244,20 @@ class _Run:
     async def execute(self) -> ExecutionResult:
         await asyncio.to_thread(self._prepare)
         build = await asyncio.to_thread(self.manager.build, self.environment, on_event=self.on_build_event)
-        self.started = datetime.now(timezone.utc)
         clock = time.monotonic()
-        self.record = {
-            "environment": self.environment,
-            "spec": self.env.to_dict(),
-            "spec_file": str(self.manager.spec_file()),
-            "lock": build.lock.to_toml() if build.lock is not None else None,
-            "image": build.image,
-            "image_id": build.image_id,
-            "resources": self.resources.to_dict(),
-            "parameters": self.parameters,
-            "started": _iso(self.started),
-            "finished": None,
-            "status": "running",
-        }
-        self.nb.metadata["jupyter_containers"] = self.record
-        self.record = self.nb.metadata["jupyter_containers"]  # the notebook holds a converted copy
-        self.nb.metadata["papermill"] = {
-            "parameters": self.parameters,
-            "input_path": str(self.input_path),
-            "output_path": str(self.output_path),
-            "environment_variables": {},
-            "start_time": _iso(self.started),
-            "end_time": None,
-            "duration": None,
-            "exception": None,
-        }
+        self.record = RunRecord.start(
+            self.nb,
+            environment=self.environment,
+            spec=self.env.to_dict(),
+            spec_file=self.manager.spec_file(),
+            lock=build.lock.to_toml() if build.lock is not None else None,
+            image=build.image,
+            image_id=build.image_id,
+            resources=self.resources.to_dict(),
+            parameters=self.parameters,
+            input_path=self.input_path,
+            output_path=self.output_path,
+        )
         self._write()
         limits = self.resources.describe()
         self.log(
@@ -357,7 +292,7 @@ class _Run:
         try:
             try:
                 await asyncio.shield(task)
-            except BaseException as exc:  # noqa: BLE001 - sorted into a status below
+            except BaseException as exc:
                 if isinstance(exc, asyncio.CancelledError) and not task.done():
                     self.stop_reason = CANCELLED  # the caller cancelled us: stop the kernel, keep the output
                     raise
@@ -381,8 +316,8 @@ class _Run:
             seconds=seconds,
             cells_executed=client.code_cells_executed,
             error=error,
-            image=self.record["image"],
-            image_id=self.record["image_id"],
+            image=self.record.image,
+            image_id=self.record.image_id,
             parameters=self.parameters,
         )
         self._report(result)
@@ -392,7 +327,7 @@ class _Run:
         from nbclient.exceptions import CellExecutionError, DeadKernelError
 
         if self.stop_reason is not None:
-            error = {"message": self._stop_message()}
+            error: dict[str, Any] = {"message": self._stop_message()}
             if self.current_cell is not None:
                 error["cell_index"] = self.current_cell
             return self.stop_reason, error
@@ -433,15 +368,16 @@ class _Run:
         provisioner = getattr(self.km, "provisioner", None)
         self.container_kernel = getattr(provisioner, "kernel", None)
         if self.container_kernel is not None and self.container_kernel.image:
-            self.record["image"] = self.container_kernel.image
-            self.record["image_id"] = self.container_kernel.image_id
+            self.record.set_image(self.container_kernel.image, self.container_kernel.image_id)
         if threading.current_thread() is threading.main_thread():
             # nbclient's own SIGINT handler would tear the kernel down under the running cell; ours
             # stops the run the way a timeout does, so the partial output is kept.
-            try:
-                asyncio.get_running_loop().add_signal_handler(signal.SIGINT, self._request_stop, CANCELLED)
-            except (RuntimeError, NotImplementedError):
-                pass
+            # SIGTERM and SIGHUP too (a scheduler's timeout, a closed terminal): stop the same way, output kept.
+            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                try:
+                    asyncio.get_running_loop().add_signal_handler(signum, self._request_stop, CANCELLED)
+                except (RuntimeError, NotImplementedError):
+                    pass
 
     def _on_cell_execute(self, cell: Any, cell_index: int) -> None:
         if self.stop_reason is not None:
@@ -504,13 +440,7 @@ class _Run:
                 client.kc = None
 
     def _finish(self, status: str, error: dict[str, Any] | None, seconds: float) -> None:
-        finished = datetime.now(timezone.utc)
-        self.record.update({"finished": _iso(finished), "status": status, "seconds": round(seconds, 3)})
-        if error is not None:
-            self.record["error"] = error
-        self.nb.metadata["papermill"].update(
-            {"end_time": _iso(finished), "duration": round(seconds, 3), "exception": status != COMPLETED}
-        )
+        self.record.finish(status, seconds=seconds, error=error)
         self._write()
 
     def _report(self, result: ExecutionResult) -> None:
@@ -529,38 +459,7 @@ class _Run:
         # Atomic (temporary file + rename): readers, and a run killed mid-write, never see half a file.
         from nbformat.v4.nbjson import writes
 
-        from ..build.lock import atomic_write
-
         atomic_write(self.output_path, writes(self.nb) + "\n")
-
-
-def _manager_for(input_path: Path, spec_file: str | Path | None) -> Any:
-    # The spec given, else the one next to the notebook, else the one in the current folder.
-    from traitlets.config import Config
-
-    from ..config import load_config
-    from ..errors import SpecNotFoundError
-    from ..manager import ContainersManager
-    from ..spec.parse import find_spec_file
-
-    if spec_file is not None:
-        path = Path(spec_file).resolve()
-    else:
-        try:
-            path = find_spec_file(input_path.parent).resolve()
-        except SpecNotFoundError:
-            try:
-                path = find_spec_file().resolve()
-            except SpecNotFoundError:
-                raise SpecNotFoundError(
-                    f"no containers.toml (or pyproject.toml with a [tool.jupyter-containers] table) next to "
-                    f"{input_path.name} or in the current folder; pass -f/--file PATH"
-                ) from None
-    # The caller's config (current folder) first, the project's own file on top, as the provisioner does.
-    config = Config()
-    config.merge(load_config())
-    config.merge(load_config(path.parent))
-    return ContainersManager(spec_path=path, config=config)
 
 
 def shown_path(path: Path) -> str:
@@ -569,7 +468,3 @@ def shown_path(path: Path) -> str:
     if cwd != Path(cwd.anchor) and cwd in path.parents:
         return str(path.relative_to(cwd))
     return str(path)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -7,6 +7,7 @@ on a job thread's writes.
 
 from __future__ import annotations
 
+import builtins
 import json
 import sqlite3
 import time
@@ -101,19 +102,19 @@ class JobStore:
         columns = ", ".join(f"{name} = ?" for name in fields)
         values = [json.dumps(v) if name == "error" and v is not None else v for name, v in fields.items()]
         with closing(self._connect()) as db, db:
-            db.execute(f"UPDATE jobs SET {columns} WHERE id = ?", (*values, job_id))  # noqa: S608 - names are ours
+            db.execute(f"UPDATE jobs SET {columns} WHERE id = ?", (*values, job_id))
 
     def get(self, job_id: str) -> Job | None:
         with closing(self._connect()) as db:
             row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return _job(row) if row else None
 
-    def list(self, limit: int = 200) -> list[Job]:
+    def list(self, limit: int = 200) -> builtins.list[Job]:
         with closing(self._connect()) as db:
             rows = db.execute("SELECT * FROM jobs ORDER BY created DESC LIMIT ?", (limit,)).fetchall()
         return [_job(row) for row in rows]
 
-    def mark_interrupted(self) -> list[str]:
+    def mark_interrupted(self) -> builtins.list[str]:
         """Jobs a previous server left queued or running: they cannot be resumed, so say what happened."""
         with closing(self._connect()) as db, db:
             rows = db.execute("SELECT id FROM jobs WHERE status IN (?, ?)", ACTIVE).fetchall()

@@ -2,39 +2,33 @@
 
 A session is a :class:`ContainerKernelManager` kernel that stays up between cells, so a cell costs one
 message round trip instead of a container start. Its iopub messages are relayed into the local kernel as
-they arrive (streams, displays, results, errors), a local interrupt becomes a remote one, and variables
-travel as pickle files through the kernel's socket folder, which is bind-mounted into the container (on
-tmpfs when there is one), so a 100 MB array moves at memory speed without any network.
+they arrive (streams, displays, results, errors: :mod:`.remote`), a local interrupt becomes a remote one,
+and variables travel as pickle files through the kernel's socket folder (:mod:`.transfer`).
 
 The shell and iopub sockets are plain blocking ZMQ sockets polled in the caller's thread: the blocking
 jupyter_client client goes through asyncio for every message, which would cost more than the round trip.
+Messages are still decoded by the kernel manager's :class:`jupyter_client.session.Session`, which checks
+their signatures and refuses replayed ones.
 """
 
 from __future__ import annotations
 
-import ast
-import atexit
-import builtins
-import json
 import os
-import pickle
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
-from hmac import compare_digest
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import zmq
-from jupyter_client.session import DELIM
 
-from ..errors import ContainersError, OutOfMemoryError, RunError, RunTimeoutError
+from ..errors import OutOfMemoryError, RunError, RunTimeoutError
 from ..spec.model import Resources
 from ..units import format_duration
-from .container import CONTAINER_RUNTIME_DIR
+from . import transfer
+from .remote import DisplayHandler, RemoteResult, Writer, relay_display, remote_error, write_stderr, write_stdout
 
 SESSION_ROLE = "session"
 #: Seconds an interrupted cell gets to report back before its session is given up.
@@ -44,132 +38,10 @@ LIVENESS_INTERVAL = 1.0
 STARTUP_TIMEOUT = 120.0
 #: No SQLite history in session kernels: nobody reads it, and writing it costs a millisecond per cell.
 KERNEL_ARGUMENTS = ["--HistoryManager.enabled=False"]
-
-Writer = Callable[[str], None]
-DisplayHandler = Callable[[str, dict], None]
-
-
-# ---------------------------------------------------------------------- results and errors
-class RemoteError(Exception):
-    """An exception raised by the cell inside the container.
-
-    IPython prints ``_render_traceback_()`` instead of a local traceback, so the user sees where their
-    code failed in the container, not where the magic waited for it. Instances are of a subclass named
-    after the remote exception (and deriving from the builtin of that name when there is one), so the
-    notebook shows ``ZeroDivisionError`` and ``except ZeroDivisionError`` still works locally.
-    """
-
-    def __init__(self, ename: str, evalue: str, traceback: Iterable[str] = (), environment: str | None = None):
-        Exception.__init__(self, evalue)
-        self.ename = ename
-        self.evalue = evalue
-        self.traceback = list(traceback)
-        self.environment = environment
-
-    def __str__(self) -> str:
-        return self.evalue
-
-    def _render_traceback_(self) -> list[str]:
-        return self.traceback or [f"{self.ename}: {self.evalue}"]
+#: What :meth:`ContainerSession._recv` returns for a message that is not a valid one of this connection.
+_INVALID: dict[str, Any] = {"msg_type": "", "parent_header": {}, "content": {}}
 
 
-_error_classes: dict[str, type[RemoteError]] = {}
-
-
-def remote_error(content: Mapping[str, Any], environment: str | None = None) -> RemoteError:
-    """The :class:`RemoteError` for an ``error`` message or an error ``execute_reply``."""
-    ename = str(content.get("ename") or "RemoteError")
-    evalue = str(content.get("evalue") or "")
-    traceback = content.get("traceback") or []
-    cls = _error_classes.get(ename)
-    if cls is None:
-        cls = RemoteError
-        if ename.isidentifier() and ename != "RemoteError":
-            builtin = getattr(builtins, ename, None)
-            bases: tuple[type, ...] = (RemoteError,)
-            if isinstance(builtin, type) and issubclass(builtin, Exception):
-                bases = (RemoteError, builtin)
-            for candidate in (bases, (RemoteError,)):
-                try:
-                    cls = type(ename, candidate, {"__module__": "builtins"})
-                    cls("x", "x")  # some builtins' layouts refuse a mixin; find out now
-                    break
-                except TypeError:
-                    cls = RemoteError
-        _error_classes[ename] = cls
-    return cls(ename, evalue, traceback, environment)
-
-
-@dataclass
-class RemoteResult:
-    """The value of a cell's last expression in the container, displayed locally as if it were local."""
-
-    data: dict[str, Any]
-    metadata: dict[str, Any]
-    execution_count: int | None = None
-
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> tuple[dict, dict]:
-        return self.data, self.metadata
-
-    def __repr__(self) -> str:
-        return str(self.data.get("text/plain", "RemoteResult"))
-
-
-# ---------------------------------------------------------------------- default relays
-def _write_stdout(text: str) -> None:
-    sys.stdout.write(text)
-    sys.stdout.flush()
-
-
-def _write_stderr(text: str) -> None:
-    sys.stderr.write(text)
-    sys.stderr.flush()
-
-
-def relay_display(msg_type: str, content: Mapping[str, Any]) -> None:
-    """Show a remote ``display_data``/``update_display_data``/``clear_output`` in the local notebook."""
-    from IPython.display import clear_output, publish_display_data
-
-    if msg_type == "clear_output":
-        clear_output(wait=bool(content.get("wait")))
-        return
-    publish_display_data(
-        dict(content.get("data") or {}),
-        dict(content.get("metadata") or {}),
-        transient=dict(content.get("transient") or {}) or None,
-        update=msg_type == "update_display_data",
-    )
-
-
-# The remote half of push/pull: run inside the container kernel's namespace, leaving no names behind.
-_TRANSFER_SOURCE = """
-def transfer(ns, load, save):
-    import os, pickle
-    errors = {}
-    for name, path in load.items():
-        try:
-            with open(path, "rb") as fh:
-                ns[name] = pickle.load(fh)
-        except BaseException as exc:
-            errors[name] = "%s: %s" % (type(exc).__name__, exc)
-    for name, path in save.items():
-        if name not in ns:
-            errors[name] = "missing"
-            continue
-        try:
-            with open(path, "wb") as fh:
-                pickle.dump(ns[name], fh, protocol=5)
-        except BaseException as exc:
-            errors[name] = "%s: %s" % (type(exc).__name__, exc)
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
-    return errors
-"""
-
-
-# ---------------------------------------------------------------------- one session
 class ContainerSession:
     """One warm container kernel running cells for the local kernel."""
 
@@ -191,7 +63,6 @@ class ContainerSession:
         self._shell: Any = None
         self._iopub: Any = None
         self._poller: Any = None
-        self._auth: Any = None
         self._lock = threading.RLock()
         self._on_stop: list[Callable[[ContainerSession], None]] = []
         self.stopped = False
@@ -206,7 +77,7 @@ class ContainerSession:
     @property
     def container_id(self) -> str | None:
         kernel = self.kernel
-        return kernel.container.id if kernel is not None and kernel.container is not None else None
+        return kernel.container_id if kernel is not None else None
 
     @property
     def socket_dir(self) -> Path:
@@ -250,7 +121,6 @@ class ContainerSession:
         try:
             self._start_kernel(cwd)
             t2 = time.perf_counter()
-            self._auth = self.km.session.auth
             self._shell = self.km.connect_shell()
             self._iopub = self.km.connect_iopub()
             self._poller = zmq.Poller()
@@ -337,16 +207,23 @@ class ContainerSession:
                 for callback in self._on_stop:
                     callback(self)
 
+    def add_stop_callback(self, callback: Callable[[ContainerSession], None]) -> None:
+        """Call ``callback(session)`` once the session has stopped (whoever stopped it)."""
+        self._on_stop.append(callback)
+
     def is_alive(self) -> bool:
         kernel = self.kernel
         return not self.stopped and kernel is not None and kernel.poll() is None
 
-    def logs(self, tail: int | str = "all") -> str:
-        """The container's output (the kernel's own log, not the cells' output)."""
+    def logs(self, tail: int | str | None = None) -> str:
+        """The container's output (the kernel's own log, not the cells' output), the last ``tail`` lines.
+
+        Every line when ``tail`` is None (or ``"all"``).
+        """
         kernel = self.kernel
-        if kernel is None or kernel.container is None:
+        if kernel is None:
             return ""
-        return kernel.container.logs(stdout=True, stderr=True, tail=tail).decode(errors="replace")
+        return kernel.logs(tail=None if tail in (None, "all") else int(tail))
 
     def _logs_hint(self) -> str:
         try:
@@ -360,8 +237,9 @@ class ContainerSession:
         if kernel is None or kernel.poll() is None:
             return
         state = kernel.state()
+        oom_killed = state is not None and state.oom_killed
         reason = kernel.death_reason() or "its container is gone"
-        hint = "" if state.get("OOMKilled") else self._logs_hint()
+        hint = "" if oom_killed else self._logs_hint()
         self.stop()
         if starting:
             message = f"the container kernel of {self.environment!r} stopped while starting: {reason}{hint}"
@@ -370,39 +248,25 @@ class ContainerSession:
                 f"the container kernel of {self.environment!r} died: {reason}{hint}\n"
                 "Its variables are lost; the next %%container cell starts a fresh one."
             )
-        code = state.get("ExitCode")
-        if state.get("OOMKilled"):
+        code = state.exit_code if state is not None else None
+        if oom_killed:
             raise OutOfMemoryError(message, exit_code=code or 137)
         raise RunError(message, exit_code=code)
 
     # ------------------------------------------------------------------ messages
-    def _recv(self, sock: Any, msg_id: str | None = None) -> dict | None:
-        # The next message on ``sock`` or None; one answering another request comes back without content.
-        # Session.recv parses every header date with dateutil; on the hot path only the parent header is
-        # needed to skip the messages that are not ours (signatures are checked for all of them).
+    def _recv(self, sock: Any) -> dict | None:
+        # The next message on ``sock``, None when there is none. The manager's Session checks the signature
+        # and refuses a replayed one; a message it refuses comes back as ``_INVALID`` (no parent, skipped).
         try:
             frames = sock.recv_multipart(zmq.NOBLOCK)
         except zmq.Again:
             return None
+        session = self.km.session
         try:
-            index = frames.index(DELIM)
-            signature, header, parent, metadata, content = frames[index + 1 : index + 6]
-        except ValueError:
-            return {"msg_type": "", "parent_header": {}, "content": {}}  # not a Jupyter message
-        if self._auth is not None:
-            check = self._auth.copy()
-            for frame in (header, parent, metadata, content):
-                check.update(frame)
-            if not compare_digest(signature, check.hexdigest().encode()):
-                return {"msg_type": "", "parent_header": {}, "content": {}}
-        parent_header = json.loads(parent)
-        if msg_id is not None and parent_header.get("msg_id") != msg_id:
-            return {"msg_type": "", "parent_header": parent_header, "content": {}}
-        return {
-            "msg_type": json.loads(header)["msg_type"],
-            "parent_header": parent_header,
-            "content": json.loads(content),
-        }
+            _, msg_list = session.feed_identities(frames)
+            return session.deserialize(msg_list, content=True)
+        except (ValueError, TypeError, KeyError):  # unsigned, forged, replayed or not a Jupyter message
+            return _INVALID
 
     def _request(self, content: dict[str, Any]) -> str:
         msg = self.km.session.msg("execute_request", content)
@@ -426,8 +290,8 @@ class ContainerSession:
             RunTimeoutError: the cell ran longer than ``timeout`` seconds and was interrupted.
             OutOfMemoryError, RunError: the container kernel died; the session is stopped.
         """
-        stdout = stdout or _write_stdout
-        stderr = stderr or _write_stderr
+        stdout = stdout or write_stdout
+        stderr = stderr or write_stderr
         display = display or relay_display
         result: list[RemoteResult] = []
 
@@ -499,7 +363,7 @@ class ContainerSession:
                     continue
                 last_message = time.monotonic()
                 if self._iopub in events:
-                    while (msg := self._recv(self._iopub, msg_id)) is not None:
+                    while (msg := self._recv(self._iopub)) is not None:
                         if msg["parent_header"].get("msg_id") != msg_id:
                             continue
                         msg_type = msg["msg_type"]
@@ -508,7 +372,7 @@ class ContainerSession:
                         elif interrupted_at is None or msg_type == "stream":
                             on_iopub(msg_type, msg["content"])
                 if self._shell in events:
-                    while (msg := self._recv(self._shell, msg_id)) is not None:
+                    while (msg := self._recv(self._shell)) is not None:
                         if msg["parent_header"].get("msg_id") == msg_id:
                             reply = msg["content"]
             except KeyboardInterrupt:
@@ -546,12 +410,15 @@ class ContainerSession:
         raise KeyboardInterrupt
 
     # ------------------------------------------------------------------ variables
-    def _transfer(self, load: Mapping[str, str], save: Mapping[str, str]) -> dict[str, str]:
-        # Run the remote half of a transfer; returns ``{name: problem}`` for names that did not travel.
-        expression = (
-            f"(lambda d: (exec({_TRANSFER_SOURCE!r}, d), d['transfer'](globals(), {dict(load)!r}, {dict(save)!r}))[1])"
-            "({})"
-        )
+    def evaluate(self, expression: str) -> dict[str, Any]:
+        """Evaluate ``expression`` silently in the container kernel (no output, no history, no count).
+
+        Returns its ``user_expressions`` entry (``status`` and ``data``, or ``ename``/``evalue``), or the
+        error reply when the request itself failed.
+
+        Raises:
+            RunError: the session was stopped, or its kernel died.
+        """
         with self._lock:
             self._check_usable()
             msg_id = self._request(
@@ -559,104 +426,33 @@ class ContainerSession:
                     "code": "",
                     "silent": True,
                     "store_history": False,
-                    "user_expressions": {"transfer": expression},
+                    "user_expressions": {"value": expression},
                     "allow_stdin": False,
                     "stop_on_error": False,
                 }
             )
             reply = self._wait(msg_id, lambda *_: None, None)
-        answer = (reply.get("user_expressions") or {}).get("transfer") or {}
-        if reply.get("status") != "ok" or answer.get("status") != "ok":
-            failed = answer if answer.get("status") == "error" else reply
-            raise ContainersError(
-                f"moving variables in the container kernel of {self.environment!r} failed: "
-                f"{failed.get('ename')}: {failed.get('evalue')}"
-            )
-        return ast.literal_eval(answer["data"]["text/plain"])
+        if reply.get("status") != "ok":
+            return reply
+        return (reply.get("user_expressions") or {}).get("value") or {}
 
     def push(self, values: Mapping[str, Any]) -> None:
-        """Copy local values into the container kernel's namespace (pickle protocol 5 through tmpfs)."""
-        if not values:
-            return
-        token = uuid.uuid4().hex[:12]
-        written: list[Path] = []
-        load: dict[str, str] = {}
-        try:
-            for name, value in values.items():
-                _check_name(name)
-                path = self.socket_dir / f"in-{token}-{name}.pkl"
-                written.append(path)
-                try:
-                    with open(path, "wb") as fh:
-                        pickle.dump(value, fh, protocol=5)
-                except Exception as exc:  # noqa: BLE001 - any pickling failure is the user's to fix
-                    raise ContainersError(
-                        f"variable {name!r} cannot be sent to the container: {_reason(exc)}"
-                    ) from None
-                load[name] = f"{CONTAINER_RUNTIME_DIR}/{path.name}"
-            problems = self._transfer(load, {})
-        finally:
-            for path in written:
-                path.unlink(missing_ok=True)
-        for name, problem in problems.items():
-            raise ContainersError(
-                f"variable {name!r} could not be loaded in the container ({self.environment!r}): {problem}"
-                + _missing_package_hint(problem, self.environment)
-            )
+        """Copy local values into the container kernel's namespace (pickle protocol 5 through tmpfs).
+
+        Raises:
+            RequestError: a name is not a variable name.
+            SessionError: a value cannot travel (the message says why and what to change).
+        """
+        transfer.push(self, values)
 
     def pull(self, names: Iterable[str]) -> dict[str, Any]:
-        """Copy variables of the container kernel back; returns ``{name: value}``."""
-        names = list(dict.fromkeys(names))
-        if not names:
-            return {}
-        token = uuid.uuid4().hex[:12]
-        for name in names:
-            _check_name(name)
-        paths = {name: self.socket_dir / f"out-{token}-{name}.pkl" for name in names}
-        try:
-            problems = self._transfer({}, {name: f"{CONTAINER_RUNTIME_DIR}/{p.name}" for name, p in paths.items()})
-            for name, problem in problems.items():
-                if problem == "missing":
-                    raise ContainersError(
-                        f"no variable named {name!r} in the container kernel of {self.environment!r}; "
-                        "assign it in the cell (or check its spelling)"
-                    )
-                raise ContainersError(f"variable {name!r} cannot be sent back from the container: {problem}")
-            values: dict[str, Any] = {}
-            for name, path in paths.items():
-                try:
-                    with open(path, "rb") as fh:
-                        values[name] = pickle.load(fh)
-                except Exception as exc:  # noqa: BLE001
-                    raise ContainersError(
-                        f"variable {name!r} came back from the container but cannot be loaded in this notebook: "
-                        f"{_reason(exc)}; install the package it needs in this notebook's kernel"
-                    ) from None
-            return values
-        finally:
-            for path in paths.values():
-                path.unlink(missing_ok=True)
+        """Copy variables of the container kernel back; returns ``{name: value}``.
 
-
-def _check_name(name: str) -> None:
-    if not isinstance(name, str) or not name.isidentifier():
-        raise ContainersError(f"{name!r} is not a variable name")
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _missing_package_hint(problem: str, environment: str) -> str:
-    if problem.startswith(("ModuleNotFoundError", "ImportError")):
-        return (
-            f"; the environment lacks a package this value needs: add it to the pip list of {environment!r} "
-            "in the spec file (the next %%container cell rebuilds the image)"
-        )
-    if "Can't get attribute" in problem and "__main__" in problem:
-        return "; it refers to a class or function defined in this notebook: define it in a %%container cell too"
-    return ""
+        Raises:
+            RequestError: a name is not a variable name.
+            SessionError: a variable is missing in the container or cannot travel back.
+        """
+        return transfer.pull(self, names)
 
 
 def session_key(spec_file: Path, environment: str, resources: Resources) -> tuple:
@@ -669,123 +465,3 @@ def spec_stamp(path: Path) -> tuple[int, int] | None:
     except OSError:
         return None
     return (st.st_mtime_ns, st.st_size)
-
-
-# ---------------------------------------------------------------------- the registry
-class SessionPool:
-    """Every session of this process (the local kernel), removed at interpreter exit."""
-
-    def __init__(self) -> None:
-        self._sessions: dict[tuple, ContainerSession] = {}
-        self._effective: dict[tuple, Resources] = {}
-        self._lock = threading.RLock()
-        self._pid = os.getpid()
-        atexit.register(self._at_exit)
-
-    def effective_resources(self, manager: Any, environment: str, resources: Resources | None = None) -> Resources:
-        """The spec's defaults for ``environment`` merged with ``resources``.
-
-        Cached until the spec file changes: re-parsing it for every cell would cost a fair share of the
-        warm round trip.
-        """
-        spec = Path(manager.spec_file())
-        key = (spec, spec_stamp(spec), environment, resources)
-        effective = self._effective.get(key)
-        if effective is None:
-            effective = manager.resources(environment, resources)
-            if len(self._effective) > 256:
-                self._effective.clear()
-            self._effective[key] = effective
-        return effective
-
-    def get(self, manager: Any, environment: str, resources: Resources | None = None) -> ContainerSession | None:
-        """The running session for these effective resources, if any."""
-        effective = self.effective_resources(manager, environment, resources)
-        with self._lock:
-            return self._sessions.get(session_key(Path(manager.spec_file()), environment, effective))
-
-    def get_or_start(
-        self,
-        environment: str,
-        resources: Resources | None = None,
-        *,
-        manager: Any = None,
-        on_build_event: Callable[[Any], None] | None = None,
-        log: Writer | None = None,
-        cwd: str | os.PathLike | None = None,
-    ) -> ContainerSession:
-        """The warm session for ``environment`` with ``resources`` overriding the spec's defaults.
-
-        A session whose spec file changed since it started is replaced when the change gives a new image.
-        """
-        if manager is None:
-            from ..config import load_config
-            from ..manager import ContainersManager
-
-            manager = ContainersManager(config=load_config())
-        effective = self.effective_resources(manager, environment, resources)
-        key = session_key(Path(manager.spec_file()), environment, effective)
-        with self._lock:
-            session = self._sessions.get(key)
-            if session is not None and session.stopped:
-                self._sessions.pop(key, None)
-                session = None
-            if session is not None and spec_stamp(session.spec_file) != session.spec_stamp:
-                build = manager.build(environment, on_event=on_build_event)
-                if build.image_id == session.image_id:
-                    session.spec_stamp = spec_stamp(session.spec_file)
-                else:
-                    (log or _write_stderr)(
-                        f"jupyter-containers: {environment!r} changed; starting a fresh container kernel "
-                        "(variables of the old one are lost)\n"
-                    )
-                    session.stop()
-                    session = None
-            if session is None:
-                session = ContainerSession(manager, environment, effective)
-                session._on_stop.append(self._forget)
-                session.start(on_build_event=on_build_event, cwd=cwd)
-                self._sessions[key] = session
-            return session
-
-    def _forget(self, session: ContainerSession) -> None:
-        with self._lock:
-            if self._sessions.get(session.key) is session:
-                del self._sessions[session.key]
-
-    def list(self) -> list[ContainerSession]:
-        with self._lock:
-            return list(self._sessions.values())
-
-    def stop(self, environment: str | None = None) -> list[ContainerSession]:
-        """Stop the sessions of ``environment`` (every session when None); returns those stopped."""
-        with self._lock:
-            chosen = [s for s in self._sessions.values() if environment is None or s.environment == environment]
-        for session in chosen:
-            session.stop()
-        return chosen
-
-    def stop_all(self) -> list[ContainerSession]:
-        return self.stop(None)
-
-    def _at_exit(self) -> None:
-        if os.getpid() != self._pid:  # a forked child inherited the hook: the sessions are not its own
-            return
-        for session in self.list():
-            try:
-                session.stop()
-            except Exception:  # noqa: BLE001 - exiting anyway; prune removes what is left
-                pass
-
-
-_pool: SessionPool | None = None
-_pool_lock = threading.Lock()
-
-
-def get_pool() -> SessionPool:
-    """The process-wide :class:`SessionPool` (created on first use)."""
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = SessionPool()
-        return _pool

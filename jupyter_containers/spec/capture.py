@@ -19,8 +19,9 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from ..errors import SpecError
+from .files import MAX_CODE_BYTES, check_path_text, decode_text, read_source
+from .importers import ImportResult, _explicit_name
 from .model import Environment
-from .sources import ImportResult, _explicit_name
 
 _PACKAGING_TOOLS = ("pip", "setuptools", "wheel", "distribute")
 _LOCAL_HINT = (
@@ -71,24 +72,25 @@ def modules_from_files(paths: Iterable[Path]) -> set[str]:
     """
     found: set[str] = set()
     for path in paths:
+        check_path_text(str(path), what="file")
         path = Path(path)
         if path.suffix == ".ipynb":
             for source in _notebook_cells(path):
                 try:
                     tree = ast.parse(_without_magics(source))
-                except (SyntaxError, ValueError):
+                except (SyntaxError, ValueError, RecursionError, MemoryError):
                     continue
                 found |= _imports(tree)
         elif path.suffix == ".py":
+            text = decode_text(_read_code(path), file=path)
             try:
-                text = path.read_bytes().decode("utf-8-sig")
                 tree = ast.parse(text, filename=str(path))
-            except UnicodeDecodeError as exc:
-                raise SpecError(f"the file is not UTF-8 text ({exc.reason} at byte {exc.start})", file=path) from None
             except SyntaxError as exc:
                 raise SpecError(f"cannot parse it: {exc.msg}", file=path, key=f"line {exc.lineno}") from None
             except ValueError as exc:
                 raise SpecError(f"cannot parse it: {exc}", file=path) from None
+            except (RecursionError, MemoryError):
+                raise SpecError("cannot parse it: it is nested too deeply", file=path) from None
             found |= _imports(tree)
         else:
             raise SpecError("is not a .py file or a .ipynb notebook; pass scripts and notebooks only", file=path)
@@ -105,7 +107,8 @@ def _installed(notes: list[str]) -> dict[str, importlib.metadata.Distribution]:
     out: dict[str, importlib.metadata.Distribution] = {}
     for dist in importlib.metadata.distributions():
         metadata = dist.metadata
-        raw = metadata.get("Name") if metadata is not None else None
+        # PackageMetadata is an email.message.Message: .get exists, the typeshed protocol lacks it.
+        raw = metadata.get("Name") if metadata is not None else None  # type: ignore[attr-defined]
         where = getattr(dist, "_path", None) or "an unknown location"
         if not raw:
             notes.append(f"a distribution with broken metadata (no name) at {where} was skipped; reinstall it")
@@ -242,7 +245,7 @@ def _distributions_for(
     for top in sorted({m.split(".")[0] for m in modules if m and not m.startswith(".")}):
         if top in stdlib:
             continue
-        names = [canonicalize_name(n) for n in providers.get(top, []) if n]
+        names: list[str] = [canonicalize_name(n) for n in providers.get(top, []) if n]
         names = [n for n in dict.fromkeys(names) if n in installed]
         if not names:
             locations = _module_locations(top)
@@ -321,25 +324,41 @@ def _applies(marker: Any, *, first: bool, extras: Iterable[str]) -> bool:
 # --------------------------------------------------------------------------------------------- notebooks
 
 
-def _notebook_cells(path: Path) -> list[str]:
+def _read_code(path: Path) -> bytes:
     try:
-        notebook = json.loads(path.read_bytes().decode("utf-8-sig"))
+        return read_source(path, limit=MAX_CODE_BYTES)
+    except FileNotFoundError:
+        raise SpecError("the file does not exist; pass existing .py or .ipynb files", file=path) from None
+
+
+def _notebook_cells(path: Path) -> list[str]:
+    data = _read_code(path)
+    try:
+        notebook = json.loads(data.decode("utf-8-sig"))
     except UnicodeDecodeError as exc:
         raise SpecError(f"the notebook is not UTF-8 text ({exc.reason} at byte {exc.start})", file=path) from None
     except ValueError as exc:
         raise SpecError(f"the notebook is not valid JSON: {exc}", file=path) from None
+    except RecursionError:
+        raise SpecError("the notebook is nested too deeply to be a notebook", file=path) from None
     if not isinstance(notebook, dict):
         raise SpecError("is not a notebook (expected a JSON object with cells)", file=path)
-    cells = list(notebook.get("cells") or [])
-    for sheet in notebook.get("worksheets") or []:  # nbformat 3
-        cells.extend(sheet.get("cells") or [] if isinstance(sheet, dict) else [])
+    cells = _as_list(notebook.get("cells"))
+    for sheet in _as_list(notebook.get("worksheets")):  # nbformat 3
+        cells.extend(_as_list(sheet.get("cells")) if isinstance(sheet, dict) else [])
     sources = []
     for cell in cells:
         if not isinstance(cell, dict) or cell.get("cell_type") != "code":
             continue
         source = cell.get("source", cell.get("input", ""))
-        sources.append("".join(source) if isinstance(source, list) else str(source))
+        if isinstance(source, list):
+            source = "".join(line for line in source if isinstance(line, str))
+        sources.append(source if isinstance(source, str) else "")
     return sources
+
+
+def _as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list) else []
 
 
 def _without_magics(source: str) -> str:
@@ -352,7 +371,7 @@ def _without_magics(source: str) -> str:
 
 
 def _imports(tree: ast.AST) -> set[str]:
-    found = set()
+    found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found.update(alias.name.split(".")[0] for alias in node.names)

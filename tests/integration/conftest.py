@@ -11,6 +11,7 @@ OFFLINE_BASE = "jupyter-containers/base:bookworm"
 @pytest.fixture(scope="session")
 def base_image() -> str:
     """The default base on this engine: pulled where a registry answers, else bootstrapped (once per machine)."""
-    from jupyter_containers.backends.bootstrap import ensure_base_image
+    from jupyter_containers.backends.docker import DockerBackend
+    from jupyter_containers.provision.base_image import ensure_base_image
 
-    return ensure_base_image(DEFAULT_BASE, offline_tag=OFFLINE_BASE)
+    return ensure_base_image(DEFAULT_BASE, backend=DockerBackend(), offline_tag=OFFLINE_BASE)

@@ -13,7 +13,9 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from jupyter_containers.jobs.runner import execute_notebook, inject_parameters, parse_parameter_value
+from jupyter_containers.jobs.parameters import inject_parameters, parse_parameter_value
+from jupyter_containers.jobs.runner import ExecuteRequest, execute_notebook
+from jupyter_containers.manager import ContainersManager
 from jupyter_containers.spec.model import Resources
 
 from ..workspace import make_workspace
@@ -73,10 +75,12 @@ def stdout_of(cell) -> str:
     return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream" and o.name == "stdout")
 
 
-def run(nbproject: Path, notebook: Path, **kwargs):
+def run(nbproject: Path, notebook: Path, *, cancel: threading.Event | None = None, **request):
+    """Execute ``notebook`` in nbenv; ``request`` holds the other ExecuteRequest fields."""
     lines: list[str] = []
+    manager = ContainersManager.discover(nbproject / "containers.toml")
     result = execute_notebook(
-        notebook, environment="nbenv", spec_file=nbproject / "containers.toml", log=lines.append, **kwargs
+        ExecuteRequest(notebook, "nbenv", **request), manager=manager, log=lines.append, cancel=cancel
     )
     return result, "\n".join(lines), nbformat.read(result.output_path, as_version=4)
 

@@ -35,5 +35,5 @@ def jp_server_config(jp_root_dir: Path):
             "allow_unauthenticated_access": False,
         },
         "Builder": {"image_repository": "jupyter-containers-test/{env}"},
-        "ContainersService": {"jobs_db": str(jp_root_dir.parent / "jobs.sqlite")},
+        "JobManager": {"db": str(jp_root_dir.parent / "jobs.sqlite")},
     }

@@ -138,7 +138,7 @@ def running_lab(root: Path, state: Path, *args: str, name: str = "lab") -> Itera
         f"--config={root / 'jupyter_containers_config.py'}",
         f"--LabApp.user_settings_dir={state / 'settings'}",
         f"--LabApp.workspaces_dir={state / 'workspaces'}",
-        f"--ContainersService.jobs_db={state / 'jobs.sqlite'}",
+        f"--JobManager.db={state / 'jobs.sqlite'}",
         "--ContainersService.install_kernelspecs=False",
         *args,
     ]

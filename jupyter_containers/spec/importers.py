@@ -1,34 +1,32 @@
 """Importers from formats people already have (requirements.txt, environment.yml, pyproject.toml, binder/).
 
+This module only reads: it turns a source into an :class:`ImportResult` and never touches a spec file, so
+that ``capture`` and the front ends can reuse the result; writing it into ``containers.toml`` is
+:mod:`jupyter_containers.spec.writer`'s job.
+
 An import must never silently lose part of the source: whatever has no equivalent in a spec is either an
 error (when the result would not work without it) or a note shown to the user and written as a comment
 above the imported table.
+
+Every file read lies inside the folder imported from (the file's own folder, or the directory given):
+a binder file or a ``-r`` include that is a symlink out of it, or a path leading out of it, is refused.
 """
 
 from __future__ import annotations
 
-import copy
-import os
 import re
-import stat
-import sys
-import tempfile
-from collections.abc import Iterable, Mapping
-from contextlib import suppress
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import SpecError
+from ..redact import HOW_TO, has_credentials, redact, strip_credentials
+from .files import IMPORT_HINT, check_nesting, check_path_text, confine, nesting_error, read_text
 from .model import Environment
-from .parse import ENV_NAME_HELP, check_requirement, load_spec, read_toml, spec_from_dict
+from .parse import ENV_NAME_HELP, check_requirement, read_toml, show
 from .requirements import RequirementsFile, parse_requirement_lines, read_requirements, split_hashes
 from .schema import ENV_NAME_PATTERN, ENVIRONMENT_SCHEMA
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
 
 APT_PATTERN: str = ENVIRONMENT_SCHEMA["properties"]["apt"]["items"]["pattern"]
 _ENV_VAR_PATTERN: str = next(iter(ENVIRONMENT_SCHEMA["properties"]["env"]["propertyNames"].values()))
@@ -104,37 +102,48 @@ class _Parts:
 
 def import_source(path: Path | str, *, name: str | None = None) -> ImportResult:
     """Turn an existing environment description into an :class:`Environment` (see :data:`ACCEPTED_HELP`)."""
+    check_path_text(str(path), what="import source")
     path = Path(path)
     explicit = _explicit_name(name) if name is not None else None
     if not path.exists():
         raise SpecError(f"nothing to import: {path} does not exist; pass {ACCEPTED_HELP}", file=path)
     if path.is_dir():
+        root = (path.resolve(),)
         folder, notes = _binder_folder(path)
-        parts = _binder(folder)
+        parts = _binder(folder, root)
         parts.notes[:0] = notes
         default = (path.resolve().parent if path.name in ("binder", ".binder") else path.resolve()).name
     else:
         lower = path.name.lower()
+        root = (path.resolve().parent,)
         if lower == "pyproject.toml":
             parts = _pyproject(path)
         elif lower.endswith((".yml", ".yaml")):
-            parts = _environment_yml(path)
+            parts = _environment_yml(path, root)
         elif lower.endswith(".txt") and "requirements" in lower:
-            parts = _requirements_txt(path)
+            parts = _requirements_txt(path, root)
         else:
             raise SpecError(f"cannot import this file; pass {ACCEPTED_HELP}", file=path)
         default = parts.name or path.resolve().parent.name
     env_name = explicit or normalize_environment_name(parts.name or default)
+    pip = []
+    for requirement in parts.pip:
+        if has_credentials(requirement):
+            # A spec is shared (git, notebooks, bundles): a token must not be copied into it.
+            pip.append(strip_credentials(requirement))
+            parts.notes.append(f"the credentials in {redact(requirement)!r} were not imported; {HOW_TO}")
+        else:
+            pip.append(requirement)
     environment = Environment(
         name=env_name,
         python=parts.python,
-        pip=tuple(parts.pip),
+        pip=tuple(pip),
         apt=tuple(parts.apt),
         post_build=tuple(parts.post_build),
         env=parts.env,
     )
-    notes = tuple(n.replace("[environments.NAME]", f"[environments.{env_name}]") for n in parts.notes)
-    return ImportResult(environment=environment, notes=notes)
+    renamed = tuple(redact(n.replace("[environments.NAME]", f"[environments.{env_name}]")) for n in parts.notes)
+    return ImportResult(environment=environment, notes=renamed)
 
 
 def normalize_environment_name(text: str) -> str:
@@ -146,16 +155,16 @@ def normalize_environment_name(text: str) -> str:
 
 def _explicit_name(name: str) -> str:
     if not re.fullmatch(ENV_NAME_PATTERN, name):
-        suggestion = normalize_environment_name(name)
-        raise SpecError(f"environment name {name!r} is not allowed; use {ENV_NAME_HELP}, such as {suggestion!r}")
+        suggestion = normalize_environment_name(name[:200])
+        raise SpecError(f"environment name {show(name)} is not allowed; use {ENV_NAME_HELP}, such as {suggestion!r}")
     return name
 
 
 # --------------------------------------------------------------------------------------- requirements.txt
 
 
-def _requirements_txt(path: Path) -> _Parts:
-    return _from_requirements(read_requirements(path), label=path.name)
+def _requirements_txt(path: Path, roots: tuple[Path, ...]) -> _Parts:
+    return _from_requirements(read_requirements(path, roots=roots, hint=IMPORT_HINT), label=path.name)
 
 
 def _from_requirements(parsed: RequirementsFile, *, label: str) -> _Parts:
@@ -185,18 +194,60 @@ def _from_requirements(parsed: RequirementsFile, *, label: str) -> _Parts:
 # ---------------------------------------------------------------------------------------- environment.yml
 
 
-def _environment_yml(path: Path) -> _Parts:
+_YAML_LOADER: Any = None
+
+
+def _yaml_loader() -> Any:
+    """A SafeLoader that refuses aliases: ``*name`` lets a few hundred bytes expand into gigabytes
+    ("billion laughs"), and no environment file needs one."""
+    global _YAML_LOADER
+    if _YAML_LOADER is None:
+        import yaml
+
+        class NoAliasLoader(yaml.SafeLoader):
+            def compose_node(self, parent: Any, index: Any) -> Any:
+                if self.check_event(yaml.AliasEvent):
+                    event = self.peek_event()
+                    raise yaml.composer.ComposerError(
+                        None,
+                        None,
+                        f"found the alias *{str(event.anchor)[:40]}: YAML aliases (&anchor / *alias) are not "
+                        "supported in environment files; write the values out",
+                        event.start_mark,
+                    )
+                return super().compose_node(parent, index)
+
+        _YAML_LOADER = NoAliasLoader
+    return _YAML_LOADER
+
+
+def load_yaml(path: Path) -> Any:
+    """A YAML file (at most 1 MiB, no aliases, nested at most 64 levels) as Python data, or a SpecError."""
     import yaml
 
     try:
-        data = yaml.safe_load(path.read_bytes().decode("utf-8-sig"))
-    except UnicodeDecodeError as exc:
-        raise SpecError(f"the file is not UTF-8 text ({exc.reason} at byte {exc.start})", file=path) from None
+        text = read_text(path)
+    except FileNotFoundError:
+        raise SpecError("the file does not exist", file=path) from None
+    try:
+        loader = _yaml_loader()(text)
+        try:
+            data = loader.get_single_data()
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
         key = f"line {mark.line + 1}" if mark is not None else None
         raise SpecError(f"invalid YAML: {problem}", file=path, key=key) from None
+    except RecursionError:
+        raise nesting_error(path) from None
+    check_nesting(data, file=path)
+    return data
+
+
+def _environment_yml(path: Path, roots: tuple[Path, ...]) -> _Parts:
+    data = load_yaml(path)
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -213,22 +264,29 @@ def _environment_yml(path: Path) -> _Parts:
     for var, value in variables.items():
         if not re.fullmatch(_ENV_VAR_PATTERN, str(var)):
             raise SpecError(
-                f"environment variable name {var!r} is not allowed; use letters, digits and '_'",
+                f"environment variable name {show(var)} is not allowed; use letters, digits and '_'",
                 file=path,
-                key=f"variables.{var}",
+                key=f"variables.{str(var)[:60]}",
             )
-        parts.env[str(var)] = "" if value is None else str(value)
+        if isinstance(value, dict | list):
+            raise SpecError(
+                f"{show(value)} is not a value; environment variables hold text", file=path, key=f"variables.{var}"
+            )
+        text = "" if value is None else str(value)
+        if "\0" in text:
+            raise SpecError("the value contains a NUL byte; remove it", file=path, key=f"variables.{var}")
+        parts.env[str(var)] = text
     dependencies = data.get("dependencies") or []
     if not isinstance(dependencies, list):
         raise SpecError("expected a list of packages", file=path, key="dependencies")
     conda: list[str] = []
     for index, dep in enumerate(dependencies):
         if isinstance(dep, dict):
-            _yml_pip(dep, path=path, index=index, parts=parts)
+            _yml_pip(dep, path=path, index=index, parts=parts, roots=roots)
             continue
         if not isinstance(dep, str) or not dep.strip():
             raise SpecError(
-                f"{dep!r} is not a package; use 'name' or 'name=version'", file=path, key=f"dependencies[{index}]"
+                f"{show(dep)} is not a package; use 'name' or 'name=version'", file=path, key=f"dependencies[{index}]"
             )
         package, version = _conda_spec(dep)
         if package == "pip":
@@ -270,19 +328,21 @@ def _yml_python(dep: str, version: str, *, path: Path, parts: _Parts) -> None:
         )
 
 
-def _yml_pip(dep: dict[Any, Any], *, path: Path, index: int, parts: _Parts) -> None:
+def _yml_pip(dep: dict[Any, Any], *, path: Path, index: int, parts: _Parts, roots: tuple[Path, ...]) -> None:
     if set(dep) != {"pip"} or not isinstance(dep["pip"], list | type(None)):
         raise SpecError(
-            f"{dep!r} is not a package; only a '- pip:' list may appear as a mapping",
+            f"{show(dep)} is not a package; only a '- pip:' list may appear as a mapping",
             file=path,
             key=f"dependencies[{index}]",
         )
     items = dep["pip"] or []
     for i, item in enumerate(items):
         if not isinstance(item, str):
-            raise SpecError(f"{item!r} is not a requirement string", file=path, key=f"dependencies[{index}].pip[{i}]")
+            raise SpecError(
+                f"{show(item)} is not a requirement string", file=path, key=f"dependencies[{index}].pip[{i}]"
+            )
     keys = [f"dependencies[{index}].pip[{i}]" for i in range(len(items))]
-    parsed = parse_requirement_lines(items, file=path, keys=keys)
+    parsed = parse_requirement_lines(items, file=path, keys=keys, roots=roots, hint=IMPORT_HINT)
     sub = _from_requirements(parsed, label=path.name)
     parts.pip.extend(p for p in sub.pip if p not in parts.pip)
     parts.notes.extend(sub.notes)
@@ -298,11 +358,16 @@ def _pyproject(path: Path) -> _Parts:
         raise SpecError("[project] must be a table", file=path, key="project")
     project = project or {}
     parts = _Parts(name=str(project["name"]) if project.get("name") else None)
+    dynamic = project.get("dynamic", [])
+    if not isinstance(dynamic, list):
+        raise SpecError(
+            f'{show(dynamic)} is not a list of field names, such as ["version"]', file=path, key="project.dynamic"
+        )
     dependencies = project.get("dependencies")
     if dependencies is None:
         reason = (
             "they are dynamic (computed by the build backend)"
-            if "dependencies" in project.get("dynamic", ())
+            if "dependencies" in dynamic
             else "there is no [project].dependencies"
         )
         parts.notes.append(f"{path.name}: no dependencies were imported ({reason}); the pip list is empty")
@@ -318,21 +383,25 @@ def _pyproject(path: Path) -> _Parts:
         for i, requirement in enumerate(dependencies):
             key = f"project.dependencies[{i}]"
             if not isinstance(requirement, str):
-                raise SpecError(f"{requirement!r} is not a requirement string", file=path, key=key)
+                raise SpecError(f"{show(requirement)} is not a requirement string", file=path, key=key)
             text = check_requirement(requirement, file=path, key=key)
             if text not in parts.pip:
                 parts.pip.append(text)
     extras = project.get("optional-dependencies") or {}
-    if isinstance(extras, dict):
+    if not isinstance(extras, dict):
+        raise SpecError(
+            "expected a table of extra names to requirement lists", file=path, key="project.optional-dependencies"
+        )
+    if extras:
         for extra, reqs in extras.items():
             count = len(reqs) if isinstance(reqs, list) else 0
             parts.notes.append(
-                f"optional dependencies [{extra}] ({count} requirement(s)) in {path.name} were not imported; "
+                f"optional dependencies [{str(extra)[:60]}] ({count} requirement(s)) in {path.name} were not imported; "
                 "add the ones you need to [environments.NAME].pip"
             )
     if parts.name:
         parts.notes.append(
-            f"the project {parts.name!r} itself was not added, only its dependencies; publish it, use a URL "
+            f"the project {show(parts.name)} itself was not added, only its dependencies; publish it, use a URL "
             "(name @ https://...), or install it in post_build"
         )
     requires_python = project.get("requires-python")
@@ -342,8 +411,8 @@ def _pyproject(path: Path) -> _Parts:
             parts.python, parts.python_from = version, path.name
         else:
             parts.notes.append(
-                f"requires-python {str(requires_python)!r} in {path.name} was not mapped to python: it does not pin "
-                'one major.minor version; set python = "3.X" in [environments.NAME] to choose one'
+                f"requires-python {show(str(requires_python))} in {path.name} was not mapped to python: it does not "
+                'pin one major.minor version; set python = "3.X" in [environments.NAME] to choose one'
             )
     return parts
 
@@ -351,6 +420,8 @@ def _pyproject(path: Path) -> _Parts:
 def _python_from_specifier(text: str) -> str | None:
     from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
+    if len(text) > 200:
+        return None  # no real requires-python is this long; the search below is per clause
     try:
         specifiers = SpecifierSet(text)
     except InvalidSpecifier:
@@ -382,23 +453,28 @@ def _binder_folder(path: Path) -> tuple[Path, list[str]]:
     raise SpecError(f"this directory holds nothing to import; pass {ACCEPTED_HELP}", file=path)
 
 
-def _binder(folder: Path) -> _Parts:
+def _binder(folder: Path, roots: tuple[Path, ...]) -> _Parts:
     parts = _Parts()
     found = [name for name in BINDER_FILES if (folder / name).is_file()]
     if not found and not any((folder / n).is_file() for n in _UNSUPPORTED_BINDER_FILES):
         raise SpecError(f"this folder holds none of {', '.join(BINDER_FILES)}; nothing to import", file=folder)
+
+    def inside(name: str) -> Path:
+        # A binder file that is a symlink out of the folder imported from is refused, not followed.
+        return confine(name, base=folder, roots=roots, file=folder / name, key=None, what="file", hint=IMPORT_HINT)
+
     if "environment.yml" in found:
-        yml = _environment_yml(folder / "environment.yml")
+        yml = _environment_yml(inside("environment.yml"), roots)
         yml.name = None  # the directory names a binder environment
         parts.merge(yml, file=folder)
     if "requirements.txt" in found:
-        parts.merge(_requirements_txt(folder / "requirements.txt"), file=folder)
+        parts.merge(_requirements_txt(inside("requirements.txt"), roots), file=folder)
     if "runtime.txt" in found:
-        parts.merge(_runtime_txt(folder / "runtime.txt"), file=folder)
+        parts.merge(_runtime_txt(inside("runtime.txt")), file=folder)
     if "apt.txt" in found:
-        parts.apt.extend(p for p in _apt_txt(folder / "apt.txt") if p not in parts.apt)
+        parts.apt.extend(p for p in _apt_txt(inside("apt.txt")) if p not in parts.apt)
     if "postBuild" in found:
-        script = _read_text(folder / "postBuild")
+        script = _read_text(inside("postBuild"))
         if script.strip():
             parts.post_build.append(script)
         else:
@@ -411,9 +487,9 @@ def _binder(folder: Path) -> _Parts:
 
 def _read_text(path: Path) -> str:
     try:
-        return path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise SpecError(f"the file is not UTF-8 text ({exc.reason} at byte {exc.start})", file=path) from None
+        return read_text(path, bom=False)
+    except FileNotFoundError:
+        raise SpecError("the file does not exist", file=path) from None
 
 
 def _meaningful_lines(path: Path) -> Iterable[tuple[int, str]]:
@@ -429,7 +505,7 @@ def _apt_txt(path: Path) -> list[str]:
         for package in line.split():
             if not re.fullmatch(APT_PATTERN, package):
                 raise SpecError(
-                    f"{package!r} is not a Debian package name; use names such as libgl1 (optionally name=version)",
+                    f"{show(package)} is not a Debian package name; use names such as libgl1 (optionally name=version)",
                     file=path,
                     key=f"line {number}",
                 )
@@ -445,7 +521,7 @@ def _runtime_txt(path: Path) -> _Parts:
     number, value = lines[0]
     if len(lines) > 1:
         raise SpecError(
-            f"runtime.txt holds more than one line ({lines[1][1]!r}); write only python-3.X",
+            f"runtime.txt holds more than one line ({show(lines[1][1])}); write only python-3.X",
             file=path,
             key=f"line {lines[1][0]}",
         )
@@ -454,217 +530,13 @@ def _runtime_txt(path: Path) -> _Parts:
         return _Parts(python=match.group(1), python_from=path.name)
     if value.lower().startswith("r-") or value.lower() == "r":
         raise SpecError(
-            f"runtime {value!r} is an R runtime, which is not supported; install R in post_build "
+            f"runtime {show(value)} is an R runtime, which is not supported; install R in post_build "
             "and write python-3.X here (or delete runtime.txt)",
             file=path,
             key=f"line {number}",
         )
     raise SpecError(
-        f"runtime {value!r} is not supported; write python-3.X or python-3.X.Y, such as python-3.11",
+        f"runtime {show(value)} is not supported; write python-3.X or python-3.X.Y, such as python-3.11",
         file=path,
         key=f"line {number}",
     )
-
-
-# ------------------------------------------------------------------------------------------------ writing
-
-
-def render_environment_toml(env: Environment, notes: Iterable[str] = ()) -> str:
-    """The ``[environments.NAME]`` table for ``containers.toml``, with the import notes as comments above it,
-    so that what was not carried over stays visible next to what was."""
-    return _render(env, notes, ("environments",))
-
-
-def _render(env: Environment, notes: Iterable[str], prefix: tuple[str, ...]) -> str:
-    doc: dict[str, Any] = {}
-    cursor = doc
-    for part in prefix:
-        cursor = cursor.setdefault(part, {})
-    cursor[env.name] = env.to_dict()
-    return _comments(notes) + _dumps(doc)
-
-
-def _comments(notes: Iterable[str]) -> str:
-    out = []
-    for note in notes:
-        for line in str(note).splitlines() or [""]:
-            out.append(f"# {line}".rstrip() + "\n")
-    return "".join(out)
-
-
-def _dumps(doc: Mapping[str, Any]) -> str:
-    import tomli_w
-
-    text = tomli_w.dumps(doc, multiline_strings=True)
-    if tomllib.loads(text) != doc:
-        # Multi-line strings normalize "\r\n" to "\n"; escaped strings keep every character.
-        text = tomli_w.dumps(doc)
-    return text
-
-
-def add_environment_to_file(path: Path, env: Environment, notes: Iterable[str] = (), *, force: bool = False) -> None:
-    """Add ``env`` to a spec file, creating it if needed, and prove the result loads before keeping it.
-
-    An existing file keeps its text and comments: the table is appended (or, with ``force``, the old table
-    is cut out and the new one put in its place). When the old table cannot be cut out textually (for
-    example it is written with dotted keys or inline tables), the whole file is re-rendered, which loses
-    its comments; a comment at the top of the file then says so.
-    """
-    path = Path(path)
-    if path.is_symlink():
-        path = path.resolve()
-    prefix = ("tool", "jupyter-containers", "environments") if path.name == "pyproject.toml" else ("environments",)
-    notes = tuple(notes)
-    rendered = _render(env, notes, prefix)
-    if not path.exists():
-        old_text = None
-        new_text = rendered
-        expected = tomllib.loads(rendered)
-    else:
-        old_text = _read_text(path)
-        old = read_toml(path)
-        expected = copy.deepcopy(old)
-        cursor: Any = expected
-        for depth, part in enumerate(prefix):
-            if not isinstance(cursor, dict):
-                raise SpecError("is not a table", file=path, key=".".join(prefix[:depth]))
-            cursor = cursor.setdefault(part, {})
-        if not isinstance(cursor, dict):
-            raise SpecError(
-                "is not a table; environments are tables such as [environments.default]",
-                file=path,
-                key=".".join(prefix),
-            )
-        exists = env.name in cursor
-        if exists and not force:
-            raise SpecError(
-                f"environment {env.name!r} already exists; pass --name NAME to import under another name, "
-                "or --force to replace it",
-                file=path,
-                key=".".join((*prefix, env.name)),
-            )
-        cursor[env.name] = env.to_dict()
-        new_text = _replace_table(old_text, (*prefix, env.name), rendered) if exists else _append(old_text, rendered)
-        if new_text is None or _loads_or_none(new_text) != expected:
-            new_text = (
-                "# re-written by jupyter-containers to replace an environment; earlier comments were not kept\n"
-                + _comments(notes)
-                + _dumps(expected)
-            )
-    _validate(expected, path, prefix)
-    _atomic_write(path, new_text)
-    try:
-        load_spec(path)
-    except Exception:
-        if old_text is None:
-            with suppress(FileNotFoundError):
-                path.unlink()
-        else:
-            _atomic_write(path, old_text)
-        raise
-
-
-def _validate(document: Mapping[str, Any], path: Path, prefix: tuple[str, ...]) -> None:
-    table: Any = document
-    for part in prefix[:-1]:
-        table = table[part]
-    spec_from_dict(table, path.resolve(), key_prefix=".".join(prefix[:-1]))
-
-
-def _loads_or_none(text: str) -> dict[str, Any] | None:
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError:
-        return None
-
-
-def _append(old_text: str, rendered: str) -> str:
-    if not old_text.strip():
-        return rendered
-    return old_text.rstrip("\n") + "\n\n" + rendered
-
-
-def _header_key(line: str) -> tuple[str, ...] | None:
-    if not line.lstrip().startswith("["):
-        return None
-    try:
-        node: Any = tomllib.loads(line)
-    except tomllib.TOMLDecodeError:
-        return None
-    key: list[str] = []
-    while isinstance(node, dict) and len(node) == 1:
-        name, node = next(iter(node.items()))
-        key.append(name)
-        if isinstance(node, list):
-            break
-    return tuple(key)
-
-
-def _replace_table(text: str, key: tuple[str, ...], rendered: str) -> str | None:
-    # Comment lines directly above the old table (earlier import notes) go with it. A line is a header only
-    # if the text before it is complete TOML, which rules out header-like lines inside multi-line strings.
-    # None when there was no such table.
-    out: list[str] = []
-    inserted = False
-    skipping = False
-    trailing: list[str] = []  # comment lines at the end of a skipped table belong to the next table
-    lines = text.splitlines(keepends=True)
-    for index, line in enumerate(lines):
-        header = _header_key(line)
-        if header is not None and _loads_or_none("".join(lines[:index])) is None:
-            header = None  # a header-like line inside a multi-line string or array
-        if header is not None:
-            was_skipping, skipping = skipping, header[: len(key)] == key
-            if skipping:
-                while out and out[-1].lstrip().startswith("#"):
-                    out.pop()
-                if not inserted:
-                    if out and out[-1].strip():
-                        out.append("\n")
-                    out.append(rendered if rendered.endswith("\n") else rendered + "\n")
-                    out.append("\n")
-                    inserted = True
-            elif was_skipping:
-                out.extend(trailing)
-            trailing = []
-        elif skipping:
-            stripped = line.strip()
-            if stripped.startswith("#"):
-                trailing.append(line)
-            elif stripped:
-                trailing = []
-        if not skipping:
-            out.append(line)
-    if not inserted:
-        return None
-    return "".join(out).rstrip("\n") + "\n"
-
-
-def _umask() -> int:
-    # Read, not set-and-restore: os.umask() changes it for every thread of the server meanwhile.
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0o022
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(text.encode("utf-8"))
-            fh.flush()
-            os.fsync(fh.fileno())
-        if path.exists():
-            os.chmod(tmp, stat.S_IMODE(path.stat().st_mode))
-        else:
-            os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        with suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
