@@ -8,16 +8,20 @@ user nothing about what to type instead.
 from __future__ import annotations
 
 import difflib
+import math
+import os
 import re
+import reprlib
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..errors import SpecError, SpecNotFoundError
-from ..units import parse_cpus, parse_duration, parse_size
+from ..units import MAX_GPUS, MAX_PIDS, parse_cpus, parse_duration, parse_size
+from .files import check_nesting, check_path_text, confine, nesting_error, read_text, resolve_roots
 from .model import Environment, Resources, SpecFile
-from .schema import ENV_NAME_HELP, SPEC_SCHEMA
+from .schema import ENV_NAME_HELP, ENV_NAME_PATTERN, SPEC_SCHEMA
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -26,6 +30,20 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 SPEC_FILENAME = "containers.toml"
 PYPROJECT_TABLE = "tool.jupyter-containers"
+
+#: Extra folders (besides the spec file's own) that referenced files may come from; see Builder.
+AllowedRoots = Sequence[str | os.PathLike[str]]
+
+_SHOW = reprlib.Repr()
+_SHOW.maxstring = _SHOW.maxother = 80
+_SHOW.maxlong = 40
+_SHOW.maxlevel = 2
+_SHOW.maxlist = _SHOW.maxtuple = _SHOW.maxdict = 6
+
+
+def show(value: Any) -> str:
+    """``repr(value)``, cut short: error messages quote what was written without echoing megabytes."""
+    return _SHOW.repr(value)
 
 
 def find_spec_file(directory: Path | str | None = None) -> Path:
@@ -45,24 +63,34 @@ def find_spec_file(directory: Path | str | None = None) -> Path:
 
 
 def read_toml(path: Path) -> dict[str, Any]:
-    """Parse a TOML file; a syntax error becomes a SpecError carrying line and column."""
+    """Parse a TOML file (at most 1 MiB, nested at most 64 levels); every failure is a SpecError naming it."""
     try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
+        text = read_text(path, bom=False)
     except FileNotFoundError:
         raise SpecNotFoundError(f"spec file {path} does not exist") from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"invalid TOML: {exc}", file=path) from None
-    except UnicodeDecodeError as exc:
-        raise SpecError(f"the file is not UTF-8 text ({exc.reason} at byte {exc.start})", file=path) from None
+    except RecursionError:
+        raise nesting_error(path) from None
+    except ValueError as exc:  # e.g. an integer past Python's 4300-digit conversion limit
+        raise SpecError(f"invalid TOML: {exc}", file=path) from None
+    check_nesting(data, file=path)
+    return data
 
 
 def _pyproject_table(data: Mapping[str, Any]) -> Any:
     return data.get("tool", {}).get("jupyter-containers") if isinstance(data.get("tool"), dict) else None
 
 
-def load_spec(path: Path | str | None = None) -> SpecFile:
-    """Load and validate a spec file (``None``: find one in the current directory)."""
+def load_spec(path: Path | str | None = None, *, allowed_roots: AllowedRoots = ()) -> SpecFile:
+    """Load and validate a spec file (``None``: find one in the current directory).
+
+    Files the spec refers to must lie in the spec file's folder or in one of ``allowed_roots``.
+    """
+    if path:
+        check_path_text(str(path), what="spec file")
     path = Path(path).resolve() if path else find_spec_file().resolve()
     data = read_toml(path)
     prefix = ""
@@ -71,28 +99,37 @@ def load_spec(path: Path | str | None = None) -> SpecFile:
         if table is None:
             raise SpecNotFoundError(f"no [{PYPROJECT_TABLE}] table; add one with an [environments] table", file=path)
         data, prefix = table, PYPROJECT_TABLE
-    return spec_from_dict(data, path, key_prefix=prefix)
+    return spec_from_dict(data, path, key_prefix=prefix, allowed_roots=allowed_roots)
 
 
-def spec_from_dict(data: Mapping[str, Any], path: Path, *, key_prefix: str = "") -> SpecFile:
-    """Validate an already-parsed document (as read from TOML, or sent as JSON to the REST API)."""
+def spec_from_dict(
+    data: Mapping[str, Any], path: Path, *, key_prefix: str = "", allowed_roots: AllowedRoots = ()
+) -> SpecFile:
+    """Validate an already-parsed document (as read from TOML, or sent as JSON to the REST API).
+
+    ``path`` is where the spec lives: files it refers to (``requirements``) are relative to its folder and
+    must lie inside it, or inside one of ``allowed_roots`` (none by default).
+    """
+    check_nesting(data, file=path)
+    _check_strings(data, path, key_prefix)
     validate(data, path, key_prefix=key_prefix)
+    roots = resolve_roots(Path(path).parent, allowed_roots)
     envs = {}
     for name, raw in data["environments"].items():
-        key = _join(key_prefix, f"environments.{name}")
-        envs[name] = _environment(name, raw, path, key)
+        key = _join(key_prefix, "environments." + _keypart(name))
+        envs[name] = _environment(name, raw, path, key, roots)
     return SpecFile(path=path, environments=envs)
 
 
-def load_environment(name: str, path: Path | str | None = None) -> Environment:
+def load_environment(name: str, path: Path | str | None = None, *, allowed_roots: AllowedRoots = ()) -> Environment:
     """One environment by name, with a "did you mean" when the name is unknown."""
-    spec = load_spec(path)
+    spec = load_spec(path, allowed_roots=allowed_roots)
     try:
         return spec.environments[name]
     except KeyError:
         known = sorted(spec.environments)
         raise SpecNotFoundError(
-            f"no environment named {name!r}{_did_you_mean(name, known)}; defined here: {', '.join(known)}",
+            f"no environment named {show(name)}{_did_you_mean(name[:100], known)}; defined here: {', '.join(known)}",
             file=spec.path,
         ) from None
 
@@ -119,30 +156,93 @@ def validate(data: Any, path: Path | str, *, key_prefix: str = "") -> None:
 
 
 def _describe(error: Any, document: Any) -> tuple[str, str]:
-    parts, node = _data_path(error.path[1:], document)
+    parts = _locate(error, document)
     key = _keypath(parts)
     instance, rule = error.value, error.rule
-    schema = _schema_at(parts)
+    definition = error.definition if isinstance(error.definition, dict) else _schema_at(parts)
     if rule == "additionalProperties" and isinstance(instance, dict):
-        allowed = sorted(schema.get("properties", {}))
-        unknown = sorted(k for k in instance if k not in allowed)[0]
-        hint = _did_you_mean(unknown, allowed)
-        return _join(key, unknown), f"unknown key {unknown!r}{hint}; allowed keys: {', '.join(allowed)}"
+        allowed = sorted(definition.get("properties", {}))
+        unknown = sorted((str(k) for k in instance if k not in allowed), key=lambda k: (len(k) > 100, k))
+        if unknown:
+            hint = _did_you_mean(unknown[0][:100], allowed)
+            return _join(key, _keypart(unknown[0])), (
+                f"unknown key {show(unknown[0])}{hint}; allowed keys: {', '.join(allowed)}"
+            )
     if rule == "propertyNames" and isinstance(instance, dict):
-        pattern = re.compile(schema["propertyNames"]["pattern"])
-        bad = next((k for k in instance if not pattern.match(k)), next(iter(instance), ""))
-        if parts and parts[-1] == "env":
-            return key, f"environment variable name {bad!r} is not allowed; use letters, digits and '_'"
-        return _join(key, str(bad)), f"environment name {bad!r} is not allowed; use {ENV_NAME_HELP}"
-    if rule == "required":
-        return key, "missing table [environments]; define at least one environment, such as [environments.default]"
-    if rule == "minProperties":
+        pattern = str(definition.get("propertyNames", {}).get("pattern", ""))
+        bad = next((k for k in instance if not re.fullmatch(pattern, str(k))), next(iter(instance), ""))
+        if pattern == ENV_NAME_PATTERN:
+            return _join(key, _keypart(str(bad))), f"environment name {show(bad)} is not allowed; use {ENV_NAME_HELP}"
+        return key, (
+            f"environment variable name {show(bad)} is not allowed; use letters, digits and '_', "
+            "not starting with a digit"
+        )
+    if rule == "required" and isinstance(instance, dict):
+        missing = [name for name in definition.get("required", []) if name not in instance]
+        if missing == ["environments"] and not parts:
+            return key, "missing table [environments]; define at least one environment, such as [environments.default]"
+        return key, f"missing key(s) {', '.join(map(show, missing))}; add them"
+    if rule == "minProperties" and parts == ["environments"]:
         return key, "no environment defined; add one, such as [environments.default]"
     if rule == "uniqueItems":
-        return key, f"{instance!r} lists a value twice; list each value once"
-    description = _nearest_description(parts)
-    quote = " (write it in quotes)" if isinstance(instance, int | float) and _wants_string(schema) else ""
-    return key, f"{instance!r} is not allowed; expected {description}{quote}"
+        return key, f"{show(instance)} lists a value twice; list each value once"
+    description = _nearest_description(parts) or str(definition.get("description", ""))
+    number = isinstance(instance, int | float) and not isinstance(instance, bool)
+    bounds = _numeric_bounds(definition) if number else None
+    if bounds is not None and not bounds[0] <= instance <= bounds[1]:
+        low, high = bounds
+        return key, f"{show(instance)} is out of range ({_number(low)} to {_number(high)}); expected {description}"
+    quote = " (write it in quotes)" if number and bounds is None and _wants_string(definition) else ""
+    return key, f"{show(instance)} is not allowed; expected {description or 'another value'}{quote}"
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if value.is_integer() else f"{value:g}"
+
+
+def _numeric_bounds(schema: dict[str, Any]) -> tuple[float, float] | None:
+    """The (minimum, maximum) of the first numeric option of ``schema``, if it has one."""
+    for option in [schema, *schema.get("oneOf", [])]:
+        if option.get("type") in ("integer", "number"):
+            low = option.get("minimum", option.get("exclusiveMinimum", -math.inf))
+            return float(low), float(option.get("maximum", math.inf))
+    return None
+
+
+def _locate(error: Any, document: Any) -> list[str | int]:
+    """Where in ``document`` the failing value is.
+
+    fastjsonschema names it with a dotted string ("data.environments.a.b.env"), which is ambiguous when a
+    key holds a dot; so the document is searched for the very object it reports (and the schema it
+    failed), preferring the place whose dotted name matches exactly.
+    """
+    name = error.name or "data"
+    target = error.value
+    definition = error.definition if isinstance(error.definition, dict) else None
+    first: list[str | int] | None = None
+    same_schema: list[str | int] | None = None
+    stack: list[tuple[list[str | int], Any]] = [([], document)]
+    while stack:
+        parts, node = stack.pop()
+        if node is target:
+            if _dotted(parts) == name:
+                return parts
+            if first is None:
+                first = parts
+            if same_schema is None and definition is not None and _schema_at(parts) == definition:
+                same_schema = parts
+        if isinstance(node, dict):
+            stack.extend((parts + [k], v) for k, v in reversed(list(node.items())))
+        elif isinstance(node, list):
+            stack.extend((parts + [i], v) for i, v in reversed(list(enumerate(node))))
+    found = same_schema or first
+    if found is not None:
+        return found
+    return _data_path(error.path[1:], document)[0]
+
+
+def _dotted(parts: Iterable[str | int]) -> str:
+    return "data" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts)
 
 
 def _data_path(raw: Iterable[str], document: Any) -> tuple[list[str | int], Any]:
@@ -151,9 +251,12 @@ def _data_path(raw: Iterable[str], document: Any) -> tuple[list[str | int], Any]
     node = document
     for part in raw:
         if isinstance(node, list):
-            index = int(part)
+            try:
+                index = int(part)
+            except ValueError:
+                break
             parts.append(index)
-            node = node[index] if index < len(node) else None
+            node = node[index] if 0 <= index < len(node) else None
         else:
             parts.append(part)
             node = node.get(part) if isinstance(node, dict) else None
@@ -164,7 +267,10 @@ def _schema_at(parts: Iterable[str | int]) -> dict[str, Any]:
     node: dict[str, Any] = SPEC_SCHEMA
     for part in parts:
         if isinstance(part, int):
-            node = node.get("items", {})
+            items = node.get("items")
+            if not isinstance(items, dict):  # an array inside oneOf
+                items = next((o["items"] for o in node.get("oneOf", []) if isinstance(o.get("items"), dict)), {})
+            node = items
         elif part in node.get("properties", {}):
             node = node["properties"][part]
         elif isinstance(node.get("additionalProperties"), dict):
@@ -187,18 +293,20 @@ def _wants_string(schema: dict[str, Any]) -> bool:
     return any(option.get("type") == "string" for option in options)
 
 
-def _environment(name: str, raw: Mapping[str, Any], path: Path, key: str) -> Environment:
+def _environment(name: str, raw: Mapping[str, Any], path: Path, key: str, roots: Sequence[Path]) -> Environment:
     pip = tuple(raw.get("pip", ()))
     for i, requirement in enumerate(pip):
         check_requirement(requirement, file=path, key=f"{key}.pip[{i}]")
     requirements = tuple(raw.get("requirements", ()))
     for i, rel in enumerate(requirements):
-        target = (path.parent / rel).resolve()
+        ref_key = f"{key}.requirements[{i}]"
+        target = confine(rel, base=path.parent, roots=roots, file=path, key=ref_key)
         if not target.is_file():
             raise SpecError(
-                f"requirements file {rel!r} does not exist (looked for {target}); paths are relative to the spec file",
+                f"requirements file {show(rel)} does not exist (looked for {target}); "
+                "paths are relative to the spec file",
                 file=path,
-                key=f"{key}.requirements[{i}]",
+                key=ref_key,
             )
     return Environment(
         name=name,
@@ -220,16 +328,20 @@ def check_requirement(requirement: str, *, file: object = None, key: str | None 
     from packaging.requirements import InvalidRequirement, Requirement
 
     text = requirement.strip()
+    if len(text.splitlines()) > 1 or "\0" in text:
+        raise SpecError(
+            f"{show(requirement)} holds a line break or NUL byte; write one requirement per entry", file=file, key=key
+        )
     if text.startswith("-"):
         raise SpecError(
-            f"{requirement!r} is a pip option, not a requirement; list package requirements only "
+            f"{show(requirement)} is a pip option, not a requirement; list package requirements only "
             "(index settings come from the host's pip configuration, see docs/spec.md)",
             file=file,
             key=key,
         )
     if text.startswith((".", "/", "~")) or text.startswith("file:"):
         raise SpecError(
-            f"{requirement!r} is a local path, which does not exist inside the image; "
+            f"{show(requirement)} is a local path, which does not exist inside the image; "
             "publish the package, refer to it by URL (name @ https://...), or install it in post_build",
             file=file,
             key=key,
@@ -237,7 +349,8 @@ def check_requirement(requirement: str, *, file: object = None, key: str | None 
     try:
         Requirement(text)
     except InvalidRequirement as exc:
-        raise SpecError(f"{requirement!r} is not a valid requirement: {exc}", file=file, key=key) from None
+        reason = (str(exc).splitlines() or [""])[0][:200]  # its later lines repeat the whole text
+        raise SpecError(f"{show(requirement)} is not a valid requirement: {reason}", file=file, key=key) from None
     return text
 
 
@@ -249,44 +362,60 @@ def parse_resources(raw: Mapping[str, Any], *, file: object = None, key: str | N
             return None
         try:
             return fn(raw[name])
-        except ValueError as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             raise SpecError(str(exc), file=file, key=_join(key or "", name) or None) from None
 
     def swap(value: Any) -> int:
         return -1 if value in (-1, "-1") else parse_size(value)
 
+    def gpu_count(value: int, shown: Any) -> int:
+        if not 0 <= value <= MAX_GPUS:
+            raise ValueError(f"{show(shown)} is not a GPU count; use 0 to {MAX_GPUS}")
+        return value
+
+    def gpu_ids(ids: tuple[str, ...], shown: Any) -> tuple[str, ...]:
+        if not ids or any(not _GPU_ID_RE.fullmatch(i) for i in ids):
+            raise ValueError(
+                f"{show(shown)} is not a list of GPU device ids; use indexes or UUIDs such as ['0', '2'] "
+                "(letters, digits and '-', '_', '.', ':', '/')"
+            )
+        return tuple(dict.fromkeys(ids))  # "0,0" asks for GPU 0 once
+
     def gpus(value: Any) -> Any:
         if isinstance(value, bool):
             raise ValueError(f"{value!r} is not a GPU request; use a count, 'all' or device ids such as ['0', '2']")
         if isinstance(value, int):
-            if value < 0:
-                raise ValueError(f"{value!r} is not a GPU count; use 0 or more")
-            return value
+            return gpu_count(value, value)
         if isinstance(value, list | tuple):
-            ids = tuple(str(v).strip() for v in value)
-            if not ids or any(not i for i in ids):
-                raise ValueError(f"{value!r} is not a list of GPU device ids; use ids such as ['0', '2']")
-            return ids
+            return gpu_ids(tuple(str(v).strip() for v in value), value)
         text = str(value).strip()
         if text == "all":
             return "all"
-        if text.isdigit():
-            return int(text)
+        if text.isascii() and text.isdigit():
+            return gpu_count(int(text) if len(text) < 12 else MAX_GPUS + 1, value)
         text = text.removeprefix("device=")
         ids = tuple(part.strip() for part in text.split(",") if part.strip())
         if not ids:
-            raise ValueError(f"{value!r} is not a GPU request; use a count, 'all' or device ids such as '0,2'")
-        return ids
+            raise ValueError(f"{show(value)} is not a GPU request; use a count, 'all' or device ids such as '0,2'")
+        return gpu_ids(ids, value)
 
     def pids(value: Any) -> int:
-        message = f"{value!r} is not a process limit; use a positive integer such as 512"
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise ValueError(message) from None
-        if isinstance(value, bool) or number < 1 or number != int(number):
+        message = f"{show(value)} is not a process limit; use a whole number from 1 to {MAX_PIDS}, such as 512"
+        if isinstance(value, bool):
             raise ValueError(message)
-        return int(number)
+        if isinstance(value, int):
+            number = value
+        else:
+            try:
+                number_f = float(str(value).strip()) if not isinstance(value, float) else value
+            except ValueError:
+                raise ValueError(message) from None
+            if not math.isfinite(number_f) or number_f != int(number_f):
+                raise ValueError(message)
+            number = int(number_f)
+        if not 1 <= number <= MAX_PIDS:
+            raise ValueError(message)
+        return number
 
     def network(value: Any) -> bool:
         if isinstance(value, bool):
@@ -310,11 +439,69 @@ def parse_resources(raw: Mapping[str, Any], *, file: object = None, key: str | N
     )
 
 
+_GPU_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}")
+_BARE_KEY_RE = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _keypart(key: Any) -> str:
+    """A key as TOML writes it in a dotted path: bare when it can be, else quoted (so "a.b" stays one key)."""
+    text = str(key)
+    if _BARE_KEY_RE.fullmatch(text):
+        return text
+    if len(text) > 60:
+        text = text[:57] + "..."
+    escaped = "".join(ch if ch.isprintable() and ch not in '"\\' else _escape_char(ch) for ch in text)
+    return f'"{escaped}"'
+
+
+def _escape_char(ch: str) -> str:
+    if ch in '"\\':
+        return "\\" + ch
+    code = ord(ch)
+    return f"\\u{code:04X}" if code <= 0xFFFF else f"\\U{code:08X}"
+
+
+def keypath(parts: Iterable[Any]) -> str:
+    """``environments."a.b".env`` from ``["environments", "a.b", "env"]``: how errors name a key."""
+    return _keypath(parts)
+
+
 def _keypath(parts: Iterable[Any]) -> str:
     out = ""
     for part in parts:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        out += f"[{part}]" if isinstance(part, int) else (f".{_keypart(part)}" if out else _keypart(part))
     return out
+
+
+def _check_strings(data: Any, path: Path, key_prefix: str) -> None:
+    """No NUL byte or lone surrogate (JSON can send one; UTF-8 cannot hold it) in any key or value."""
+    stack: list[tuple[list[Any], Any]] = [([], data)]
+    while stack:
+        parts, node = stack.pop()
+        texts: list[tuple[list[Any], Any]] = []
+        if isinstance(node, dict):
+            for k, v in node.items():
+                texts.append((parts + [k], k))
+                stack.append((parts + [k], v))
+        elif isinstance(node, list):
+            stack.extend((parts + [i], v) for i, v in enumerate(node))
+        else:
+            texts.append((parts, node))
+        for where, text in texts:
+            if not isinstance(text, str):
+                continue
+            problem = "a NUL byte" if "\0" in text else None
+            if problem is None:
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError:
+                    problem = "a lone surrogate (not a character)"
+            if problem:
+                raise SpecError(
+                    f"{show(text)} contains {problem}; remove it",
+                    file=path,
+                    key=_join(key_prefix, _keypath(where)) or None,
+                )
 
 
 def _join(prefix: str, key: str) -> str:

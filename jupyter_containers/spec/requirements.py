@@ -3,6 +3,11 @@
 A requirements file is a host-side artefact: anything in it that only makes sense on the host (editable
 installs, local paths, local find-links) is refused here with a message saying what to write instead,
 because it would otherwise fail much later, deep inside an image build.
+
+Every file read (the top one and each ``-r``/``-c`` include, recursively) must lie inside the allowed
+folders (by default the folder of the top file; for a spec's ``requirements``, the spec's folder): errors
+quote lines of the files they are about, and their requirements go into the build context, so a
+reference must not reach files outside the workspace.
 """
 
 from __future__ import annotations
@@ -14,10 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import SpecError, SpecNotFoundError
-from .parse import check_requirement
+from .files import ROOTS_HINT, confine, read_text
+from .parse import check_requirement, show
 
-_COMMENT_RE = re.compile(r"(^|\s+)#.*$")
-_OPTIONS_START_RE = re.compile(r"\s+-")
+# One whitespace character, not a run: "\s+#" makes each search quadratic in a long run of spaces. The
+# text removed is the same, since callers strip what is left.
+_COMMENT_RE = re.compile(r"(^|\s)#.*$")
+_IS_COMMENT_RE = re.compile(r"\s*#")
+_OPTIONS_START_RE = re.compile(r"\s-")
+#: The most files one requirements file may pull in through -r/-c (each at most 1 MiB).
+MAX_INCLUDED_FILES = 256
 _URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _HASH_RE = re.compile(r"^[A-Za-z0-9]+:[0-9A-Fa-f]+$")
 _ARCHIVE_SUFFIXES = (".whl", ".tar.gz", ".tgz", ".tar.bz2", ".tbz", ".tar.xz", ".txz", ".tar", ".zip")
@@ -62,21 +73,54 @@ class RequirementsFile:
     files: tuple[Path, ...] = ()
 
 
-def read_requirements(path: Path) -> RequirementsFile:
-    """Parse a requirements file the way pip does, refusing what cannot work inside an image."""
-    reader = _Reader()
-    reader.read_file(Path(path), constraint=False, stack=(), origin=None)
+def read_requirements(
+    path: Path,
+    *,
+    roots: Sequence[Path] | None = None,
+    reference: str | None = None,
+    file: object = None,
+    key: str | None = None,
+    hint: str = ROOTS_HINT,
+) -> RequirementsFile:
+    """Parse a requirements file the way pip does, refusing what cannot work inside an image.
+
+    Args:
+        path: the file.
+        roots: the folders it and its includes must lie in, resolved (default: the folder of ``path``).
+            ``roots[0]`` is the one errors name.
+        reference, file, key: where ``path`` was named (such as ``"requirements.txt"`` at
+            ``environments.x.requirements[0]`` of a spec file), so that errors about it point there.
+        hint: what the error for a file outside ``roots`` suggests besides moving it.
+
+    Raises:
+        SpecError: the file or an include is outside ``roots``, missing, unreadable, too large, or holds a
+            line that cannot work inside an image.
+    """
+    path = Path(path)
+    if roots is None:
+        roots = (path.resolve().parent,)
+    reader = _Reader(tuple(roots), hint)
+    origin = None if file is None else _Origin(file, key, reference or str(path), included=False)
+    reader.read_file(path, constraint=False, stack=(), origin=origin)
     return reader.result()
 
 
-def parse_requirement_lines(lines: Iterable[str], *, file: Path, keys: Sequence[str] | None = None) -> RequirementsFile:
+def parse_requirement_lines(
+    lines: Iterable[str],
+    *,
+    file: Path,
+    keys: Sequence[str] | None = None,
+    roots: Sequence[Path] | None = None,
+    hint: str = ROOTS_HINT,
+) -> RequirementsFile:
     """Requirements-file lines embedded in another file, such as the ``- pip:`` list of an environment.yml.
 
-    Includes are relative to ``file``'s directory; ``keys`` name each line in errors (default ``line N``).
-    ``files`` holds only the included files, since ``file`` itself was read by the caller.
+    Includes are relative to ``file``'s directory and must lie in ``roots`` (default: that directory);
+    ``keys`` name each line in errors (default ``line N``). ``files`` holds only the included files, since
+    ``file`` itself was read by the caller.
     """
-    reader = _Reader()
     file = Path(file).resolve()
+    reader = _Reader(tuple(roots) if roots is not None else (file.parent,), hint)
     for index, line in enumerate(lines):
         key = keys[index] if keys is not None else f"line {index + 1}"
         text = _COMMENT_RE.sub("", str(line)).strip()
@@ -100,7 +144,7 @@ def _logical_lines(text: str) -> Iterable[tuple[int, str]]:
     pending: list[str] = []
     start = 0
     for number, line in enumerate(text.splitlines(), start=1):
-        is_comment = _COMMENT_RE.match(line) is not None
+        is_comment = _IS_COMMENT_RE.match(line) is not None
         if line.endswith("\\") and not is_comment:
             if not pending:
                 start = number
@@ -122,12 +166,25 @@ def _logical_lines(text: str) -> Iterable[tuple[int, str]]:
             yield start, joined
 
 
+@dataclass(frozen=True)
+class _Origin:
+    """Where a file was named: ``file``/``key`` (a spec key, or ``line N`` of the including file)."""
+
+    file: object
+    key: str | None
+    reference: str
+    included: bool
+
+
 class _Reader:
-    def __init__(self) -> None:
+    def __init__(self, roots: tuple[Path, ...], hint: str) -> None:
+        self.roots = roots
+        self.hint = hint
         self.requirements: list[str] = []
         self.constraints: list[str] = []
         self.options: list[str] = []
         self.files: list[Path] = []
+        self.done: set[tuple[Path, bool]] = set()
 
     def result(self) -> RequirementsFile:
         return RequirementsFile(
@@ -137,33 +194,46 @@ class _Reader:
             files=tuple(dict.fromkeys(self.files)),
         )
 
-    def read_file(
-        self, path: Path, *, constraint: bool, stack: tuple[Path, ...], origin: tuple[Path, str, str] | None
-    ) -> None:
-        resolved = path.resolve()
+    def read_file(self, path: Path, *, constraint: bool, stack: tuple[Path, ...], origin: _Origin | None) -> None:
+        what = "included file" if origin is not None and origin.included else "requirements file"
+        file, key = (origin.file, origin.key) if origin is not None else (None, None)
+        shown = origin.reference if origin is not None else str(path)
+        resolved = confine(
+            str(path), base=Path.cwd(), roots=self.roots, file=file, key=key, what=what, shown=shown, hint=self.hint
+        )
         if resolved in stack:
             chain = " -> ".join(p.name for p in (*stack[stack.index(resolved) :], resolved))
-            where, key = (origin[0], origin[1]) if origin else (resolved, None)
+            where, key = (origin.file, origin.key) if origin else (resolved, None)
             raise SpecError(
                 f"{path.name} includes itself ({chain}); remove one of the -r/-c lines", file=where, key=key
             )
+        if (resolved, constraint) in self.done:
+            return  # read already: its lines are in the result (reading it again would only repeat them)
+        if len(self.done) >= MAX_INCLUDED_FILES:
+            where, key = (origin.file, origin.key) if origin else (resolved, None)
+            raise SpecError(
+                f"more than {MAX_INCLUDED_FILES} files are included through -r/-c; merge some of them",
+                file=where,
+                key=key,
+            )
+        self.done.add((resolved, constraint))
         try:
-            text = resolved.read_bytes().decode("utf-8-sig")
+            text = read_text(resolved)
         except FileNotFoundError:
-            if origin is not None:
+            if origin is not None and origin.included:
                 raise SpecError(
-                    f"included file {origin[2]!r} does not exist (looked for {resolved}); "
+                    f"included file {show(origin.reference)} does not exist (looked for {resolved}); "
                     "-r/-c paths are relative to the file that includes them",
-                    file=origin[0],
-                    key=origin[1],
+                    file=origin.file,
+                    key=origin.key,
+                ) from None
+            if origin is not None:
+                raise SpecNotFoundError(
+                    f"requirements file {show(origin.reference)} does not exist (looked for {resolved})",
+                    file=origin.file,
+                    key=origin.key,
                 ) from None
             raise SpecNotFoundError(f"requirements file {path} does not exist") from None
-        except IsADirectoryError:
-            raise SpecError("is a directory, not a requirements file; name the .txt file", file=path) from None
-        except UnicodeDecodeError as exc:
-            raise SpecError(f"the file is not UTF-8 text ({exc.reason} at byte {exc.start})", file=resolved) from None
-        except OSError as exc:
-            raise SpecError(f"cannot read the file: {exc.strerror}", file=resolved) from None
         self.files.append(resolved)
         for number, line in _logical_lines(text):
             self.line(line, file=resolved, key=f"line {number}", constraint=constraint, stack=(*stack, resolved))
@@ -232,7 +302,8 @@ class _Reader:
                     key=key,
                 )
             nested_constraint = constraint or option == "--constraint"
-            self.read_file(file.parent / value, constraint=nested_constraint, stack=stack, origin=(file, key, value))
+            origin = _Origin(file, key, value, included=True)
+            self.read_file(file.parent / value, constraint=nested_constraint, stack=stack, origin=origin)
             return
         if option == "--find-links" and not value.lower().startswith(("http://", "https://")):
             raise SpecError(

@@ -8,18 +8,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..units import CPUS_HELP, DURATION_HELP, SIZE_HELP
+from ..units import CPUS_HELP, DURATION_HELP, MAX_CPUS, MAX_DURATION, MAX_GPUS, MAX_PIDS, MAX_SIZE, MIN_CPUS, SIZE_HELP
 
 ENV_NAME_PATTERN = r"^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$"
 ENV_NAME_HELP = (
     "lower-case letters, digits, '.', '_' and '-', starting and ending with a letter or digit "
     "(it becomes part of the image name)"
 )
+# The string patterns are written so that no two neighbouring optional parts can match the same text:
+# fastjsonschema runs them with Python's backtracking re, and an ambiguous pattern turns a long run of
+# spaces or digits into a hang.
 _SIZE = {
     "description": SIZE_HELP,
     "oneOf": [
-        {"type": "integer", "minimum": 0},
-        {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*([kKmMgGtTpP]([iI]?[bB])?|[bB])?\s*$"},
+        {"type": "integer", "minimum": 1, "maximum": MAX_SIZE},
+        {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*(?:[kKmMgGtTpP](?:[iI]?[bB])?\s*|[bB]\s*)?$"},
     ],
 }
 
@@ -31,30 +34,39 @@ RESOURCES_SCHEMA: dict[str, Any] = {
         "cpus": {
             "description": CPUS_HELP,
             "oneOf": [
-                {"type": "number", "exclusiveMinimum": 0},
+                {"type": "number", "minimum": MIN_CPUS, "maximum": MAX_CPUS},
                 {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*$"},
             ],
         },
         "memory": _SIZE,
         "memory_swap": {
             "description": f"{SIZE_HELP}, or -1 for unlimited swap",
-            "oneOf": [{"type": "integer", "minimum": -1}, _SIZE["oneOf"][1]],
+            "oneOf": [{"type": "integer", "minimum": -1, "maximum": MAX_SIZE}, _SIZE["oneOf"][1]],
         },
         "gpus": {
             "description": 'a number of GPUs, "all", or a list of device ids such as ["0", "2"]',
             "oneOf": [
-                {"type": "integer", "minimum": 0},
+                {"type": "integer", "minimum": 0, "maximum": MAX_GPUS},
                 {"type": "string", "enum": ["all"]},
                 {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1, "uniqueItems": True},
             ],
         },
         "shm_size": _SIZE,
-        "pids": {"description": "the maximum number of processes, a positive integer", "type": "integer", "minimum": 1},
+        "pids": {
+            "description": f"the maximum number of processes, a whole number from 1 to {MAX_PIDS}",
+            "type": "integer",
+            "minimum": 1,
+            "maximum": MAX_PIDS,
+        },
         "timeout": {
             "description": DURATION_HELP,
             "oneOf": [
-                {"type": "number", "exclusiveMinimum": 0},
-                {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?\s*(ms|s|m|h|d)?\s*)+$"},
+                {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_DURATION},
+                {
+                    "type": "string",
+                    "pattern": r"^\s*(?:\d+(?:\.\d+)?\s*(?:ms|s|m|h|d)\s*)*"
+                    r"(?:\d+(?:\.\d+)?\s*(?:(?:ms|s|m|h|d)\s*)?)?$",
+                },
             ],
         },
         "network": {"description": "true (bridge network) or false (no network at all)", "type": "boolean"},

@@ -133,3 +133,42 @@ def test_lock_rewrites_the_lock_from_the_image(project, small_image):
     assert result.stdout.startswith("locked small: ")
     assert "six==1.16.0" in lock.read_text()
     assert small_image.image_id in lock.read_text()
+
+
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGHUP"])
+def test_a_terminated_run_removes_its_container_and_says_so(project, small_image, manager, signum):
+    import signal
+    import time
+
+    (project / "jupyter_containers_config.py").write_text(
+        "c.Builder.image_repository = 'jupyter-containers-test/{env}'\n"
+    )
+    # given a run of a long command (as a job scheduler would start it)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "jupyter_containers.cli", "run", "small", "-q", "--", "sleep", "300"],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        mine: list = []
+        while not mine and time.monotonic() < deadline:
+            mine = [
+                c
+                for c in manager.backend.list_containers()
+                if c.label("owner-pid") == str(process.pid) and c.state == "running"
+            ]
+            time.sleep(0.2)
+        assert mine, "the run's container never started"
+        # when the scheduler's timeout (SIGTERM) or a closed terminal (SIGHUP) stops it
+        process.send_signal(getattr(signal, signum))
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    # then it says so, exits as killed by that signal would, and its container is gone
+    assert process.returncode == 128 + getattr(signal, signum)
+    assert f"stopped by {signum}" in err
+    assert not [c for c in manager.backend.list_containers(all=True) if c.id == mine[0].id]

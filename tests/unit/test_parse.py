@@ -131,7 +131,7 @@ def test_unknown_environment_suggests_the_closest(tmp_path):
         ),
         (
             "resources = { pids = 0 }",
-            "environments.x.resources.pids: 0 is not allowed; expected the maximum number of processes",
+            "environments.x.resources.pids: 0 is out of range (1 to 4194304); expected the maximum number of processes",
         ),
         (
             'resources = { timeout = "soon" }',

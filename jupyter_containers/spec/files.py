@@ -1,0 +1,161 @@
+"""Reading the files a spec is made of: bounded in size and depth, and confined to the spec's folder.
+
+Specs, requirement files and import sources often come from someone else's repository, and what they
+say reaches error messages, REST responses and image build contexts. So every such file is read
+through here: a path may not lead out of the folders allowed for it (``..``, absolute paths, symlinks),
+a file may not be larger than :data:`MAX_SOURCE_BYTES`, and a parsed document may not be nested more
+than :data:`MAX_NESTING` levels deep. Each refusal is a :class:`~jupyter_containers.errors.SpecError`
+naming the file (or the reference and the key it came from) and never quoting what the file holds.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import SpecError
+
+#: The largest spec source (spec file, requirements file, environment.yml, binder file) read.
+MAX_SOURCE_BYTES = 1 << 20
+#: The largest script or notebook read to find its imports (``capture --imported``).
+MAX_CODE_BYTES = 64 << 20
+#: How deeply a parsed document (TOML, YAML, JSON) may nest tables and lists.
+MAX_NESTING = 64
+
+ROOTS_HINT = "or allow its folder with c.Builder.allowed_reference_roots"
+IMPORT_HINT = "or import from the folder that holds them all"
+
+
+def _limit_text(limit: int) -> str:
+    return f"{limit >> 20} MiB" if limit >= 1 << 20 and limit % (1 << 20) == 0 else f"{limit} bytes"
+
+
+def _short(text: str) -> str:
+    shown = repr(text)
+    return shown if len(shown) <= 100 else shown[:80] + "..." + shown[-12:]
+
+
+def check_path_text(text: str, *, what: str, file: object = None, key: str | None = None) -> None:
+    """A path as typed (in a spec, on the command line) must not hold a NUL byte, which no OS accepts."""
+    if "\0" in str(text):
+        raise SpecError(f"{what} {_short(str(text))} contains a NUL byte; remove it", file=file, key=key)
+
+
+def read_source(path: Path, *, limit: int = MAX_SOURCE_BYTES) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes.
+
+    Raises:
+        FileNotFoundError: the file does not exist (callers word that error for their context).
+        SpecError: the path holds a NUL byte, is not a regular file (directories, FIFOs and devices would
+            fail or block), cannot be read, or the file is larger than ``limit``.
+    """
+    path = Path(path)
+    check_path_text(str(path), what="the path")
+    try:
+        # O_NONBLOCK: opening a FIFO would otherwise wait for a writer forever.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise
+    except IsADirectoryError:
+        raise SpecError("is a directory, not a file; name the file", file=path) from None
+    except OSError as exc:
+        raise SpecError(f"cannot read the file: {exc.strerror or exc}", file=path) from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise SpecError("is a directory, not a file; name the file", file=path)
+        if not stat.S_ISREG(info.st_mode):
+            raise SpecError("is not a regular file (a FIFO, socket or device?); name a text file", file=path)
+        if info.st_size > limit:
+            raise SpecError(f"is larger than {_limit_text(limit)}, the most read from one file", file=path)
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            data = fh.read(limit + 1)
+    except OSError as exc:
+        raise SpecError(f"cannot read the file: {exc.strerror or exc}", file=path) from None
+    finally:
+        os.close(fd)
+    if len(data) > limit:  # it grew while being read, or stat lied (/proc)
+        raise SpecError(f"is larger than {_limit_text(limit)}, the most read from one file", file=path)
+    return data
+
+
+def decode_text(data: bytes, *, file: object, bom: bool = True) -> str:
+    """UTF-8 text (a leading BOM dropped when ``bom``), or a SpecError saying where it is not."""
+    try:
+        return data.decode("utf-8-sig" if bom else "utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"the file is not UTF-8 text ({exc.reason} at byte {exc.start})", file=file) from None
+
+
+def read_text(path: Path, *, limit: int = MAX_SOURCE_BYTES, bom: bool = True) -> str:
+    """:func:`read_source` then :func:`decode_text`."""
+    return decode_text(read_source(path, limit=limit), file=path, bom=bom)
+
+
+def nesting_error(file: object, key: str | None = None) -> SpecError:
+    return SpecError(f"the document is nested more than {MAX_NESTING} levels deep; flatten it", file=file, key=key)
+
+
+def check_nesting(document: Any, *, file: object, limit: int = MAX_NESTING) -> None:
+    """Refuse documents nested deeper than ``limit`` (walked without recursion, so any depth is safe)."""
+    stack: list[tuple[Any, int]] = [(document, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Iterable[Any] = node.values()
+        elif isinstance(node, list | tuple):
+            children = node
+        else:
+            continue
+        if depth >= limit:
+            raise nesting_error(file)
+        stack.extend((child, depth + 1) for child in children)
+
+
+def resolve_roots(base: Path, extra: Iterable[str | os.PathLike[str]] = ()) -> tuple[Path, ...]:
+    """``base`` and the ``extra`` allowed folders, resolved (relative extras are relative to ``base``)."""
+    roots = [Path(base).resolve()]
+    for root in extra:
+        check_path_text(str(root), what="allowed folder")
+        roots.append((Path(base) / Path(root).expanduser()).resolve())
+    return tuple(dict.fromkeys(roots))
+
+
+def confine(
+    reference: str,
+    *,
+    base: Path,
+    roots: Sequence[Path],
+    file: object,
+    key: str | None,
+    what: str = "requirements file",
+    hint: str = ROOTS_HINT,
+    shown: str | None = None,
+) -> Path:
+    """The file ``reference`` (relative to ``base``) names, symlinks resolved, if it lies inside ``roots``.
+
+    ``roots[0]`` is the folder shown in the error (the spec file's); the others are extra folders allowed
+    by configuration. The error names the reference (``shown``, if given, as it was written) and
+    ``file``/``key``, never the target's content.
+    """
+    text = str(reference)
+    written = shown if shown is not None else text
+    check_path_text(written, what=what, file=file, key=key)
+    check_path_text(text, what=what, file=file, key=key)
+    try:
+        resolved = (Path(base) / text).resolve()
+    except (OSError, RuntimeError, ValueError) as exc:  # symlink loops: RuntimeError before Python 3.13
+        message = f"{what} {_short(written)} cannot be resolved ({exc}); fix the path"
+        raise SpecError(message, file=file, key=key) from None
+    if any(resolved == root or resolved.is_relative_to(root) for root in roots):
+        return resolved
+    raise SpecError(
+        f"{what} {_short(written)} is outside the folder {roots[0]}; referenced files must be inside it "
+        f"(no '..' out of it, no absolute path elsewhere, no symlink pointing out of it): move the file into "
+        f"that folder, {hint}",
+        file=file,
+        key=key,
+    )
