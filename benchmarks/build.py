@@ -39,11 +39,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from jupyter_containers.build import hostconfig  # noqa: E402
 from traitlets.config import Config  # noqa: E402
 
 from jupyter_containers.backends.base import RunRequest  # noqa: E402
 from jupyter_containers.config import load_config  # noqa: E402
+from jupyter_containers.images import hostconfig  # noqa: E402
 from jupyter_containers.images.lock import PROBE_SCRIPT  # noqa: E402
 from jupyter_containers.manager import ContainersManager  # noqa: E402
 from jupyter_containers.spec.model import Resources  # noqa: E402

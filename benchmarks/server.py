@@ -143,14 +143,17 @@ class Server:
 
 
 # ---------------------------------------------------------------------- 1. listing containers
-def start_containers(client: docker.DockerClient, count: int) -> list[str]:
+def start_containers(client: docker.DockerClient, count: int, workspace: Path) -> list[str]:
+    # Labelled as the server's own (this user, its workspace): the server lists only those.
+    scope = labels(owner_uid=str(os.getuid()), workspace=str(workspace.resolve()))
+
     def one(i: int) -> str:
         container = client.containers.run(
             BASE_IMAGE,
             ["sleep", "900"],
             detach=True,
             name=f"jc-bench-{RUN_ID}-{i}",
-            labels={**labels(env="bench", role="run"), BENCH_LABEL: RUN_ID},
+            labels={**labels(env="bench", role="run"), **scope, BENCH_LABEL: RUN_ID},
             mem_limit="32m",
             network_mode="none",
         )
@@ -298,7 +301,7 @@ def main() -> None:
 
         say(f"starting {args.containers} containers")
         started = time.perf_counter()
-        ids = start_containers(client, args.containers)
+        ids = start_containers(client, args.containers, root)
         say(f"started {len(ids)} containers in {time.perf_counter() - started:.1f} s")
         list_s = listing(server, ids)
         stats_s = docker_stats(client, ids[0])

@@ -93,7 +93,7 @@ def _stop_on_termination() -> dict[int, Any]:
     def stop(signum: int, frame: Any) -> None:
         raise Terminated(signum)
 
-    previous = {}
+    previous: dict[int, Any] = {}
     for signum in (signal.SIGTERM, signal.SIGHUP):
         previous[signum] = signal.signal(signum, stop)
     return previous

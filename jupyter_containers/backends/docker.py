@@ -117,10 +117,10 @@ class DockerContainer(Container):
             result = self.backend.api.wait(self.id, timeout=timeout)
         except requests.exceptions.ReadTimeout:
             return None
-        except requests.exceptions.ConnectionError:
+        except requests.exceptions.ConnectionError as exc:
             if timeout is not None:
                 return None  # urllib3 reports a read timeout on a unix socket this way
-            raise map_error(_Again(), f"waiting for container {self.short_id}", address=self.backend.address) from None
+            raise map_error(exc, f"waiting for container {self.short_id}", address=self.backend.address) from None
         except Exception as exc:  # noqa: BLE001 - mapped to ours
             mapped = map_error(exc, f"waiting for container {self.short_id}", address=self.backend.address)
             if isinstance(mapped, NotFoundError):
@@ -192,10 +192,6 @@ class DockerContainer(Container):
                 raise NotFoundError(f"{path} in container {self.short_id} is not a file")
             extracted = tar.extractfile(member)
             return extracted.read() if extracted is not None else b""
-
-
-class _Again(Exception):
-    """The engine connection dropped while waiting (stands in for the requests error in the message)."""
 
 
 class DockerBackend(ContainerBackend):
