@@ -2,7 +2,7 @@
 
 Run: ``.venv/bin/python benchmarks/server.py [--containers 100] [--lines 5]``
 
-Two figures, each against a baseline:
+Figures, each against a baseline:
 
 1. ``GET /jupyter-containers/api/containers`` with N running containers of ours (usage read from cgroup
    files), median of 10 after one warm-up, vs one ``docker stats`` call (``container.stats(stream=False)``,
@@ -10,7 +10,9 @@ Two figures, each against a baseline:
 2. build-log latency: a post_build step prints ``T <time.time()>`` lines; for each line received by an SSE
    client of ``GET builds/ID/log`` the latency is receive time - printed time (same host clock), vs the same
    latency in process on the engine's stream (``ContainersManager.build(on_event=...)``, whose events are
-   ``DockerBackend.build``'s) for an identical spec with another nonce.
+   ``DockerBackend.build``'s) for an identical spec with another nonce;
+3. ``GET environments`` and ``GET containers`` (with the N containers running) polled by 20 clients at once:
+   p95 and median latency vs one client polling alone, just before.
 
 Progress goes to stderr, the table to stdout. The server is stopped by its PID, and every container and
 image the run created is removed (by label and repository) even when the run fails.
@@ -187,6 +189,31 @@ def listing(server: Server, ids: list[str], repeats: int = 10) -> float:
     return statistics.median(times)
 
 
+def under_load(server: Server, path: str, clients: int = 20, rounds: int = 15) -> tuple[float, float, float]:
+    """``(median, p95)`` of ``GET path`` latencies with ``clients`` polling at once, and the one-client median
+    measured just before (the baseline), in seconds."""
+
+    def poll(count: int) -> list[float]:
+        times = []
+        for _ in range(count):
+            started = time.perf_counter()
+            server.request(path)
+            times.append(time.perf_counter() - started)
+        return times
+
+    poll(2)  # warm-up
+    alone = statistics.median(poll(rounds))
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        times = [t for batch in pool.map(poll, [rounds] * clients) for t in batch]
+    times.sort()
+    p95 = times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))]
+    say(
+        f"{path}: one client {alone * 1e3:.1f} ms; {clients} clients median {statistics.median(times) * 1e3:.1f} ms, "
+        f"p95 {p95 * 1e3:.1f} ms"
+    )
+    return statistics.median(times), p95, alone
+
+
 def docker_stats(client: docker.DockerClient, container_id: str, repeats: int = 3) -> float:
     container = client.containers.get(container_id)
     times = []
@@ -305,6 +332,7 @@ def main() -> None:
         say(f"started {len(ids)} containers in {time.perf_counter() - started:.1f} s")
         list_s = listing(server, ids)
         stats_s = docker_stats(client, ids[0])
+        load = {path: under_load(server, path) for path in ("environments", "containers")}
 
         rows = [
             row(
@@ -333,6 +361,18 @@ def main() -> None:
                 "{:.1f}",
             ),
         ]
+        for number, (path, (median, p95, alone)) in enumerate(load.items(), start=3):
+            rows.append(
+                row(
+                    f"{number}. GET {path}, 20 clients polling, p95 (ms; baseline: one client)",
+                    p95 * 1e3,
+                    alone * 1e3,
+                    "≤ 100 ms",
+                    p95 <= 0.100,
+                    "{:.1f}",
+                )
+            )
+            rows.append(f"| {number}'. the same, median (ms) | {median * 1e3:.1f} | | | | |")
         after = [t - k for t, k in zip(total, to_tracker, strict=True)]
         say(
             f"engine -> tracker median {statistics.median(to_tracker) * 1e3:.1f} ms, "

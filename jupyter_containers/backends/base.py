@@ -221,6 +221,15 @@ class EngineInfo:
         return out
 
 
+@dataclass(frozen=True)
+class EngineEvent:
+    """Something changed in the engine: ``type`` ``image`` or ``container``, ``action`` as the engine says."""
+
+    type: str
+    action: str
+    id: str = ""
+
+
 # ---------------------------------------------------------------------- the container handle
 class Container(ABC):
     """A handle on one container of the engine: all the core ever holds of a container.
@@ -398,6 +407,13 @@ class ContainerBackend(LoggingConfigurable):
 
     def usage(self, container_ids: Sequence[str]) -> dict[str, Usage]:
         """Live usage of running containers (those that cannot be read are left out)."""
+        raise NotImplementedError
+
+    def events(self, *, types: Sequence[str] = ("image", "container")) -> Iterator[EngineEvent]:
+        """The engine's events as they happen (blocking; ends when the connection does).
+
+        Lets a long-running front end (the server) keep answers cached until something changed.
+        """
         raise NotImplementedError
 
 

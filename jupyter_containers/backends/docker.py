@@ -47,6 +47,7 @@ from .base import (
     ContainerBackend,
     ContainerInfo,
     ContainerState,
+    EngineEvent,
     EngineInfo,
     ImageInfo,
     OutputCallback,
@@ -611,6 +612,26 @@ class DockerBackend(ContainerBackend):
         except (ConflictError, EngineRefusedError) as exc:
             if "already in progress" not in str(exc):
                 raise
+
+    # ------------------------------------------------------------------ events
+    def events(self, *, types: Sequence[str] = ("image", "container")) -> Iterator[EngineEvent]:
+        # Subscribed here, at the call (not at the first next()): nothing that happens after it is missed.
+        stream = self._call(
+            "following the engine's events", self.api.events, decode=True, filters={"type": list(types)}
+        )
+        return self._decoded_events(stream)
+
+    def _decoded_events(self, stream: Any) -> Iterator[EngineEvent]:
+        try:
+            for event in stream:
+                if isinstance(event, dict):
+                    yield EngineEvent(
+                        type=str(event.get("Type") or ""),
+                        action=str(event.get("Action") or event.get("status") or ""),
+                        id=str((event.get("Actor") or {}).get("ID") or event.get("id") or ""),
+                    )
+        except Exception as exc:  # noqa: BLE001 - the engine went away: the stream ends, mapped to ours
+            raise map_error(exc, "following the engine's events", address=self.address) from None
 
     # ------------------------------------------------------------------ usage
     def usage(self, container_ids: Sequence[str]) -> dict[str, Usage]:

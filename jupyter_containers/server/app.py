@@ -35,3 +35,8 @@ class ContainersApp(ExtensionApp):
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(handlers())
+
+    async def stop_extension(self) -> None:
+        service = self.settings.get("jupyter_containers_service")
+        if service is not None:
+            service.close()

@@ -6,7 +6,9 @@ policy for what a request may ask of the engine (the Docker socket is root-equiv
 
 from __future__ import annotations
 
+import json
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -23,6 +25,7 @@ from ..redact import redact_data
 from ..spec.model import Resources
 from ..spec.parse import find_spec_file, parse_resources
 from ..units import format_size, parse_size
+from .cache import EngineWatch, Snapshot, stamps
 from .tracker import BuildTracker
 
 #: The engine's own minima (Docker refuses less memory than 6 MiB and finer CPU shares than 0.01).
@@ -62,6 +65,11 @@ class ContainersService(LoggingConfigurable):
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
         self.builds = BuildTracker(self._run_build)
+        self._watch: EngineWatch | None = None
+        self._watch_lock = threading.Lock()
+        self._statuses: dict[tuple[str, str], Snapshot] = {}
+        self._listing: Snapshot[list[dict[str, Any]]] = Snapshot()
+        self._usage: Snapshot[dict[str, Any]] = Snapshot()
         self._jobs: Any = None
 
     @property
@@ -95,6 +103,38 @@ class ContainersService(LoggingConfigurable):
         spec = manager.spec()
         return [self._environment(manager, env) for env in spec.environments.values()]
 
+    # ------------------------------------------------------------------ cached answers
+    @property
+    def engine_watch(self) -> EngineWatch:
+        """The engine's image/container event counters (started on first use; see server/cache.py)."""
+        with self._watch_lock:
+            if self._watch is None:
+                backend = self.get_manager().backend
+                self._watch = EngineWatch(backend.events, log=self.log)
+                self._watch.start()
+            return self._watch
+
+    def close(self) -> None:
+        """Stop following the engine's events (the server is stopping)."""
+        if self._watch is not None:
+            self._watch.stop()
+
+    def _status(self, manager: ContainersManager, env: Any, build: Any) -> dict[str, Any]:
+        """``builder.status(env)``, computed once per change: keyed on the environment as written, the
+        files it reads (its requirement files, the lock), this server's last build of it (whose end must
+        show at once, before the engine's event arrives) and the engine's image events."""
+        generation = self.engine_watch.generation("image")
+        files = [env.spec_dir / "containers.lock", *(env.spec_dir / r for r in env.requirements)]
+        key = (
+            str(env.source),
+            json.dumps(env.to_dict(), sort_keys=True, default=str),
+            stamps(files),
+            (build.id, build.status) if build is not None else None,
+            generation,
+        )
+        snapshot = self._statuses.setdefault((str(env.source), env.name), Snapshot())
+        return dict(snapshot.get(key, lambda: manager.builder.status(env), reuse=generation is not None))
+
     def environment(self, name: str) -> dict[str, Any]:
         manager = self.get_manager()
         env = manager.environment(name)
@@ -108,7 +148,7 @@ class ContainersService(LoggingConfigurable):
         spec_file = str(manager.spec_file())
         running = self.builds.running(spec_file, env.name)
         latest = self.builds.latest(spec_file, env.name)
-        status = manager.builder.status(env)
+        status = self._status(manager, env, latest)
         if running is not None:
             status["status"] = "building"
         elif latest is not None and latest.status == "failed" and status["status"] != "built":
@@ -150,7 +190,12 @@ class ContainersService(LoggingConfigurable):
 
     # ------------------------------------------------------------------ containers
     def containers(self) -> list[dict[str, Any]]:
-        return self.get_manager().containers(usage=True)
+        """Our containers with live usage, read for every request, once for all the requests that arrive
+        together (the listing's status text, "Up 3 minutes", changes without any engine event)."""
+        manager = self.get_manager()
+        listed = self._listing.get("now", lambda: manager.containers(usage=False), reuse=False)
+        figures = self._usage.get("now", lambda: manager.backend.usage([c["id"] for c in listed]), reuse=False)
+        return [{**c, "usage": figures[c["id"]].to_dict() if c["id"] in figures else None} for c in listed]
 
     def stop_container(self, container_id: str) -> None:
         self.get_manager().stop_container(container_id)
