@@ -2,13 +2,12 @@
 
 ``docker stats`` costs 1-2 s per call (it waits for a second sample); the same figures in the cgroup files
 of a local engine take well under a millisecond, so a sidebar can list a hundred containers quickly. CPU %
-needs two samples: the reader keeps the previous one per container. Remote engines (no cgroup files here)
-fall back to one ``docker stats`` call per container.
+needs two samples: the reader keeps the previous one per container. The Docker backend uses it for local
+engines and falls back to one ``docker stats`` call per container for remote ones.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -86,20 +85,3 @@ class UsageReader:
         for container_id in list(self._previous):
             if container_id not in keep:
                 del self._previous[container_id]
-
-
-def stats_usage(container: Any) -> dict[str, Any]:
-    """The slow, engine-side fallback: one ``docker stats`` sample."""
-    stats = container.stats(stream=False)
-    cpu = stats.get("cpu_stats", {})
-    pre = stats.get("precpu_stats", {})
-    delta = cpu.get("cpu_usage", {}).get("total_usage", 0) - pre.get("cpu_usage", {}).get("total_usage", 0)
-    system = cpu.get("system_cpu_usage", 0) - pre.get("system_cpu_usage", 0)
-    cpus = cpu.get("online_cpus") or os.cpu_count() or 1
-    memory = stats.get("memory_stats", {})
-    return {
-        "cpu_percent": (delta / system * cpus * 100) if system > 0 else None,
-        "memory_used": memory.get("usage"),
-        "memory_limit": memory.get("limit"),
-        "pids": stats.get("pids_stats", {}).get("current"),
-    }

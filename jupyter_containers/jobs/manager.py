@@ -68,6 +68,54 @@ class JobManager(LoggingConfigurable):
         """The ``ContainersService`` this manager was created by (its ``parent``)."""
         return self.parent
 
+    def recover_interrupted(self) -> list[str]:
+        """After a restart: say in each interrupted job's output notebook that it was interrupted (its partial
+        output is already there: outputs are written as they arrive), and stop the job's container, which
+        would otherwise hold its CPUs and memory until its notebook ends. Returns what it did, for the log.
+
+        Re-attaching to a kernel that is still alive is not done: the output notebook is closed as
+        interrupted and the container stopped.
+        """
+        from ..errors import ContainersError
+        from ..images.lock import atomic_write
+        from .provenance import RunRecord
+
+        done: list[str] = []
+        for job_id in self.interrupted:
+            job = self.store.get(job_id)
+            if job is None:
+                continue
+            path = self.root / job.output_path if job.output_path else None
+            if path is not None and path.is_file():
+                try:
+                    import nbformat
+                    from nbformat.v4.nbjson import writes
+
+                    nb = nbformat.read(path, as_version=4)
+                    record = RunRecord.read(nb)
+                    if record is not None and record.status == "running":
+                        seconds = (job.finished or time.time()) - (job.started or time.time())
+                        record.finish(
+                            "interrupted",
+                            seconds=max(0.0, seconds),
+                            error={"message": "the server stopped while this job was running"},
+                        )
+                        atomic_write(path, writes(nb) + "\n")
+                        done.append(f"job {job_id}: output notebook {job.output_path} marked interrupted")
+                except (OSError, ValueError) as exc:
+                    self.log.warning("job %s: could not mark its output notebook interrupted: %s", job_id, exc)
+            try:
+                manager = self.service.get_manager()
+                scope = {f"io.jupyter.containers.{k.replace('_', '-')}": v for k, v in manager.scope().items()}
+                for container in manager.backend.list_containers(
+                    all=True, labels={**scope, "io.jupyter.containers.job": job_id}
+                ):
+                    manager.backend.remove_container(container.id)
+                    done.append(f"job {job_id}: stopped its container {container.id[:12]}")
+            except ContainersError as exc:
+                self.log.warning("job %s: could not stop its container: %s", job_id, exc)
+        return done
+
     @property
     def root(self) -> Path:
         return Path(self.service.root_dir).resolve()
@@ -130,6 +178,7 @@ class JobManager(LoggingConfigurable):
                     resources=resources,
                     timeout=resources.timeout,
                     cwd=notebook.parent,
+                    labels={"job": job_id},
                 )
                 result = execute_notebook(
                     request,

@@ -70,6 +70,8 @@ class ExecuteRequest:
         timeout: seconds for the whole run from kernel start (not the image build); None: the effective
             ``resources.timeout``; 0: none.
         cwd: the kernel's working folder; None: the notebook's folder.
+        labels: extra labels of the kernel's container (without the ``io.jupyter.containers.`` prefix),
+            e.g. the server's job id, so that a restarted server can find the container of a job.
     """
 
     notebook: Path
@@ -79,6 +81,7 @@ class ExecuteRequest:
     resources: Resources | None = None
     timeout: float | None = None
     cwd: Path | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "notebook", Path(self.notebook))
@@ -86,6 +89,7 @@ class ExecuteRequest:
             value = getattr(self, name)
             object.__setattr__(self, name, Path(value) if value not in (None, "") else None)
         object.__setattr__(self, "parameters", dict(self.parameters or {}))
+        object.__setattr__(self, "labels", dict(self.labels or {}))
 
 
 @dataclass
@@ -188,6 +192,27 @@ class _StopRun(Exception):
     pass  # raised from an nbclient hook so that no further cell starts once the run is being stopped
 
 
+#: Seconds between two writes of the output notebook while a cell is producing output.
+OUTPUT_WRITE_INTERVAL = 0.5
+
+
+def _client_class(base: type) -> type:
+    """nbclient's NotebookClient, telling ``on_output`` after each output it adds (nbclient has hooks per cell
+    only)."""
+
+    class StreamingClient(base):
+        def __init__(self, *args: Any, on_output: Callable[[], None], **kwargs: Any):
+            super().__init__(*args, **kwargs)
+            self._on_output = on_output
+
+        def output(self, outs: Any, msg: Any, display_id: Any, cell_index: int) -> Any:
+            out = super().output(outs, msg, display_id, cell_index)
+            self._on_output()
+            return out
+
+    return StreamingClient
+
+
 class _Run:
     def __init__(
         self,
@@ -207,6 +232,8 @@ class _Run:
         self.override = request.resources
         self.timeout = request.timeout
         self.cwd = request.cwd.resolve() if request.cwd else self.input_path.parent
+        self.labels = dict(request.labels)
+        self._written_at = 0.0
         self.manager = manager
         self.log = log
         self.on_build_event = on_build_event
@@ -274,9 +301,11 @@ class _Run:
             spec_file=self.manager.spec_file(),
             resources=self.override,
             config=self.manager.config,
+            extra_labels=self.labels,
         )
-        client = NotebookClient(
+        client = _client_class(NotebookClient)(
             self.nb,
+            on_output=self._on_output,
             km=km,
             kernel_name=km.kernel_name,
             timeout=None,
@@ -387,6 +416,12 @@ class _Run:
     def _on_cell_executed(self, cell: Any, cell_index: int, execute_reply: Any) -> None:
         self._write()
 
+    def _on_output(self) -> None:
+        # Outputs are written as they arrive, at most every OUTPUT_WRITE_INTERVAL: a server or a process
+        # killed in the middle of a long cell leaves what that cell printed so far.
+        if time.monotonic() - self._written_at >= OUTPUT_WRITE_INTERVAL:
+            self._write()
+
     def _request_stop(self, reason: str) -> None:
         if self.stop_reason is None:
             self.stop_reason = reason
@@ -456,6 +491,7 @@ class _Run:
         self.log(f"{result.status} in {result.seconds:.1f}s ({result.cells_executed} cells executed)")
 
     def _write(self) -> None:
+        self._written_at = time.monotonic()
         # Atomic (temporary file + rename): readers, and a run killed mid-write, never see half a file.
         from nbformat.v4.nbjson import writes
 

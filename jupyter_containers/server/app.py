@@ -31,6 +31,8 @@ class ContainersApp(ExtensionApp):
         interrupted = service.jobs.interrupted
         if interrupted:
             self.log.warning("jupyter-containers: %d job(s) were running when the server stopped", len(interrupted))
+            for line in service.jobs.recover_interrupted():
+                self.log.warning("jupyter-containers: %s", line)
         self.log.info("jupyter-containers: REST API at /jupyter-containers/api/ (root %s)", service.root_dir)
 
     def initialize_handlers(self) -> None:

@@ -1,0 +1,142 @@
+"""A server killed in the middle of a job loses nothing: the running cell's output so far is in the output
+notebook, and the next server marks the job and its notebook interrupted and stops its container.
+
+Real ``jupyter server`` subprocesses (the first is SIGKILLed, as a crash or an OOM kill of the server
+would), the real engine, a real container kernel.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from ..workspace import make_workspace
+
+pytestmark = pytest.mark.engine
+
+API = "jupyter-containers/api"
+SPEC = """
+[environments.slow]
+pip = ["six"]
+"""
+
+
+class Server:
+    """``jupyter server`` on 127.0.0.1 with a random port and token, with the extension."""
+
+    def __init__(self, root: Path, state: Path, name: str):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        self.url, self.token = f"http://127.0.0.1:{port}/", uuid.uuid4().hex
+        bin_dir = Path(sys.executable).parent
+        command = [
+            str(bin_dir / "jupyter"),
+            "server",
+            "--no-browser",
+            "--ip=127.0.0.1",
+            f"--port={port}",
+            f"--IdentityProvider.token={self.token}",
+            f"--ServerApp.root_dir={root}",
+            "--ServerApp.jpserver_extensions=jupyter_containers=True",
+            "--Builder.image_repository=jupyter-containers-test/{env}",
+            f"--JobManager.db={state / 'jobs.sqlite'}",
+            "--ContainersService.install_kernelspecs=False",
+        ]
+        if os.geteuid() == 0:
+            command.append("--allow-root")
+        env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(state / f"runtime-{name}")}
+        self.log = open(state / f"{name}.log", "w")
+        self.process = subprocess.Popen(command, cwd=root, stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        deadline = time.monotonic() + 90
+        while True:
+            assert self.process.poll() is None, f"the server exited; see {state / name}.log"
+            try:
+                self.request("engine")
+                return
+            except OSError:
+                assert time.monotonic() < deadline, f"the server did not answer; see {state / name}.log"
+                time.sleep(0.25)
+
+    def request(self, path: str, body: dict | None = None) -> dict:
+        request = urllib.request.Request(
+            f"{self.url}{API}/{path}",
+            data=json.dumps(body).encode() if body is not None else None,
+            method="POST" if body is not None else "GET",
+            headers={"Authorization": f"token {self.token}"},
+        )
+        with self.opener.open(request, timeout=60) as response:
+            return json.loads(response.read() or b"null")
+
+    def stop(self, signum: int = signal.SIGTERM) -> None:
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signum)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.kill(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+        self.log.close()
+
+
+def job_containers(backend, job_id: str) -> list:
+    return backend.list_containers(all=True, labels={"io.jupyter.containers.job": job_id})
+
+
+def test_a_killed_server_keeps_the_running_cells_output_and_the_next_one_cleans_up(tmp_path):
+    from jupyter_containers.backends.docker import DockerBackend
+
+    backend = DockerBackend()
+    # given a workspace with a notebook whose second cell prints, then runs for a long time
+    (tmp_path / "root").mkdir()
+    root = make_workspace(tmp_path / "root", SPEC, config=None)
+    state = tmp_path / "state"
+    state.mkdir()
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("print('first cell')"),
+        nbformat.v4.new_code_cell("import time\nprint('partial output', flush=True)\ntime.sleep(300)"),
+    ]
+    nbformat.write(nb, root / "long.ipynb")
+    first = Server(root, state, "first")
+    second = None
+    try:
+        job = first.request("jobs", {"notebook": "long.ipynb", "environment": "slow"})
+        output = root / job["output_path"]
+        # when the second cell has printed (the output notebook shows it while the cell still runs)
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            if output.is_file() and "partial output" in output.read_text():
+                break
+            time.sleep(0.25)
+        assert "partial output" in output.read_text(), "the running cell's output never reached the notebook"
+        assert job_containers(backend, job["id"]), "the job's container is not labelled with its job"
+        # and the server is killed outright
+        first.stop(signal.SIGKILL)
+        # then its output so far is kept
+        assert "partial output" in output.read_text()
+        # and the next server marks the job and its notebook interrupted, and stops its container
+        second = Server(root, state, "second")
+        assert second.request(f"jobs/{job['id']}")["status"] == "interrupted"
+        record = nbformat.read(output, as_version=4).metadata["jupyter_containers"]
+        assert record["status"] == "interrupted"
+        assert "partial output" in output.read_text()
+        assert job_containers(backend, job["id"]) == []
+    finally:
+        first.stop(signal.SIGKILL)
+        if second is not None:
+            second.stop()
+        for container in backend.list_containers(all=True, labels={"io.jupyter.containers.env": "slow"}):
+            backend.remove_container(container.id)
