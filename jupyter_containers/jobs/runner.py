@@ -234,6 +234,7 @@ class _Run:
         self.cwd = request.cwd.resolve() if request.cwd else self.input_path.parent
         self.labels = dict(request.labels)
         self._written_at = 0.0
+        self._write_pending = False
         self.manager = manager
         self.log = log
         self.on_build_event = on_build_event
@@ -418,9 +419,18 @@ class _Run:
 
     def _on_output(self) -> None:
         # Outputs are written as they arrive, at most every OUTPUT_WRITE_INTERVAL: a server or a process
-        # killed in the middle of a long cell leaves what that cell printed so far.
-        if time.monotonic() - self._written_at >= OUTPUT_WRITE_INTERVAL:
+        # killed in the middle of a long cell leaves what that cell printed so far. An output that comes
+        # sooner is written by a write scheduled for the end of the interval (never dropped).
+        wait = self._written_at + OUTPUT_WRITE_INTERVAL - time.monotonic()
+        if wait <= 0:
             self._write()
+        elif not self._write_pending:
+            self._write_pending = True
+            asyncio.get_running_loop().call_later(wait, self._pending_write)
+
+    def _pending_write(self) -> None:
+        self._write_pending = False
+        self._write()
 
     def _request_stop(self, reason: str) -> None:
         if self.stop_reason is None:
