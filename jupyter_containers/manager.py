@@ -453,9 +453,14 @@ class ContainersManager(LoggingConfigurable):
 
 
 def _orphaned(container_labels: Mapping[str, str]) -> bool:
-    # A kernel or session container whose owner process, on this very host, no longer exists.
+    # A kernel, session or run container whose owner process, on this very host, no longer exists.
     if container_labels.get("io.jupyter.containers.role") not in ("kernel", "session", "run", "lock-probe"):
         return False
+    return owner_process_gone(container_labels)
+
+
+def owner_process_gone(container_labels: Mapping[str, str]) -> bool:
+    """Whether the process that the owner labels (``owner_labels()``) name has ended, on this very host."""
     if container_labels.get("io.jupyter.containers.owner-host") != os.uname().nodename:
         return False  # owned by a process on another machine: its pid means nothing here
     try:

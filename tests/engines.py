@@ -741,30 +741,14 @@ def remove_cgroups(cgroup_parent: str, root: Path = Path("/sys/fs/cgroup")) -> N
             pass  # still in use (a process of the inner engine lingers): left to the host
 
 
-def _owner_gone(labels: Mapping[str, str]) -> bool:
-    if labels.get("io.jupyter.containers.owner-host") != os.uname().nodename:
-        return False
-    try:
-        pid = int(labels.get("io.jupyter.containers.owner-pid", ""))
-    except ValueError:
-        return False
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
 def remove_orphaned_engines(api: Any) -> list[str]:
     """Remove engine containers whose owner process on this host is gone, and dangling engine volumes."""
+    from jupyter_containers.manager import owner_process_gone
+
     removed = []
     for container in api.containers(all=True, filters={"label": ENGINE_LABEL}):
         labels = container.get("Labels") or {}
-        if _owner_gone(labels):
+        if owner_process_gone(labels):
             remove_engine_container(api, container["Id"])
             removed.append(container["Id"])
     for volume in (api.volumes(filters={"label": ENGINE_LABEL, "dangling": True}) or {}).get("Volumes") or []:
