@@ -94,7 +94,7 @@ def add_execute_arguments(parser: Any) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="no build log and no progress lines")
 
 
-def execute_from_args(args: Any, manager: Any) -> int:
+def execute_from_args(args: Any, manager: Any, *, stream: Any = None) -> int:
     """Run the notebook that ``args`` (from :func:`add_execute_arguments`) names; returns the exit status:
     0 completed, 1 a cell error or a dead kernel, 124 timed out, 130 cancelled."""
     from .jobs.parameters import parse_parameters
@@ -107,7 +107,7 @@ def execute_from_args(args: Any, manager: Any) -> int:
         parameters=parse_parameters(args.parameters, args.raw_parameters),
         resources=resources_from_flags(args),
     )
-    progress = BuildProgress(quiet=args.quiet, stream=getattr(args, "progress_stream", None))
+    progress = BuildProgress(quiet=args.quiet, stream=stream)
 
     def log(text: str) -> None:
         if not args.quiet or text.startswith(("failed", "timed out", "cancelled")):

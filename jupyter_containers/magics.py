@@ -361,11 +361,10 @@ class ContainerMagics(Magics):
             args = _execute_parser().parse_args(shlex.split(rest))
         except SystemExit as exc:  # argparse already printed the usage error
             raise UsageError("see the usage above ('%container execute -h' for every option)") from exc
-        args.progress_stream = sys.stdout
         spec = args.file or self.default_file
         folder = Path(args.notebook).expanduser().resolve().parent
         manager = self.manager(spec) if spec else ContainersManager.discover(search_from=[folder])
-        status = execute_from_args(args, manager)
+        status = execute_from_args(args, manager, stream=sys.stdout)
         if status:
             raise RunError(f"the notebook run ended with exit status {status}; see the messages above")
 

@@ -224,7 +224,8 @@ class ContainersManager(LoggingConfigurable):
         process (so that prune can tell a crashed kernel's container from a live one)."""
         return {**owner_labels(), **self.scope()}
 
-    def _scope_filter(self) -> dict[str, str]:
+    def scope_filter(self) -> dict[str, str]:
+        """:meth:`scope` as engine label filters (``io.jupyter.containers.workspace`` …)."""
         return {f"io.jupyter.containers.{k.replace('_', '-')}": v for k, v in self.scope().items()}
 
     def containers(self, *, usage: bool = True) -> list[dict[str, Any]]:
@@ -233,7 +234,7 @@ class ContainersManager(LoggingConfigurable):
 
         One listing for the REST API, the widgets and the magics, so they can never disagree.
         """
-        listed = self.backend.list_containers(all=False, labels=self._scope_filter())
+        listed = self.backend.list_containers(all=False, labels=self.scope_filter())
         figures = self.backend.usage([c.id for c in listed]) if usage else {}
         out = []
         for container in listed:
@@ -266,7 +267,7 @@ class ContainersManager(LoggingConfigurable):
             NotFoundError: no container of this user in this workspace has that id (another user's or
                 another workspace's container is not found either: it is not theirs to see).
         """
-        for container in self.backend.list_containers(all=True, labels=self._scope_filter()):
+        for container in self.backend.list_containers(all=True, labels=self.scope_filter()):
             if container.id == container_id or (len(container_id) >= 12 and container.id.startswith(container_id)):
                 return container
         raise NotFoundError(f"no container {container_id!r} created by jupyter-containers")

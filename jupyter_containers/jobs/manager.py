@@ -106,9 +106,8 @@ class JobManager(LoggingConfigurable):
                     self.log.warning("job %s: could not mark its output notebook interrupted: %s", job_id, exc)
             try:
                 manager = self.service.get_manager()
-                scope = {f"io.jupyter.containers.{k.replace('_', '-')}": v for k, v in manager.scope().items()}
                 for container in manager.backend.list_containers(
-                    all=True, labels={**scope, "io.jupyter.containers.job": job_id}
+                    all=True, labels={**manager.scope_filter(), "io.jupyter.containers.job": job_id}
                 ):
                     manager.backend.remove_container(container.id)
                     done.append(f"job {job_id}: stopped its container {container.id[:12]}")

@@ -170,11 +170,11 @@ class BuildLogHandler(ContainersHandler):
     @authorized
     async def get(self, build_id: str) -> None:
         build = await self.call(self.service.build, build_id)
-        since = _int_arg(self, "since", 0)
+        since = _query_number(self, "since", 0)
         if "text/event-stream" in self.request.headers.get("Accept", ""):
             await self._stream(build, since)
             return
-        wait = min(_number_arg(self, "wait", 0.0), 30.0)
+        wait = min(_query_number(self, "wait", 0.0, float), 30.0)
         events = await asyncio.to_thread(build.wait_for_events, since, wait) if wait else build.events[since:]
         self.finish(json.dumps({"events": events, "next": since + len(events), "build": build.to_dict()}))
 
@@ -218,7 +218,7 @@ class ContainerLogsHandler(ContainersHandler):
     @web.authenticated
     @authorized
     async def get(self, container_id: str) -> None:
-        tail = min(_int_arg(self, "tail", 500), 10000)
+        tail = min(_query_number(self, "tail", 500), 10000)
         logs = await self.call(self.service.container_logs, container_id, tail)
         self.finish(json.dumps({"logs": logs}))
 
@@ -262,25 +262,16 @@ class JobOutputHandler(ContainersHandler):
         self.finish(json.dumps(await self.call(self.service.jobs.output, job_id)))
 
 
-def _number_arg(handler: web.RequestHandler, name: str, default: float) -> float:
+def _query_number(handler: web.RequestHandler, name: str, default: float, kind: type = int) -> Any:
+    """A non-negative query argument of ``kind`` (int: whole numbers; float: seconds); else a 400 naming it."""
     value = handler.get_argument(name, str(default))
+    what = "a whole number" if kind is int else "a number of seconds"
     try:
-        number = float(value)
+        number = kind(value)
     except ValueError:
-        raise web.HTTPError(400, reason=f"query argument {name}={value!r} must be a number of seconds") from None
-    if not number >= 0 or number == float("inf"):
-        raise web.HTTPError(400, reason=f"query argument {name}={value!r} must be a non-negative number")
-    return number
-
-
-def _int_arg(handler: web.RequestHandler, name: str, default: int) -> int:
-    value = handler.get_argument(name, str(default))
-    try:
-        number = int(value)
-    except ValueError:
-        raise web.HTTPError(400, reason=f"query argument {name}={value!r} must be a whole number") from None
-    if number < 0:
-        raise web.HTTPError(400, reason=f"query argument {name}={value!r} must not be negative")
+        raise web.HTTPError(400, reason=f"query argument {name}={value!r} must be {what}") from None
+    if not 0 <= number < float("inf"):  # also refuses nan
+        raise web.HTTPError(400, reason=f"query argument {name}={value!r} must be {what}, not negative")
     return number
 
 
