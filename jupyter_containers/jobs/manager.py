@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from traitlets import Instance, Int, Unicode, default
+from traitlets import Enum, Instance, Int, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from ..errors import ConflictError, NotFoundError, RequestError
@@ -44,6 +44,15 @@ class JobManager(LoggingConfigurable):
         help="SQLite file of notebook jobs. Default: one per server root in Jupyter's data folder "
         "(jupyter_containers/jobs-HASH.sqlite).",
     )
+    on_restart = Enum(
+        ["reattach", "stop"],
+        "reattach",
+        config=True,
+        help="What a server does with a job that the previous server left running: 'reattach' (default) "
+        "re-attaches to its kernel when that kernel is still alive, keeps the running cell's output and runs "
+        "the remaining cells; 'stop' stops its container. Either way a job whose kernel died is marked "
+        "interrupted and its container removed.",
+    )
     store = Instance(JobStore)
 
     @default("db")
@@ -69,51 +78,126 @@ class JobManager(LoggingConfigurable):
         return self.parent
 
     def recover_interrupted(self) -> list[str]:
-        """After a restart: say in each interrupted job's output notebook that it was interrupted (its partial
-        output is already there: outputs are written as they arrive), and stop the job's container, which
-        would otherwise hold its CPUs and memory until its notebook ends. Returns what it did, for the log.
-
-        Re-attaching to a kernel that is still alive is not done: the output notebook is closed as
-        interrupted and the container stopped.
+        """After a restart, for each job the previous server left running: re-attach to its kernel when it is
+        alive and ``on_restart`` is "reattach" (the job goes on in a worker thread, see :mod:`.reattach`);
+        else say in its output notebook that it was interrupted (its partial output is already there: outputs
+        are written as they arrive) and stop its container, which would otherwise hold its CPUs and memory
+        until its notebook ends. Returns what it did, for the log.
         """
         from ..errors import ContainersError
-        from ..images.lock import atomic_write
-        from .provenance import RunRecord
 
         done: list[str] = []
         for job_id in self.interrupted:
             job = self.store.get(job_id)
             if job is None:
                 continue
-            path = self.root / job.output_path if job.output_path else None
-            if path is not None and path.is_file():
-                try:
-                    import nbformat
-                    from nbformat.v4.nbjson import writes
-
-                    nb = nbformat.read(path, as_version=4)
-                    record = RunRecord.read(nb)
-                    if record is not None and record.status == "running":
-                        seconds = (job.finished or time.time()) - (job.started or time.time())
-                        record.finish(
-                            "interrupted",
-                            seconds=max(0.0, seconds),
-                            error={"message": "the server stopped while this job was running"},
-                        )
-                        atomic_write(path, writes(nb) + "\n")
-                        done.append(f"job {job_id}: output notebook {job.output_path} marked interrupted")
-                except (OSError, ValueError) as exc:
-                    self.log.warning("job %s: could not mark its output notebook interrupted: %s", job_id, exc)
             try:
                 manager = self.service.get_manager()
-                for container in manager.backend.list_containers(
+                containers = manager.backend.list_containers(
                     all=True, labels={**manager.scope_filter(), "io.jupyter.containers.job": job_id}
-                ):
+                )
+            except ContainersError as exc:
+                self.log.warning("job %s: could not look for its container: %s", job_id, exc)
+                containers = []
+            if self.on_restart == "reattach" and job.output_path:
+                running = [c for c in containers if c.state == "running"]
+                if running and self._reattach(job, manager, running[0]):
+                    done.append(f"job {job_id}: re-attaching to its kernel in container {running[0].id[:12]}")
+                    continue
+            if self._mark_interrupted(job):
+                done.append(f"job {job_id}: output notebook {job.output_path} marked interrupted")
+            for container in containers:
+                try:
                     manager.backend.remove_container(container.id)
                     done.append(f"job {job_id}: stopped its container {container.id[:12]}")
-            except ContainersError as exc:
-                self.log.warning("job %s: could not stop its container: %s", job_id, exc)
+                except ContainersError as exc:
+                    self.log.warning("job %s: could not stop its container: %s", job_id, exc)
         return done
+
+    def _mark_interrupted(self, job: Job) -> bool:
+        """Close the output notebook's run record as interrupted; whether there was a running record."""
+        from ..images.lock import atomic_write
+        from .provenance import RunRecord
+
+        path = self.root / job.output_path if job.output_path else None
+        if path is None or not path.is_file():
+            return False
+        try:
+            import nbformat
+            from nbformat.v4.nbjson import writes
+
+            nb = nbformat.read(path, as_version=4)
+            record = RunRecord.read(nb)
+            if record is None or record.status != "running":
+                return False
+            seconds = (job.finished or time.time()) - (job.started or time.time())
+            record.finish(
+                "interrupted",
+                seconds=max(0.0, seconds),
+                error={"message": "the server stopped while this job was running"},
+            )
+            atomic_write(path, writes(nb) + "\n")
+            return True
+        except (OSError, ValueError) as exc:
+            self.log.warning("job %s: could not mark its output notebook interrupted: %s", job.id, exc)
+            return False
+
+    def _reattach(self, job: Job, manager: Any, container: Any) -> bool:
+        """Start re-attaching to a job's live kernel in a worker thread; False when that is not possible
+        (no socket folder, no output notebook): the caller stops it instead."""
+        from .reattach import Reattached, socket_folder
+
+        folder = socket_folder(container)
+        output = self.root / (job.output_path or "")
+        if folder is None or not output.is_file():
+            return False
+        cancel = threading.Event()
+        self._cancel[job.id] = cancel
+        self.store.update(job.id, status="running", finished=None, error=None)
+        reattached = Reattached(
+            manager=manager,
+            container=container,
+            folder=folder,
+            output_path=output,
+            cwd=(self.root / job.notebook).parent,
+            timeout=None,  # the run's own, from its record
+            started=job.started,
+            cancel=cancel,
+            log=lambda text: self.log.info("job %s: %s", job.id, text),
+        )
+        threading.Thread(target=self._resume, args=(job, reattached), name=f"job-{job.id}", daemon=True).start()
+        return True
+
+    def _resume(self, job: Job, reattached: Any) -> None:
+        from .reattach import resume
+
+        try:
+            with self._slots:
+                outcome = resume(reattached)
+            if outcome is None:
+                # The kernel did not answer after all: as if it had died.
+                self.log.warning("job %s: its kernel does not answer; stopping its container", job.id)
+                self._mark_interrupted(job)
+                reattached.finish_dead()
+                self.store.update(
+                    job.id,
+                    status="interrupted",
+                    finished=time.time(),
+                    error={"message": "the server stopped while this job was running"},
+                )
+                return
+            status, error = outcome
+            self.store.update(job.id, status=status, finished=time.time(), error=error)
+        except Exception as exc:  # noqa: BLE001 - the job record must always end
+            self.store.update(
+                job.id, status="failed", finished=time.time(), error={"message": f"{exc.__class__.__name__}: {exc}"}
+            )
+            try:
+                reattached.finish_dead()
+            except Exception:  # noqa: BLE001 - best effort: the container may be gone already
+                pass
+        finally:
+            self._cancel.pop(job.id, None)
 
     @property
     def root(self) -> Path:

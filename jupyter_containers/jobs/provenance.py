@@ -119,6 +119,10 @@ class RunRecord:
         self.data["image"] = image
         self.data["image_id"] = image_id
 
+    def set_cell(self, index: int | None) -> None:
+        """The cell now running (``cell``), so that a server that restarts mid-run knows where to go on."""
+        self.data["cell"] = index
+
     def finish(
         self,
         status: str,
@@ -129,6 +133,7 @@ class RunRecord:
     ) -> None:
         """Close the record: how the run ended, when, after how long, and its error if any."""
         when = _iso(finished or datetime.now(timezone.utc))
+        self.data.pop("cell", None)
         self.data.update({"finished": when, "status": status, "seconds": round(seconds, 3)})
         if error is not None:
             self.data["error"] = dict(error)

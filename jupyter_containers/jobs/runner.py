@@ -375,23 +375,7 @@ class _Run:
         return FAILED, {"message": f"the run failed: {exc}" if str(exc) else f"the run failed: {exc!r}"}
 
     def _cell_error(self, exc: Any) -> dict[str, Any]:
-        index = self.current_cell
-        output = None
-        if index is not None:
-            outputs = self.nb.cells[index].get("outputs") or []
-            output = next((o for o in reversed(outputs) if o.get("output_type") == "error"), None)
-        ename = output["ename"] if output else getattr(exc, "ename", "Error")
-        evalue = output["evalue"] if output else getattr(exc, "evalue", str(exc))
-        traceback = [_ANSI.sub("", line) for line in (output["traceback"] if output else [str(exc)])]
-        count = self.nb.cells[index].get("execution_count") if index is not None else None
-        shown = f"cell {index} (In [{count}])" if count else f"cell {index}"
-        return {
-            "message": f"{shown} raised {ename}: {evalue}",
-            "ename": ename,
-            "evalue": evalue,
-            "traceback": traceback,
-            "cell_index": index,
-        }
+        return cell_error(self.nb, self.current_cell, exc)
 
     # ------------------------------------------------------------------ hooks (run on the loop)
     async def _on_start(self, notebook: Any) -> None:
@@ -413,6 +397,10 @@ class _Run:
         if self.stop_reason is not None:
             raise _StopRun()
         self.current_cell = cell_index
+        # Written with the next output (or within OUTPUT_WRITE_INTERVAL): a restarted server re-attaching to
+        # the kernel reads it to know which cell was running.
+        self.record.set_cell(cell_index)
+        self._on_output()
 
     def _on_cell_executed(self, cell: Any, cell_index: int, execute_reply: Any) -> None:
         self._write()
@@ -506,6 +494,26 @@ class _Run:
         from nbformat.v4.nbjson import writes
 
         atomic_write(self.output_path, writes(self.nb) + "\n")
+
+
+def cell_error(nb: Any, index: int | None, exc: Any) -> dict[str, Any]:
+    """The run's error for a cell that raised: from the cell's error output, else from nbclient's exception."""
+    output = None
+    if index is not None:
+        outputs = nb.cells[index].get("outputs") or []
+        output = next((o for o in reversed(outputs) if o.get("output_type") == "error"), None)
+    ename = output["ename"] if output else getattr(exc, "ename", "Error")
+    evalue = output["evalue"] if output else getattr(exc, "evalue", str(exc))
+    traceback = [_ANSI.sub("", line) for line in (output["traceback"] if output else [str(exc)])]
+    count = nb.cells[index].get("execution_count") if index is not None else None
+    shown = f"cell {index} (In [{count}])" if count else f"cell {index}"
+    return {
+        "message": f"{shown} raised {ename}: {evalue}",
+        "ename": ename,
+        "evalue": evalue,
+        "traceback": traceback,
+        "cell_index": index,
+    }
 
 
 def shown_path(path: Path) -> str:
