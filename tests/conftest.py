@@ -71,22 +71,48 @@ def small_image(manager):
     return manager.build("small")
 
 
+# Each test session on this host registers its pid here. Test images are content-addressed and shared by
+# concurrent sessions (a developer's run beside a CI run, helpers' runs): only the last session to end removes
+# them, or one session's cleanup would delete an image another is about to run.
+SESSIONS = Path("/tmp/jupyter-containers-test-sessions")
+
+
+def _live_sessions() -> set[int]:
+    """Pids of the registered test sessions that are still running (stale entries are removed)."""
+    alive = set()
+    for entry in SESSIONS.glob("*"):
+        try:
+            pid = int(entry.name)
+            os.kill(pid, 0)
+        except (ValueError, ProcessLookupError):
+            entry.unlink(missing_ok=True)
+            continue
+        except PermissionError:
+            pass  # another user's live process
+        alive.add(pid)
+    return alive
+
+
 @pytest.fixture(scope="session", autouse=True)
 def remove_test_images():
     """Whatever the tests built or started (test repository, test labels) is removed at the end."""
+    SESSIONS.mkdir(mode=0o755, exist_ok=True)
+    me = SESSIONS / str(os.getpid())
+    me.touch()
     yield
+    me.unlink(missing_ok=True)
     from jupyter_containers.backends.docker import DockerBackend
     from jupyter_containers.errors import EngineUnavailableError
 
     try:
-        _cleanup(DockerBackend())
+        _cleanup(DockerBackend(), images=not (_live_sessions() - {os.getpid()}))
     except EngineUnavailableError:
         pass
 
 
-def _cleanup(backend) -> None:
-    """Our test images and test containers, except containers a still-running process owns (a concurrent
-    test session on the same engine)."""
+def _cleanup(backend, images: bool = True) -> None:
+    """Our test containers, except those a still-running process owns (a concurrent test session on the same
+    engine), and -- when ``images`` (no other test session is running) -- our test images."""
     import os
 
     from jupyter_containers.errors import ConflictError
@@ -104,6 +130,8 @@ def _cleanup(backend) -> None:
                 engines.remove_engine_container(backend.api, container.id)  # with its volume
             else:
                 backend.remove_container(container.id)
+    if not images:
+        return
     for image in backend.list_images():
         for tag in image.tags:
             # The second engine's image is kept for the next session (its tag is a hash of its recipe; a new
