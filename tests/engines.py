@@ -149,7 +149,15 @@ def main(argv):
 sys.exit(main(sys.argv[1:]))
 """
 
-START_SCRIPT = r"""#!/bin/sh
+#: The inner engine's command line (the start script runs it; :meth:`SecondEngine.start_engine` again).
+DOCKERD_COMMAND = (
+    "dockerd --host unix:///var/run/docker.sock --host tcp://0.0.0.0:2376 \\\n"
+    "  --tlsverify --tlscacert /etc/docker/tls/ca.pem --tlscert /etc/docker/tls/server-cert.pem \\\n"
+    '  --tlskey /etc/docker/tls/server-key.pem --cgroup-parent "${SECOND_ENGINE_CGROUP_PARENT:-/second-engine}"'
+)
+
+START_SCRIPT = (
+    r"""#!/bin/sh
 # Entry point of the test engine container (tests/engines.py). The fixture has copied in, before the start,
 # /root/.ssh/authorized_keys and /etc/docker/tls/{ca,server-cert,server-key}.pem.
 # dockerd: the unix socket inside, tcp://0.0.0.0:2376 with --tlsverify outside (published on 127.0.0.1
@@ -158,13 +166,14 @@ START_SCRIPT = r"""#!/bin/sh
 set -eu
 chmod 700 /root/.ssh
 ssh-keygen -A >/dev/null
-dockerd --host unix:///var/run/docker.sock --host tcp://0.0.0.0:2376 \
-  --tlsverify --tlscacert /etc/docker/tls/ca.pem --tlscert /etc/docker/tls/server-cert.pem \
-  --tlskey /etc/docker/tls/server-key.pem --cgroup-parent "${SECOND_ENGINE_CGROUP_PARENT:-/second-engine}" &
+"""
+    + DOCKERD_COMMAND
+    + r""" &
 /usr/sbin/sshd -D -e -o PasswordAuthentication=no -o KbdInteractiveAuthentication=no \
   -o PermitRootLogin=prohibit-password &
 exec sleep "${SECOND_ENGINE_LIFETIME:-21600}"
 """
+)
 
 DOCKERFILE = f"""FROM {BASE_IMAGE}
 # The machine reaches Debian only through a TLS-intercepting proxy: its CA bundle first.
@@ -459,6 +468,31 @@ class SecondEngine:
     def ssh(self, *remote: str, timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run a command on the engine's host (the DinD container) over ssh."""
         return subprocess.run(self.ssh_command(*remote), capture_output=True, text=True, timeout=timeout, check=check)
+
+    # ---- the inner engine's own life: killed and started again, as a crash and a restart of dockerd
+    def _exec(self, command: str, *, detach: bool = False) -> str:
+        exec_id = self.main_api.exec_create(self.container_id, ["sh", "-c", command])["Id"]
+        out = self.main_api.exec_start(exec_id, detach=detach)
+        return "" if detach else out.decode("utf-8", "replace")
+
+    def kill_engine(self, timeout: float = 30) -> None:
+        """SIGKILL the inner dockerd (by the pid in its pid file), as an engine crash; returns once it no longer
+        answers. Its containers go on running until :meth:`start_engine` (dockerd's restore, without
+        live-restore, then stops them), as on a real host."""
+        self._exec('kill -9 "$(cat /var/run/docker.pid)"')
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                self.api(timeout=2).version()
+            except Exception:  # noqa: BLE001 - what we wait for: no answer
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"the test engine {self.name} still answers {timeout:.0f} s after its dockerd was killed")
+
+    def start_engine(self, timeout: float = 90) -> None:
+        """Start the inner dockerd again (after :meth:`kill_engine`) and wait until it answers over TLS."""
+        self._exec(f"rm -f /var/run/docker.pid; exec {DOCKERD_COMMAND} >/proc/1/fd/1 2>&1", detach=True)
+        _wait_until_ready(self, timeout)
 
     # ---- diagnostics and teardown
     def logs(self, tail: int = 40) -> str:

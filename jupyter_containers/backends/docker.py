@@ -68,6 +68,7 @@ def map_error(exc: BaseException, doing: str, *, address: str, resources: Resour
     """
     import docker
     import requests
+    import urllib3
 
     if isinstance(exc, ContainersError):
         return exc
@@ -91,6 +92,13 @@ def map_error(exc: BaseException, doing: str, *, address: str, resources: Resour
         return EngineUnavailableError(
             f"{doing}: the Docker engine at {address} did not answer in time ({text}); check that it is not "
             "overloaded, or raise c.DockerBackend.api_timeout"
+        )
+    if isinstance(exc, urllib3.exceptions.HTTPError):
+        # Raised from a streamed answer (build output, logs, attach) that docker-py reads from the raw socket:
+        # the engine closed the connection in the middle of it.
+        return EngineUnavailableError(
+            f"{doing}: the connection to the Docker engine at {address} broke ({text}); the engine stopped or "
+            "restarted. Check it ('docker info') and try again"
         )
     if isinstance(exc, docker.errors.DockerException | requests.exceptions.RequestException | OSError):
         return EngineUnavailableError(_unreachable(address, exc))

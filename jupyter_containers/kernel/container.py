@@ -67,6 +67,8 @@ class ContainerKernel:
         self.socket_dir = Path(tempfile.mkdtemp(prefix="k-", dir=runtime_root()))
         self._give_to_container_user(self.socket_dir)
         self.container: Container | None = None
+        #: Why the engine did not answer the last state check (None: it did).
+        self.engine_unreachable: str | None = None
         self.image: str | None = None
         self.image_id: str | None = None
 
@@ -148,8 +150,20 @@ class ContainerKernel:
         return self.container.state() if self.container is not None else None
 
     def poll(self) -> int | None:
-        """None while the kernel's container runs, else its exit code."""
-        state = self.state()
+        """None while the kernel's container runs, else its exit code.
+
+        None too while the engine does not answer (``engine_unreachable`` then says why): a kernel outlives
+        a crash of its engine until the engine comes back (and, without live-restore, stops it), so it is
+        not given up for dead while its own channels may still answer.
+        """
+        from ..errors import EngineUnavailableError
+
+        try:
+            state = self.state()
+        except EngineUnavailableError as exc:
+            self.engine_unreachable = str(exc)
+            return None
+        self.engine_unreachable = None
         if state is None or state.running:
             return None
         return state.exit_code if state.exit_code is not None else -1
@@ -187,11 +201,15 @@ class ContainerKernel:
         return f"the kernel's container exited with code {state.exit_code}"
 
     def remove(self, *, keep_socket_dir: bool = False) -> None:
-        if self.container is not None:
-            self.container.remove()
-            self.container = None
-        if not keep_socket_dir:
-            shutil.rmtree(self.socket_dir, ignore_errors=True)
-        else:
-            for path in self.socket_dir.glob("k-*"):
-                path.unlink(missing_ok=True)
+        """Remove the container and the socket folder (with the key) -- the folder even when the engine fails
+        to remove the container (its error is raised after)."""
+        try:
+            if self.container is not None:
+                self.container.remove()
+                self.container = None
+        finally:
+            if not keep_socket_dir:
+                shutil.rmtree(self.socket_dir, ignore_errors=True)
+            else:
+                for path in self.socket_dir.glob("k-*"):
+                    path.unlink(missing_ok=True)

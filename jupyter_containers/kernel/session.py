@@ -24,7 +24,7 @@ from typing import Any
 
 import zmq
 
-from ..errors import OutOfMemoryError, RunError, RunTimeoutError
+from ..errors import EngineUnavailableError, OutOfMemoryError, RunError, RunTimeoutError
 from ..spec.model import Resources
 from ..units import format_duration
 from . import transfer
@@ -63,6 +63,8 @@ class ContainerSession:
         self._shell: Any = None
         self._iopub: Any = None
         self._poller: Any = None
+        self._hb: Any = None
+        self._engine_warned = False
         self._lock = threading.RLock()
         self._on_stop: list[Callable[[ContainerSession], None]] = []
         self.stopped = False
@@ -194,10 +196,17 @@ class ContainerSession:
                 if sock is not None:
                     sock.close(linger=0)
             self._shell = self._iopub = self._poller = None
+            if self._hb is not None:
+                self._hb.close(linger=0)
+                self._hb = None
             kernel = self.kernel
             try:
                 if kernel is not None:
                     kernel.remove()
+            except EngineUnavailableError as exc:
+                # The socket folder and key are gone; the container is left to the engine (which, restarted
+                # without live-restore, stops it) and to `jupyter-containers prune`.
+                print(f"jupyter-containers: could not remove the container kernel's container: {exc}", file=sys.stderr)
             finally:
                 if self.km is not None:
                     self.km.cleanup_connection_file()
@@ -234,7 +243,14 @@ class ContainerSession:
 
     def _raise_if_dead(self, *, starting: bool = False) -> None:
         kernel = self.kernel
-        if kernel is None or kernel.poll() is None:
+        if kernel is None:
+            return
+        if kernel.poll() is None:
+            if kernel.engine_unreachable is not None:
+                self._check_without_engine(kernel.engine_unreachable)
+            elif self._engine_warned:
+                self._engine_warned = False
+                print("jupyter-containers: the Docker engine answers again", file=sys.stderr)
             return
         state = kernel.state()
         oom_killed = state is not None and state.oom_killed
@@ -252,6 +268,36 @@ class ContainerSession:
         if oom_killed:
             raise OutOfMemoryError(message, exit_code=code or 137)
         raise RunError(message, exit_code=code)
+
+    def _check_without_engine(self, reason: str) -> None:
+        """The engine does not answer: go on while the kernel answers its heartbeat; say so once."""
+        if self._heartbeat():
+            if not self._engine_warned:
+                self._engine_warned = True
+                print(
+                    f"jupyter-containers: the Docker engine does not answer ({reason}); the cell goes on while "
+                    "its container kernel answers",
+                    file=sys.stderr,
+                )
+            return
+        self.stop()
+        raise RunError(
+            f"the container kernel of {self.environment!r} stopped answering while the Docker engine does not "
+            f"answer either ({reason}); its variables are lost. Once the engine is back, the next %%container "
+            "cell starts a fresh one."
+        )
+
+    def _heartbeat(self, timeout: float = 2.0) -> bool:
+        """Whether the kernel echoes a ping on its heartbeat channel within ``timeout`` seconds."""
+        if self._hb is None:
+            self._hb = self.km.connect_hb()
+        self._hb.send(b"ping")
+        if self._hb.poll(int(timeout * 1000)):
+            self._hb.recv()
+            return True
+        self._hb.close(linger=0)  # a REQ socket that got no answer cannot send again
+        self._hb = None
+        return False
 
     # ------------------------------------------------------------------ messages
     def _recv(self, sock: Any) -> dict | None:
