@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Hashable, Iterable
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -30,13 +31,16 @@ class Snapshot(Generic[T]):
         self._valid = False
         self._computing: Hashable = None
         self._busy = False
+        self._computed_at = 0.0
 
-    def get(self, key: Hashable, compute: Callable[[], T], *, reuse: bool = True) -> T:
-        """``compute()``'s result for ``key``: the kept one (``reuse``), else one run shared by every caller
-        that asks meanwhile. A failure is raised to the callers who waited for that run and is not kept."""
+    def get(self, key: Hashable, compute: Callable[[], T], *, reuse: bool = True, max_age: float | None = None) -> T:
+        """``compute()``'s result for ``key``: the kept one (``reuse``, and not older than ``max_age`` seconds
+        when given), else one run shared by every caller that asks meanwhile. A failure is raised to the
+        callers who waited for that run and is not kept."""
         with self._changed:
             while True:
-                if reuse and self._valid and self._key == key:
+                fresh = max_age is None or time.monotonic() - self._computed_at <= max_age
+                if reuse and self._valid and self._key == key and fresh:
                     return self._value
                 if not self._busy:
                     self._busy, self._computing = True, key
@@ -48,6 +52,7 @@ class Snapshot(Generic[T]):
                         return self._value
                     continue
                 self._changed.wait()
+        started = time.monotonic()
         try:
             value = compute()
         except BaseException:
@@ -57,8 +62,14 @@ class Snapshot(Generic[T]):
             raise
         with self._changed:
             self._key, self._value, self._valid, self._busy = key, value, True, False
+            self._computed_at = started
             self._changed.notify_all()
         return value
+
+    def invalidate(self) -> None:
+        """Forget the kept result (a change this process made, whose engine event may not have come yet)."""
+        with self._changed:
+            self._valid = False
 
 
 def stamps(paths: Iterable[Path]) -> tuple[tuple[str, int, int] | tuple[str], ...]:

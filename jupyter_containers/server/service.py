@@ -32,6 +32,10 @@ from .tracker import BuildTracker
 MIN_CPUS = 0.01
 MIN_MEMORY = 6 << 20
 MIN_PIDS = 16  # fewer processes than this cannot even start a kernel
+#: Seconds a container listing and its usage figures are kept while no container event happens (what changes
+#: without an event -- usage, the "Up 3 minutes" text -- is at most this much behind; docker stats samples
+#: once a second too).
+LIVE_MAX_AGE = 1.0
 
 
 class ContainersService(LoggingConfigurable):
@@ -190,15 +194,25 @@ class ContainersService(LoggingConfigurable):
 
     # ------------------------------------------------------------------ containers
     def containers(self) -> list[dict[str, Any]]:
-        """Our containers with live usage, read for every request, once for all the requests that arrive
-        together (the listing's status text, "Up 3 minutes", changes without any engine event)."""
+        """Our containers with live usage, computed once for all the requests that arrive together, and kept
+        while no container event happened for at most ``LIVE_MAX_AGE`` seconds: every start, stop, death or
+        removal shows at once; only what changes without an event (usage figures, the "Up 3 minutes" text)
+        may be that much behind. Without the event stream, computed for every request."""
         manager = self.get_manager()
-        listed = self._listing.get("now", lambda: manager.containers(usage=False), reuse=False)
-        figures = self._usage.get("now", lambda: manager.backend.usage([c["id"] for c in listed]), reuse=False)
+        generation = self.engine_watch.generation("container")
+        reuse = generation is not None
+        key = (str(manager.spec_file()), generation)
+        listed = self._listing.get(key, lambda: manager.containers(usage=False), reuse=reuse, max_age=LIVE_MAX_AGE)
+        ids = tuple(c["id"] for c in listed)
+        figures = self._usage.get(
+            (key, ids), lambda: manager.backend.usage(list(ids)), reuse=reuse, max_age=LIVE_MAX_AGE
+        )
         return [{**c, "usage": figures[c["id"]].to_dict() if c["id"] in figures else None} for c in listed]
 
     def stop_container(self, container_id: str) -> None:
         self.get_manager().stop_container(container_id)
+        # The engine's event follows within milliseconds; the client that stopped it may ask before that.
+        self._listing.invalidate()
 
     def container_logs(self, container_id: str, tail: int = 500) -> str:
         return self.get_manager().container_logs(container_id, tail=tail)
@@ -216,7 +230,7 @@ class ContainersService(LoggingConfigurable):
             info = manager.engine()
         except EngineUnavailableError as exc:
             return {"reachable": False, "error": str(exc)}
-        return {"reachable": True, "gpu": bool(info.gpu_runtimes), **info.to_dict()}
+        return {"reachable": True, **info.to_dict()}  # "gpu": True, False or None (could not be told)
 
     # ------------------------------------------------------------------ request validation
     def validate_resources(self, raw: Any, *, key: str = "resources", environment: str | None = None) -> Resources:
@@ -290,7 +304,8 @@ class ContainersService(LoggingConfigurable):
         if isinstance(gpus, int) and gpus < 0:
             raise RequestError(f"{key}.gpus: {gpus} is not a number of GPUs; use 0 or more, 'all', or device ids")
         if count and count > self.max_gpus or (gpus and not self.max_gpus):
-            raise RequestError(f"{key}.gpus: {gpus!r} is over this server's maximum of {self.max_gpus} GPUs")
+            shown = f"'{','.join(gpus)}' ({count} GPUs)" if isinstance(gpus, tuple) else repr(gpus)
+            raise RequestError(f"{key}.gpus: {shown} is over this server's maximum of {self.max_gpus} GPUs")
         if resources.network and not self.allow_network:
             raise RequestError(
                 f"{key}.network: this server allows no network access (c.ContainersService.allow_network)"

@@ -129,10 +129,13 @@ async def test_containers_show_usage_and_can_be_stopped(jp_fetch, jp_serverapp):
     container = await asyncio.to_thread(manager.backend.create, request)
     try:
         await asyncio.to_thread(container.start)
-        # when the containers are listed (twice: CPU % needs two samples)
-        await fetch_json(jp_fetch, "containers")
-        _, data = await fetch_json(jp_fetch, "containers")
-        mine = [c for c in data["containers"] if c["id"] == container.id]
+        # when the containers are listed (until CPU % has its two samples: the listing is kept up to a second)
+        for _ in range(50):
+            _, data = await fetch_json(jp_fetch, "containers")
+            mine = [c for c in data["containers"] if c["id"] == container.id]
+            if mine and mine[0]["usage"] and mine[0]["usage"]["cpu_percent"] is not None:
+                break
+            await asyncio.sleep(0.1)
         # then it is there with its limit and live usage
         assert mine, data
         usage = mine[0]["usage"]
@@ -145,6 +148,54 @@ async def test_containers_show_usage_and_can_be_stopped(jp_fetch, jp_serverapp):
         assert response.code == 204
         _, data = await fetch_json(jp_fetch, "containers")
         assert container.id not in [c["id"] for c in data["containers"]]
+    finally:
+        manager.backend.remove_container(container.id)
+
+
+async def test_the_kept_listing_follows_the_engines_events(jp_fetch, jp_serverapp, monkeypatch):
+    """The listing is kept between container events: with the age limit out of the way, a container that
+    starts or goes shows in the next listings only because its event invalidated the kept one."""
+    from jupyter_containers.backends.base import RunRequest, labels
+    from jupyter_containers.server import service as service_module
+    from jupyter_containers.spec.parse import parse_resources
+
+    monkeypatch.setattr(service_module, "LIVE_MAX_AGE", 3600.0)
+    service = jp_serverapp.web_app.settings["jupyter_containers_service"]
+    manager = service.get_manager()
+    result = await asyncio.to_thread(manager.build, "web")
+
+    async def listed() -> list[str]:
+        _, data = await fetch_json(jp_fetch, "containers")
+        return [c["id"] for c in data["containers"]]
+
+    async def until(predicate) -> bool:
+        for _ in range(100):
+            if predicate(await listed()):
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    # given a kept listing (the event stream is connected)
+    for _ in range(100):
+        if service.engine_watch.generation("container") is not None:
+            break
+        await asyncio.sleep(0.05)
+    before = await listed()
+    assert await listed() == before
+    # when a container of ours starts, outside the server
+    request = RunRequest(
+        image=result.image,
+        command=["sleep", "60"],
+        resources=parse_resources({"memory": "64m"}),
+        labels=labels(env="web", role="run", **manager.scope()),
+    )
+    container = await asyncio.to_thread(manager.backend.create, request)
+    try:
+        await asyncio.to_thread(container.start)
+        # then the next listings show it, and once it is removed they do not
+        assert await until(lambda ids: container.id in ids), "a started container never showed"
+        await asyncio.to_thread(manager.backend.remove_container, container.id)
+        assert await until(lambda ids: container.id not in ids), "a removed container kept showing"
     finally:
         manager.backend.remove_container(container.id)
 

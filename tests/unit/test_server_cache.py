@@ -3,6 +3,7 @@ its key is unchanged, never a kept failure."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 
@@ -91,3 +92,20 @@ def test_the_event_counter_moves_with_each_event_and_is_unknown_without_a_stream
     assert watch.generation("image") == first + 1
     watch.stop()
     done.set()
+
+
+def test_a_kept_result_expires_after_its_max_age_and_on_invalidate(monkeypatch):
+    import jupyter_containers.server.cache as cache
+
+    now = [100.0]
+    monkeypatch.setattr(cache.time, "monotonic", lambda: now[0])
+    snapshot: Snapshot[int] = Snapshot()
+    counter = itertools.count()
+    assert snapshot.get("k", lambda: next(counter), max_age=1.0) == 0
+    now[0] += 0.9
+    assert snapshot.get("k", lambda: next(counter), max_age=1.0) == 0
+    now[0] += 0.2
+    assert snapshot.get("k", lambda: next(counter), max_age=1.0) == 1
+    snapshot.invalidate()
+    assert snapshot.get("k", lambda: next(counter), max_age=1.0) == 2
+    assert snapshot.get("k", lambda: next(counter)) == 2
