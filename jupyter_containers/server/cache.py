@@ -63,6 +63,7 @@ class Snapshot(Generic[T]):
         with self._changed:
             self._key, self._value, self._valid, self._busy = key, value, True, False
             self._computed_at = started
+
             self._changed.notify_all()
         return value
 

@@ -202,7 +202,8 @@ class ContainersListHandler(ContainersHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        self.finish(json.dumps({"containers": await self.call(self.service.containers)}))
+        self.set_header("Content-Type", "application/json")
+        self.finish(await self.call(self.service.containers_json))
 
 
 class ContainerHandler(ContainersHandler):
@@ -233,7 +234,7 @@ class JobsHandler(ContainersHandler):
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        body = self.body({"notebook", "environment", "parameters", "resources"})
+        body = self.body({"notebook", "environment", "parameters", "resources", "report_mode"})
         job = await self.call(self.service.jobs.submit, body)
         self.set_status(201)
         self.set_header("Location", f"{self.base_url.rstrip('/')}{API}/jobs/{job.id}")

@@ -74,6 +74,7 @@ class ContainersService(LoggingConfigurable):
         self._statuses: dict[tuple[str, str], Snapshot] = {}
         self._listing: Snapshot[list[dict[str, Any]]] = Snapshot()
         self._usage: Snapshot[dict[str, Any]] = Snapshot()
+        self._merged: Snapshot[tuple[list[dict[str, Any]], str]] = Snapshot()
         self._jobs: Any = None
 
     @property
@@ -198,6 +199,13 @@ class ContainersService(LoggingConfigurable):
         while no container event happened for at most ``LIVE_MAX_AGE`` seconds: every start, stop, death or
         removal shows at once; only what changes without an event (usage figures, the "Up 3 minutes" text)
         may be that much behind. Without the event stream, computed for every request."""
+        return self._containers()[0]
+
+    def containers_json(self) -> str:
+        """``GET containers``' answer, serialized once per listing (twenty sidebars get the same text)."""
+        return self._containers()[1]
+
+    def _containers(self) -> tuple[list[dict[str, Any]], str]:
         manager = self.get_manager()
         generation = self.engine_watch.generation("container")
         reuse = generation is not None
@@ -207,7 +215,13 @@ class ContainersService(LoggingConfigurable):
         figures = self._usage.get(
             (key, ids), lambda: manager.backend.usage(list(ids)), reuse=reuse, max_age=LIVE_MAX_AGE
         )
-        return [{**c, "usage": figures[c["id"]].to_dict() if c["id"] in figures else None} for c in listed]
+
+        def merge() -> tuple[list[dict[str, Any]], str]:
+            rows = [{**c, "usage": figures[c["id"]].to_dict() if c["id"] in figures else None} for c in listed]
+            return rows, json.dumps({"containers": rows})
+
+        # Keyed on the two results themselves (compared by value; the same objects compare at once).
+        return self._merged.get((listed, figures), merge)
 
     def stop_container(self, container_id: str) -> None:
         self.get_manager().stop_container(container_id)
