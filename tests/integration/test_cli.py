@@ -172,3 +172,54 @@ def test_a_terminated_run_removes_its_container_and_says_so(project, small_image
     assert process.returncode == 128 + getattr(signal, signum)
     assert f"stopped by {signum}" in err
     assert not [c for c in manager.backend.list_containers(all=True) if c.id == mine[0].id]
+
+
+def test_a_terminated_execute_keeps_its_output_and_removes_its_kernel(project, small_image, manager):
+    """A scheduler's timeout (SIGTERM) during `execute`: the run stops as on Ctrl-C, its output notebook keeps
+    what the running cell printed and says cancelled, and the kernel's container is gone."""
+    import signal
+    import time
+
+    import nbformat
+
+    (project / "jupyter_containers_config.py").write_text(
+        "c.Builder.image_repository = 'jupyter-containers-test/{env}'\n"
+    )
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("import time\nprint('partial output', flush=True)\ntime.sleep(300)")]
+    nbformat.write(nb, project / "sigterm.ipynb")
+    output = project / "sigterm.out.ipynb"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "jupyter_containers.cli", "execute", "sigterm.ipynb", "--env", "small", "-q"],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    def printed() -> str:
+        try:
+            cells = nbformat.read(output, as_version=4).cells
+        except (OSError, ValueError):
+            return ""
+        return "".join(o.get("text", "") for c in cells for o in c.get("outputs", []))
+
+    try:
+        deadline = time.monotonic() + 180
+        while "partial output" not in printed() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "partial output" in printed(), "the running cell's output never reached the output notebook"
+        mine = [c for c in manager.backend.list_containers() if c.label("owner-pid") == str(process.pid)]
+        assert mine, "no kernel container of the run"
+        # when the scheduler's timeout stops it
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    # then it ended as cancelled, with the output kept, and its container is gone
+    assert process.returncode == 130, err
+    record = nbformat.read(output, as_version=4).metadata["jupyter_containers"]
+    assert record["status"] == "cancelled"
+    assert "partial output" in printed()
+    assert not [c for c in manager.backend.list_containers(all=True) if c.id == mine[0].id]
