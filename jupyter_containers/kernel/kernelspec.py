@@ -121,3 +121,59 @@ class ContainerKernelManager(_InMemorySpec, KernelManager):
 
 class AsyncContainerKernelManager(_InMemorySpec, AsyncKernelManager):
     """The asyncio variant (used by nbclient for ``execute``)."""
+
+
+#: The resource folder of the in-memory kernelspecs (their logo): part of the package, nothing is written.
+RESOURCES = str(Path(__file__).parent / "resources")
+
+
+class ContainersKernelSpecManager(KernelSpecManager):
+    """Jupyter's kernelspecs plus one per environment of *this* server's workspace, in memory.
+
+    Installed into a shared folder, the kernelspecs of every workspace's server appeared in every launcher
+    (and two workspaces with an environment of the same name overwrote each other's). This manager adds the
+    server's own environments as ``containers-ENV`` without writing any file, and leaves every installed
+    kernelspec -- including ones another workspace or ``jupyter-containers kernelspec install`` wrote -- as
+    it is. Enabled by the extension's config (``c.ServerApp.kernel_spec_manager_class``); the environments
+    come from the server's ``ContainersService``, so they follow edits of the spec file.
+    """
+
+    def _ours(self) -> dict[str, dict[str, Any]]:
+        web_app = getattr(self.parent, "web_app", None)
+        service = web_app.settings.get("jupyter_containers_service") if web_app is not None else None
+        if service is None:
+            return {}
+        from ..errors import ContainersError
+
+        try:
+            return service.kernel_specs()
+        except ContainersError as exc:  # a broken spec file: the launcher still shows everything else
+            self.log.warning("jupyter-containers: no container kernels: %s", exc)
+            return {}
+
+    def find_kernel_specs(self) -> dict[str, str]:
+        specs = super().find_kernel_specs()
+        specs.update(dict.fromkeys(self._ours(), RESOURCES))
+        return specs
+
+    def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
+        spec = self._ours().get(kernel_name)
+        if spec is not None:
+            return KernelSpec(resource_dir=RESOURCES, **spec)
+        return super().get_kernel_spec(kernel_name)
+
+    def get_all_specs(self) -> dict[str, Any]:
+        ours = self._ours()
+        out: dict[str, Any] = {}
+        for name in KernelSpecManager.find_kernel_specs(self):
+            if name in ours:
+                continue
+            try:
+                installed = KernelSpecManager.get_kernel_spec(self, name)
+            except Exception as exc:  # noqa: BLE001 - as jupyter_client does: one broken kernelspec is skipped
+                self.log.warning("Error loading kernelspec %r: %s", name, exc)
+                continue
+            out[name] = {"resource_dir": installed.resource_dir, "spec": installed.to_dict()}
+        for name, spec in ours.items():
+            out[name] = {"resource_dir": RESOURCES, "spec": KernelSpec(resource_dir=RESOURCES, **spec).to_dict()}
+        return out

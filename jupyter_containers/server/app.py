@@ -22,6 +22,18 @@ class ContainersApp(ExtensionApp):
         service = ContainersService(parent=self, root_dir=self.serverapp.root_dir)
         self.settings["jupyter_containers_service"] = service
         register_metrics(service)
+        from ..kernel.kernelspec import ContainersKernelSpecManager
+
+        if not isinstance(self.serverapp.kernel_spec_manager, ContainersKernelSpecManager) and not (
+            service.install_kernelspecs
+        ):
+            self.log.info(
+                "jupyter-containers: container kernels are not in the launcher: the server's kernel spec manager "
+                "is %s; set c.ServerApp.kernel_spec_manager_class = "
+                "'jupyter_containers.kernel.kernelspec.ContainersKernelSpecManager' (or "
+                "c.ContainersService.install_kernelspecs = True to write kernelspec files)",
+                type(self.serverapp.kernel_spec_manager).__name__,
+            )
         if service.install_kernelspecs:
             try:
                 kernels = service.sync_kernelspecs()

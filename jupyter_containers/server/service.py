@@ -54,10 +54,13 @@ class ContainersService(LoggingConfigurable):
     max_pids = Int(65536, config=True, help="Highest process limit one request may ask for.")
     allow_network = Bool(True, config=True, help="Whether requests may run containers with network access.")
     install_kernelspecs = Bool(
-        True,
+        False,
         config=True,
-        help="At start, install a kernelspec per environment of the workspace (into this Python's prefix), so "
-        "container kernels appear in the launcher with their resources in the name.",
+        help="At start, also install a kernelspec file per environment of the workspace (into this Python's "
+        "prefix). Not needed with the extension's kernel spec manager (c.ServerApp.kernel_spec_manager_class = "
+        "jupyter_containers.kernel.kernelspec.ContainersKernelSpecManager, set by the extension's config), "
+        "which offers this server's environments without writing files; files in a shared prefix show every "
+        "workspace's kernels in every launcher.",
     )
 
     manager = Instance(ContainersManager, allow_none=True)
@@ -166,6 +169,20 @@ class ContainersService(LoggingConfigurable):
             "build": shown.to_dict() if (shown := running or latest) is not None else None,
             "resources": env.resources.to_dict(),
             "resources_text": env.resources.describe(),
+        }
+
+    def kernel_specs(self) -> dict[str, dict[str, Any]]:
+        """``containers-ENV`` → kernel.json contents, for every environment of this server's spec file (the
+        launcher's container kernels; see ContainersKernelSpecManager)."""
+        from ..kernel.kernelspec import kernel_spec_dict
+
+        manager = self.get_manager()
+        spec_file = manager.spec_file()
+        return {
+            f"containers-{name}": kernel_spec_dict(
+                name, spec_file, {}, display_name=f"{name} (container, {env.resources.describe()})"
+            )
+            for name, env in manager.spec().environments.items()
         }
 
     def sync_kernelspecs(self) -> list[str]:

@@ -33,6 +33,8 @@ def jp_server_config(jp_root_dir: Path):
         "ServerApp": {
             "jpserver_extensions": {"jupyter_containers": True},
             "allow_unauthenticated_access": False,
+            # As the extension's own config (jupyter-config/) sets it.
+            "kernel_spec_manager_class": "jupyter_containers.kernel.kernelspec.ContainersKernelSpecManager",
         },
         "Builder": {"image_repository": "jupyter-containers-test/{env}"},
         "JobManager": {"db": str(jp_root_dir.parent / "jobs.sqlite")},

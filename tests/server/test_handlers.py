@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import pytest
 from tornado.httpclient import HTTPClientError
@@ -218,12 +219,43 @@ async def test_metrics_include_our_figures(jp_fetch):
     assert b"jupyter_containers_running" in response.body
 
 
-async def test_container_kernels_appear_with_their_resources(jp_fetch):
-    # the server installed a kernelspec per environment at start: the launcher lists them
+async def test_container_kernels_appear_with_their_resources_without_any_file(jp_fetch, jp_serverapp):
+    from jupyter_core.paths import jupyter_path
+
+    # the server offers a kernelspec per environment of its workspace: the launcher lists them
     specs = json.loads((await jp_fetch("api", "kernelspecs")).body)["kernelspecs"]
     assert specs["containers-web"]["spec"]["display_name"] == "web (container, 256 MiB)"
     provisioner = specs["containers-web"]["spec"]["metadata"]["kernel_provisioner"]
     assert provisioner["provisioner_name"] == "jupyter-containers"
+    assert specs["containers-web"]["resources"]["logo-svg"]
+    assert "python3" in specs  # the installed ones are still there
+    # and no kernelspec file was written anywhere Jupyter looks (other workspaces' launchers stay clean)
+    assert not [p for d in jupyter_path("kernels") if (p := Path(d) / "containers-web").exists()]
+    # and a kernel starts from it (its container runs the workspace's environment)
+    service = jp_serverapp.web_app.settings["jupyter_containers_service"]
+    await asyncio.to_thread(service.get_manager().build, "web")
+    response = await jp_fetch("api", "kernels", method="POST", body=json.dumps({"name": "containers-web"}))
+    kernel = json.loads(response.body)
+    try:
+        manager = service.get_manager()
+        containers = [c for c in manager.containers(usage=False) if c["role"] == "kernel"]
+        assert [c["environment"] for c in containers] == ["web"]
+    finally:
+        await jp_fetch("api", "kernels", kernel["id"], method="DELETE")
+    assert not [c for c in service.get_manager().containers(usage=False) if c["role"] == "kernel"]
+
+
+async def test_another_workspaces_kernelspec_is_left_alone(jp_fetch, jp_data_dir):
+    """A kernelspec another workspace's server (an older version) or `kernelspec install` wrote is neither
+    removed nor taken over: this server's own environments come in memory."""
+    folder = jp_data_dir / "kernels" / "containers-elsewhere"
+    folder.mkdir(parents=True)
+    (folder / "kernel.json").write_text(
+        json.dumps({"argv": ["python", "-m", "ipykernel_launcher", "-f", "{connection_file}"], "display_name": "x"})
+    )
+    specs = json.loads((await jp_fetch("api", "kernelspecs")).body)["kernelspecs"]
+    assert "containers-elsewhere" in specs and "containers-web" in specs
+    assert (folder / "kernel.json").exists()
 
 
 async def test_an_edited_spec_shows_its_environment_as_stale(jp_fetch, jp_root_dir, jp_serverapp):
