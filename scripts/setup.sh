@@ -35,7 +35,8 @@ if ! command -v node >/dev/null; then
 fi
 
 if ! .venv/bin/python -c "import jupyter_containers, pytest, jupyterlab" 2>/dev/null \
-   || [ pyproject.toml -nt .venv/.installed ]; then
+   || [ pyproject.toml -nt .venv/.installed ] \
+   || [ -n "$(find jupyter-config -newer .venv/.installed -type f 2>/dev/null)" ]; then
     echo "setup: installing jupyter-containers (editable) and its test extras into .venv"
     # The extension is built below (only when its sources changed), not by pip's build hook.
     SKIP_JUPYTER_BUILDER=1 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
@@ -76,6 +77,16 @@ if [ ! -x /usr/bin/chromium ]; then
         apt_install chromium
     else
         echo "setup: no /usr/bin/chromium: the browser tests (tests/ui) will fail; install Debian's chromium" >&2
+    fi
+fi
+
+# Debian's docker-registry: the real registry of the push/pull tests (tests/registry.py starts its own instances).
+if [ ! -x /usr/bin/docker-registry ]; then
+    if as_root_on_debian; then
+        echo "setup: installing docker-registry (registry tests)"
+        apt_install docker-registry
+    else
+        echo "setup: no /usr/bin/docker-registry: the registry tests will fail; install Debian's docker-registry" >&2
     fi
 fi
 
