@@ -24,7 +24,7 @@ from ..errors import SpecError
 from ..redact import HOW_TO, has_credentials, redact, strip_credentials
 from .files import IMPORT_HINT, check_nesting, check_path_text, confine, nesting_error, read_text
 from .model import Environment
-from .parse import ENV_NAME_HELP, check_requirement, read_toml, show
+from .parse import ENV_NAME_HELP, check_python_version, check_requirement, read_toml, show
 from .requirements import RequirementsFile, parse_requirement_lines, read_requirements, split_hashes
 from .schema import ENV_NAME_PATTERN, ENVIRONMENT_SCHEMA
 
@@ -32,24 +32,41 @@ APT_PATTERN: str = ENVIRONMENT_SCHEMA["properties"]["apt"]["items"]["pattern"]
 _ENV_VAR_PATTERN: str = next(iter(ENVIRONMENT_SCHEMA["properties"]["env"]["propertyNames"].values()))
 _PYTHON_PATTERN: str = ENVIRONMENT_SCHEMA["properties"]["python"]["pattern"]
 
-BINDER_FILES = ("environment.yml", "requirements.txt", "apt.txt", "runtime.txt", "postBuild")
+#: Files of a repository (or its binder/ folder) that import, in repo2docker's order of precedence: a conda
+#: environment file wins over Pipenv files, which win over requirements.txt/setup.py/pyproject.toml.
+BINDER_FILES = (
+    "environment.yml",
+    "environment.yaml",
+    "Pipfile.lock",
+    "Pipfile",
+    "requirements.txt",
+    "pyproject.toml",
+    "setup.py",
+    "apt.txt",
+    "runtime.txt",
+    "postBuild",
+)
+_PYTHON_SOURCES = ("Pipfile.lock", "Pipfile", "requirements.txt", "pyproject.toml", "setup.py")
+_R_ADVICE = (
+    "environments are Python virtualenvs and container kernels are Python kernels; if a build step needs R, "
+    'install it from Debian (apt = ["r-base"], R packages as r-cran-NAME) and run R code in post_build'
+)
 _UNSUPPORTED_BINDER_FILES = {
-    "install.R": "R packages are not supported; install them in post_build",
-    "DESCRIPTION": "R packages are not supported; install them in post_build",
-    "Project.toml": "Julia environments are not supported; install Julia and its packages in post_build",
-    "REQUIRE": "Julia environments are not supported; install Julia and its packages in post_build",
-    "start": "start scripts are not supported; run its commands in post_build or at the start of the notebook",
-    "setup.py": "the repository itself is not installed; publish it, use a URL (name @ https://...), "
-    "or install it in post_build",
-    "Pipfile": "Pipenv files are not supported; run 'pipenv requirements > requirements.txt' and import that",
-    "Pipfile.lock": "Pipenv files are not supported; run 'pipenv requirements > requirements.txt' and import that",
+    "install.R": f"R packages are not supported: {_R_ADVICE}",
+    "DESCRIPTION": f"R packages are not supported: {_R_ADVICE}",
+    "Project.toml": "Julia environments are not supported; install Julia and its packages in post_build_root",
+    "REQUIRE": "Julia environments are not supported; install Julia and its packages in post_build_root",
+    "start": "start scripts (run by repo2docker before every command) are not supported; put what it prepares "
+    "in post_build (build time), or run its commands at the start of the notebook",
     "default.nix": "Nix environments are not supported",
-    "Dockerfile": "Dockerfiles are not supported; express its steps as base, apt, pip and post_build",
+    "Dockerfile": "Dockerfiles are not supported (repo2docker would build only the Dockerfile and ignore the "
+    "other files); express its steps as base, apt, pip, post_build_root and post_build",
 }
 ACCEPTED_HELP = (
-    "a requirements file (requirements*.txt), a conda environment file (environment.yml), a pyproject.toml, "
-    "or a directory with a binder/ (or .binder/) folder or repo2docker files "
-    "(requirements.txt, apt.txt, runtime.txt, postBuild, environment.yml)"
+    "a requirements file (requirements*.txt), a conda environment file (environment.yml/.yaml), a pyproject.toml, "
+    "a Pipfile or Pipfile.lock, a setup.py, or a directory with a binder/ (or .binder/) folder or repo2docker "
+    "files (environment.yml, Pipfile(.lock), requirements.txt, pyproject.toml, setup.py, apt.txt, runtime.txt, "
+    "postBuild)"
 )
 _OPTION_ADVICE = {
     "--index-url": "configure the index in the host's pip configuration; builds mirror it",
@@ -109,8 +126,8 @@ def import_source(path: Path | str, *, name: str | None = None) -> ImportResult:
         raise SpecError(f"nothing to import: {path} does not exist; pass {ACCEPTED_HELP}", file=path)
     if path.is_dir():
         root = (path.resolve(),)
-        folder, notes = _binder_folder(path)
-        parts = _binder(folder, root)
+        folder, notes, binder_dir = _binder_folder(path)
+        parts = _binder(folder, root, binder_dir=binder_dir)
         parts.notes[:0] = notes
         default = (path.resolve().parent if path.name in ("binder", ".binder") else path.resolve()).name
     else:
@@ -118,6 +135,12 @@ def import_source(path: Path | str, *, name: str | None = None) -> ImportResult:
         root = (path.resolve().parent,)
         if lower == "pyproject.toml":
             parts = _pyproject(path)
+        elif path.name == "Pipfile":
+            parts = _pipfile(path)
+        elif path.name == "Pipfile.lock":
+            parts = _pipfile_lock(path)
+        elif lower == "setup.py":
+            parts = _setup_py(path)
         elif lower.endswith((".yml", ".yaml")):
             parts = _environment_yml(path, root)
         elif lower.endswith(".txt") and "requirements" in lower:
@@ -290,16 +313,24 @@ def _environment_yml(path: Path, roots: tuple[Path, ...]) -> _Parts:
             )
         package, version = _conda_spec(dep)
         if package == "pip":
+            parts.notes.append(
+                f"the 'pip' entry in {path.name}'s dependencies was not imported: every environment has pip"
+            )
             continue
         if package == "python":
             _yml_python(dep, version, path=path, parts=parts)
             continue
         if package not in conda:
             conda.append(package)
+    r_packages = [p for p in conda if p == "r" or p.startswith("r-")]
+    if r_packages:
+        # Not "list them under - pip:": R packages are not on PyPI.
+        parts.notes.append(f"the R packages {', '.join(r_packages)} in {path.name} were not imported: {_R_ADVICE}")
+    conda = [p for p in conda if p not in r_packages]
     if conda:
         raise SpecError(
             f"conda packages are not supported yet: {', '.join(conda)}; "
-            "list them under '- pip:' or in [environments.NAME].pip",
+            "list them under '- pip:' or in [environments.NAME].pip (the PyPI names, where they differ)",
             file=path,
             key="dependencies",
         )
@@ -318,7 +349,9 @@ def _conda_spec(dep: str) -> tuple[str, str]:
 
 def _yml_python(dep: str, version: str, *, path: Path, parts: _Parts) -> None:
     # "=3.11", "==3.11.*", "3.11", "=3.11.4=h1234_0" (conda build string), "3.11*"
-    match = re.fullmatch(r"(?:==?)?\s*(3\.\d+(?:\.\d+)?)(?:\.?\*)?(?:(?:=|\s+)\S+)?", version)
+    match = re.fullmatch(r"(?:==?)?\s*(\d+\.\d+(?:\.\d+)?)(?:\.?\*)?(?:(?:=|\s+)\S+)?", version)
+    if match:
+        check_python_version(match.group(1), file=path, key="dependencies", what=f"{dep.strip()!r}: Python")
     if match and re.fullmatch(_PYTHON_PATTERN, match.group(1)):
         parts.python, parts.python_from = match.group(1), path.name
     else:
@@ -437,7 +470,8 @@ def _python_from_specifier(text: str) -> str | None:
 # ------------------------------------------------------------------------------------------ binder folder
 
 
-def _binder_folder(path: Path) -> tuple[Path, list[str]]:
+def _binder_folder(path: Path) -> tuple[Path, list[str], bool]:
+    """The folder to import from, notes on what it shadows, and whether it is a binder/ folder."""
     notes: list[str] = []
     for candidate in ("binder", ".binder"):
         folder = path / candidate
@@ -447,13 +481,21 @@ def _binder_folder(path: Path) -> tuple[Path, list[str]]:
             for name in (*BINDER_FILES, *_UNSUPPORTED_BINDER_FILES):
                 if (path / name).is_file():
                     notes.append(f"{name} in the repository root was not imported: {candidate}/ takes precedence")
-            return folder, notes
+            return folder, notes, True
     if any((path / name).is_file() for name in BINDER_FILES):
-        return path, notes
+        return path, notes, False
+    unsupported = [name for name in _UNSUPPORTED_BINDER_FILES if (path / name).is_file()]
+    if unsupported:
+        reasons = "; ".join(f"{name}: {_UNSUPPORTED_BINDER_FILES[name]}" for name in unsupported)
+        raise SpecError(
+            f"this directory holds only files that cannot be imported ({reasons}); write the environment in "
+            f"containers.toml (see docs/spec.md), or pass {ACCEPTED_HELP}",
+            file=path,
+        )
     raise SpecError(f"this directory holds nothing to import; pass {ACCEPTED_HELP}", file=path)
 
 
-def _binder(folder: Path, roots: tuple[Path, ...]) -> _Parts:
+def _binder(folder: Path, roots: tuple[Path, ...], *, binder_dir: bool = True) -> _Parts:
     parts = _Parts()
     found = [name for name in BINDER_FILES if (folder / name).is_file()]
     if not found and not any((folder / n).is_file() for n in _UNSUPPORTED_BINDER_FILES):
@@ -463,12 +505,53 @@ def _binder(folder: Path, roots: tuple[Path, ...]) -> _Parts:
         # A binder file that is a symlink out of the folder imported from is refused, not followed.
         return confine(name, base=folder, roots=roots, file=folder / name, key=None, what="file", hint=IMPORT_HINT)
 
-    if "environment.yml" in found:
-        yml = _environment_yml(inside("environment.yml"), roots)
+    def skipped(name: str, winner: str) -> None:
+        parts.notes.append(
+            f"{name} was not imported: {winner} takes precedence, as in repo2docker (which ignores {name} when "
+            f"{winner} is present); move what it lists into {winner}, or into [environments.NAME].pip"
+        )
+
+    # Python packages: one source, chosen as repo2docker chooses its build pack.
+    conda_file = next((n for n in ("environment.yml", "environment.yaml") if n in found), None)
+    pipenv_file = next((n for n in ("Pipfile.lock", "Pipfile") if n in found), None)
+    if conda_file:
+        if conda_file == "environment.yaml":
+            parts.notes.append(
+                "environment.yaml was imported, but repo2docker (mybinder) reads only environment.yml: rename it "
+                "if the repository should also launch there"
+            )
+        elif "environment.yaml" in found:
+            parts.notes.append("environment.yaml was not imported: environment.yml takes precedence")
+        yml = _environment_yml(inside(conda_file), roots)
         yml.name = None  # the directory names a binder environment
         parts.merge(yml, file=folder)
-    if "requirements.txt" in found:
-        parts.merge(_requirements_txt(inside("requirements.txt"), roots), file=folder)
+        for name in _PYTHON_SOURCES:
+            if name in found and (name != "setup.py" or not binder_dir):
+                skipped(name, conda_file)
+    elif pipenv_file:
+        if pipenv_file == "Pipfile.lock":
+            parts.merge(_pipfile_lock(inside("Pipfile.lock")), file=folder)
+            if "Pipfile" in found:
+                parts.notes.append(
+                    "Pipfile was not imported: Pipfile.lock takes precedence (repo2docker installs the lock)"
+                )
+        else:
+            parts.merge(_pipfile(inside("Pipfile")), file=folder)
+        for name in ("requirements.txt", "pyproject.toml", "setup.py"):
+            if name in found and (name != "setup.py" or not binder_dir):
+                skipped(name, pipenv_file)
+    else:
+        if "requirements.txt" in found:
+            parts.merge(_requirements_txt(inside("requirements.txt"), roots), file=folder)
+        if "pyproject.toml" in found:
+            project = _pyproject(inside("pyproject.toml"))
+            project.name = None
+            parts.merge(project, file=folder)
+        if "setup.py" in found:
+            if binder_dir:
+                parts.notes.append("setup.py in binder/ was not imported: repo2docker ignores it there too")
+            else:
+                parts.merge(_setup_py(inside("setup.py")), file=folder)
     if "runtime.txt" in found:
         parts.merge(_runtime_txt(inside("runtime.txt")), file=folder)
     if "apt.txt" in found:
@@ -482,6 +565,161 @@ def _binder(folder: Path, roots: tuple[Path, ...]) -> _Parts:
     for name, reason in _UNSUPPORTED_BINDER_FILES.items():
         if (folder / name).is_file():
             parts.notes.append(f"{name} was not imported: {reason}")
+    return parts
+
+
+# ------------------------------------------------------------------------------------ Pipfile, Pipfile.lock
+
+
+def _pipfile(path: Path) -> _Parts:
+    """``[packages]`` and ``[dev-packages]`` (repo2docker installs both, ``pipenv install --dev``)."""
+    data = read_toml(path)
+    parts = _Parts()
+    for section in ("packages", "dev-packages"):
+        table = data.get(section) or {}
+        if not isinstance(table, dict):
+            raise SpecError("expected a table of package names to versions", file=path, key=section)
+        for name, value in table.items():
+            _pipenv_package(str(name), value, path=path, key=f"{section}.{name}", parts=parts)
+    _pipenv_python((data.get("requires") or {}), path=path, key="requires", parts=parts)
+    for key in data:
+        if key not in ("packages", "dev-packages", "requires", "source", "pipenv", "scripts"):
+            parts.notes.append(f"[{str(key)[:60]}] in {path.name} was not imported: it has no equivalent in a spec")
+    if data.get("source"):
+        parts.notes.append(
+            f"[[source]] in {path.name} was not imported: configure the index in the host's pip configuration; "
+            "builds mirror it"
+        )
+    return parts
+
+
+def _pipfile_lock(path: Path) -> _Parts:
+    """The pinned ``default`` and ``develop`` packages of a Pipfile.lock (JSON)."""
+    import json
+
+    try:
+        data = json.loads(_read_text(path))
+    except json.JSONDecodeError as exc:
+        raise SpecError(f"invalid JSON: {exc.msg}", file=path, key=f"line {exc.lineno}") from None
+    if not isinstance(data, dict):
+        raise SpecError("expected the JSON object written by 'pipenv lock'", file=path)
+    parts = _Parts()
+    hashed = 0
+    for section in ("default", "develop"):
+        table = data.get(section) or {}
+        if not isinstance(table, dict):
+            raise SpecError("expected an object of package names to pins", file=path, key=section)
+        for name, value in table.items():
+            hashed += bool(isinstance(value, dict) and value.get("hashes"))
+            _pipenv_package(str(name), value, path=path, key=f"{section}.{name}", parts=parts)
+    meta = data.get("_meta")
+    requires = meta.get("requires") if isinstance(meta, dict) else None
+    _pipenv_python(requires or {}, path=path, key="_meta.requires", parts=parts)
+    if hashed:
+        parts.notes.append(
+            f"the hashes of {hashed} package(s) in {path.name} were not imported: pip entries are plain "
+            "requirements (containers.lock pins what the image holds)"
+        )
+    return parts
+
+
+def _pipenv_package(name: str, value: Any, *, path: Path, key: str, parts: _Parts) -> None:
+    extras = ""
+    markers = ""
+    if isinstance(value, str):
+        version = value
+    elif isinstance(value, dict):
+        local = next((k for k in ("path", "file", "git", "hg", "svn", "bzr") if k in value), None)
+        if local is not None:
+            parts.notes.append(
+                f"{name} ({local} = {show(value[local])}) in {path.name} was not imported: local paths and "
+                "repositories do not exist inside the image; publish it, use a URL (name @ https://...), "
+                "or install it in post_build"
+            )
+            return
+        version = str(value.get("version", "*"))
+        if isinstance(value.get("extras"), list) and value["extras"]:
+            extras = "[" + ",".join(str(e) for e in value["extras"]) + "]"
+        if value.get("markers"):
+            markers = f"; {value['markers']}"
+    else:
+        raise SpecError(f"{show(value)} is not a version; use a string such as '>=1.0' or '*'", file=path, key=key)
+    version = "" if version.strip() in ("*", "") else version.strip()
+    if version and version[0].isdigit():
+        version = f"=={version}"
+    text = check_requirement(f"{name}{extras}{version}{markers}", file=path, key=key)
+    if text not in parts.pip:
+        parts.pip.append(text)
+
+
+def _pipenv_python(requires: Any, *, path: Path, key: str, parts: _Parts) -> None:
+    if not isinstance(requires, dict):
+        return
+    version = requires.get("python_full_version") or requires.get("python_version")
+    if version is None:
+        return
+    text = str(version).strip()
+    if not re.fullmatch(r"\d+(\.\d+){1,2}", text):
+        parts.notes.append(
+            f"{key}.python_version {show(text)} in {path.name} was not mapped to python; "
+            'set python = "3.X" in [environments.NAME] to choose one'
+        )
+        return
+    check_python_version(text, file=path, key=f"{key}.python_version")
+    parts.python, parts.python_from = text, path.name
+
+
+# ------------------------------------------------------------------------------------------------ setup.py
+
+
+def _setup_py(path: Path) -> _Parts:
+    """The literal ``install_requires`` and ``python_requires`` of ``setup(...)``, read without running it."""
+    import ast
+
+    text = _read_text(path)
+    parts = _Parts()
+    try:
+        tree = ast.parse(text, filename=path.name)
+    except (SyntaxError, ValueError, RecursionError) as exc:
+        raise SpecError(f"cannot read setup.py: {exc}", file=path) from None
+    call = next(
+        (
+            node
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Call)
+            and (getattr(node.func, "id", None) == "setup" or getattr(node.func, "attr", None) == "setup")
+        ),
+        None,
+    )
+    keywords = {kw.arg: kw.value for kw in call.keywords if kw.arg} if call is not None else {}
+    requires = keywords.get("install_requires")
+    if requires is None:
+        parts.notes.append(f"{path.name}: no install_requires found; no dependencies were imported")
+    else:
+        try:
+            values = ast.literal_eval(requires)
+        except (ValueError, TypeError, SyntaxError, RecursionError):
+            values = None
+        if not isinstance(values, list | tuple) or not all(isinstance(v, str) for v in values):
+            parts.notes.append(
+                f"install_requires in {path.name} (line {requires.lineno}) was not imported: it is computed, not a "
+                "list of strings; add its requirements to [environments.NAME].pip"
+            )
+        else:
+            for i, requirement in enumerate(values):
+                text = check_requirement(requirement, file=path, key=f"install_requires[{i}]")
+                if text not in parts.pip:
+                    parts.pip.append(text)
+    python_requires = keywords.get("python_requires")
+    if isinstance(python_requires, ast.Constant) and isinstance(python_requires.value, str):
+        version = _python_from_specifier(python_requires.value)
+        if version:
+            parts.python, parts.python_from = version, path.name
+    parts.notes.append(
+        f"the package of {path.name} itself was not installed (repo2docker runs 'pip install .'): the repository "
+        "is not in the image; it is mounted at /workspace when the environment runs, so run "
+        "'%pip install -e /workspace' in the notebook, or publish it and add it to pip"
+    )
     return parts
 
 
@@ -525,18 +763,23 @@ def _runtime_txt(path: Path) -> _Parts:
             file=path,
             key=f"line {lines[1][0]}",
         )
-    match = re.fullmatch(r"python-(3\.\d+(?:\.\d+)?)", value)
+    if value == "python-3":
+        parts = _Parts()
+        parts.notes.append(f"{path.name} asks for any Python 3 ({value}): the base image's python3 is used")
+        return parts
+    match = re.fullmatch(r"python-(\d+\.\d+(?:\.\d+)?)", value)
     if match:
+        check_python_version(match.group(1), file=path, key=f"line {number}", what=f"runtime {show(value)}: Python")
         return _Parts(python=match.group(1), python_from=path.name)
     if value.lower().startswith("r-") or value.lower() == "r":
         raise SpecError(
-            f"runtime {show(value)} is an R runtime, which is not supported; install R in post_build "
-            "and write python-3.X here (or delete runtime.txt)",
+            f"runtime {show(value)} is an R runtime, which is not supported ({_R_ADVICE}); "
+            "write python-3.X here (or delete runtime.txt)",
             file=path,
             key=f"line {number}",
         )
     raise SpecError(
-        f"runtime {show(value)} is not supported; write python-3.X or python-3.X.Y, such as python-3.11",
+        f"runtime {show(value)} is not supported; write python-3, python-3.X or python-3.X.Y, such as python-3.11",
         file=path,
         key=f"line {number}",
     )

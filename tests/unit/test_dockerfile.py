@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_containers.images.dockerfile import BuildInputs, render
+from jupyter_containers.images.dockerfile import KERNEL_STARTUP, BuildInputs, render
 from jupyter_containers.spec.model import Environment
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -22,6 +22,7 @@ CASES = {
             pip=("numpy>=1.26", "pandas"),
             apt=("libgl1", "curl"),
             post_build=("python -c 'import numpy'", "#!/bin/bash\necho multi\necho line\n"),
+            post_build_root=("ln -s /opt/env/bin/python /usr/local/bin/envpython",),
             env={"PYTHONHASHSEED": "0", "A": 'quote"d'},
         ),
         BuildInputs(
@@ -78,7 +79,8 @@ def test_layers_go_from_least_to_most_volatile():
 def test_build_only_inputs_never_enter_a_layer():
     # The uv binary, the CA bundle and index settings come in through bind mounts, never COPY/ADD.
     dockerfile, _ = render(*CASES["full"])
-    assert "COPY" not in dockerfile and "ADD " not in dockerfile
+    copies = [line for line in dockerfile.splitlines() if line.startswith(("COPY", "ADD"))]
+    assert copies == [f"COPY .jc/kernel_startup.py {KERNEL_STARTUP}"]  # the only file that stays, on purpose
     assert "source=.jc/ca-certificates.crt" in dockerfile
     assert "source=.jc/uv.toml" in dockerfile
 
@@ -86,3 +88,73 @@ def test_build_only_inputs_never_enter_a_layer():
 def test_runs_as_non_root_in_the_workspace():
     dockerfile, _ = render(*CASES["minimal"])
     assert dockerfile.rstrip().splitlines()[-2:] == ["USER 1000", "WORKDIR /workspace"]
+
+
+def _users(dockerfile: str) -> list[tuple[str, str]]:
+    """(user, line) for every RUN line: who each build step runs as."""
+    user, out = "root", []
+    for line in dockerfile.splitlines():
+        if line.startswith("USER "):
+            user = line.split()[1]
+        elif line.startswith("RUN"):
+            out.append((user, line))
+    return out
+
+
+def test_every_environment_gets_pip_with_its_virtualenv():
+    # given any environment, with or without a kernel of its own
+    for kernel in (True, False):
+        dockerfile, files = render(Environment(name="e"), BuildInputs(base="b", kernel=kernel))
+        # then the virtualenv step installs pip (uv still does the installing) and later layers keep it
+        assert files[".jc/seed.txt"].decode().splitlines()[0] == "pip"
+        venv = next(line for line in dockerfile.splitlines() if " venv " in line)
+        assert venv.endswith("-r /tmp/jupyter-containers/seed.txt")
+
+
+def test_post_build_runs_as_the_user_with_its_home_and_post_build_root_as_root():
+    # given an environment with user and root post-build steps
+    env = Environment(name="e", apt=("curl",), post_build=("echo user",), post_build_root=("echo root",))
+    dockerfile, _ = render(env, BuildInputs(base="b", apt=["curl"]))
+    users = _users(dockerfile)
+    # then apt runs as root, uv and post_build as uid 1000 with HOME=/home/jovyan, post_build_root as root
+    by_step = {
+        next(k for k in ("apt-get", "post_build_root_0", "post_build_0", " venv ") if k in line): (user, line)
+        for user, line in users
+        if any(k in line for k in ("apt-get", "post_build_root_0", "post_build_0", " venv "))
+    }
+    assert by_step["apt-get"][0] == "root"
+    assert by_step[" venv "][0] == "1000:1000" and "HOME=/home/jovyan" in by_step[" venv "][1]
+    assert by_step["post_build_0"][0] == "1000:1000" and "HOME=/home/jovyan" in by_step["post_build_0"][1]
+    assert by_step["post_build_root_0"][0] == "root" and "HOME=/root" in by_step["post_build_root_0"][1]
+    # and the root steps come first, and the user owns the virtualenv it builds
+    assert dockerfile.index("post_build_root_0") < dockerfile.index("post_build_0 ")
+    assert "chown 1000:1000 /workspace /home/jovyan /opt/env" in dockerfile
+
+
+def test_kernels_get_the_pip_magic_and_the_environment_name():
+    dockerfile, files = render(Environment(name="vision"), BuildInputs(base="b"))
+    assert "JUPYTER_CONTAINERS_ENV=vision" in dockerfile
+    startup = files[".jc/kernel_startup.py"].decode()
+    assert 'register_magic_function(pip, "line", "pip")' in startup
+    assert 'register_magic_function(uv, "line", "uv")' in startup
+    assert 'register_magic_function(container_cell, "cell", "container")' in startup
+    assert "/opt/env/bin/uv" not in dockerfile  # uv stays out of the image unless kept
+    kept, _ = render(Environment(name="vision"), BuildInputs(base="b", keep_uv=True))
+    assert "COPY --chown=1000:1000 .jc/uv /opt/env/bin/uv" in kept
+
+
+def test_a_post_build_step_denied_root_access_points_at_post_build_root():
+    from types import SimpleNamespace
+
+    from jupyter_containers.errors import BuildError
+    from jupyter_containers.images.builder import Builder
+
+    # given a failed user step whose log says it needed root
+    failed = BuildError(
+        "build failed", step="RUN post_build_0", log_tail=["E: Could not open lock file - open (13: Permission denied)"]
+    )
+    plan = SimpleNamespace(environment=Environment(name="vision"), base="b", base_image_id="x")
+    # when the builder explains it, then it names the user the step ran as and the field for root steps
+    message = str(Builder()._explained(failed, plan))
+    assert "post_build steps run as the environment's user (uid 1000, HOME=/home/jovyan)" in message
+    assert "post_build_root in [environments.vision]" in message

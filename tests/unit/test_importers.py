@@ -187,7 +187,10 @@ def test_environment_yml_pip_list_name_and_channels(tmp_path):
     assert env.name == "vision-lab"
     assert env.python == "3.11"
     assert env.pip == ("torch==2.3.0", "opencv-python-headless")
-    assert result.notes == ()
+    # the bare '- pip' entry is not silently dropped: every environment has pip, and the note says so
+    assert result.notes == (
+        "the 'pip' entry in environment.yml's dependencies was not imported: every environment has pip",
+    )
 
 
 def test_environment_yml_conda_packages_are_an_error_listing_them(tmp_path):
@@ -418,8 +421,8 @@ def test_binder_runtime_patch_version(tmp_path):
     assert result.environment.python == "3.11.4"
 
 
-def test_binder_environment_yml_is_merged(tmp_path):
-    # given
+def test_binder_environment_yml_wins_over_requirements_txt_as_in_repo2docker(tmp_path):
+    # given both files, as repo2docker's conda build pack sees them
     folder = tmp_path / "repo" / "binder"
     write(folder / "environment.yml", "name: ignored\ndependencies:\n  - python=3.10\n  - pip:\n    - pandas\n")
     write(folder / "requirements.txt", "numpy\n")
@@ -427,10 +430,14 @@ def test_binder_environment_yml_is_merged(tmp_path):
     # when
     result = import_source(tmp_path / "repo")
 
-    # then
+    # then only environment.yml is imported, and a note says why requirements.txt was not
     assert result.environment.name == "repo"
     assert result.environment.python == "3.10"
-    assert result.environment.pip == ("pandas", "numpy")
+    assert result.environment.pip == ("pandas",)
+    assert any(
+        n.startswith("requirements.txt was not imported: environment.yml takes precedence, as in repo2docker")
+        for n in result.notes
+    ), result.notes
 
 
 def test_binder_conflicting_python_versions_are_an_error(tmp_path):
@@ -451,14 +458,14 @@ def test_binder_unsupported_files_are_notes(tmp_path):
     # given
     folder = tmp_path / "repo" / "binder"
     write(folder / "requirements.txt", "numpy\n")
-    for name in ("install.R", "Dockerfile", "start", "Pipfile"):
+    for name in ("install.R", "Dockerfile", "start", "default.nix"):
         write(folder / name, "x\n")
 
     # when
     result = import_source(tmp_path / "repo")
 
     # then
-    for name in ("install.R", "Dockerfile", "start", "Pipfile"):
+    for name in ("install.R", "Dockerfile", "start", "default.nix"):
         assert any(n.startswith(f"{name} was not imported") for n in result.notes), name
 
 
@@ -547,3 +554,160 @@ def test_repository_binder_folder_imports_cleanly():
     assert "numpy>=1.26" in result.environment.pip
     assert result.environment.post_build and "pip install" in result.environment.post_build[0]
     assert not [n for n in result.notes if "was not imported" in n]
+
+
+# ------------------------------------------------------------- repository folders as repo2docker reads them
+
+
+@pytest.mark.parametrize(
+    ("files", "pip", "python"),
+    [
+        (
+            {"pyproject.toml": '[project]\nname = "x"\nrequires-python = "==3.11.*"\ndependencies = ["rich>=13"]\n'},
+            ("rich>=13",),
+            "3.11",
+        ),
+        ({"environment.yaml": "dependencies:\n  - python=3.12\n  - pip:\n    - rich\n"}, ("rich",), "3.12"),
+        (
+            {"setup.py": "from setuptools import setup\nsetup(name='x', install_requires=['rich', 'six>=1'])\n"},
+            ("rich", "six>=1"),
+            None,
+        ),
+        (
+            {
+                "Pipfile": '[packages]\nrich = "*"\nsix = "==1.16.0"\n[dev-packages]\npytest = {version = ">=8"}\n'
+                '[requires]\npython_version = "3.11"\n'
+            },
+            ("rich", "six==1.16.0", "pytest>=8"),
+            "3.11",
+        ),
+        (
+            {
+                "Pipfile.lock": '{"_meta": {"requires": {"python_version": "3.11"}}, "default": {"rich": {"version": '
+                '"==13.7.1", "hashes": ["sha256:00"]}}, "develop": {"pytest": {"version": "==8.2.0"}}}'
+            },
+            ("rich==13.7.1", "pytest==8.2.0"),
+            "3.11",
+        ),
+    ],
+    ids=["pyproject", "environment.yaml", "setup.py", "Pipfile", "Pipfile.lock"],
+)
+def test_a_folder_with_one_python_configuration_imports_it(tmp_path, files, pip, python):
+    # given a repository whose only configuration is one of these files
+    for name, text in files.items():
+        write(tmp_path / "repo" / name, text)
+
+    # when
+    result = import_source(tmp_path / "repo")
+
+    # then its packages are imported (not "holds nothing to import")
+    assert result.environment.pip == pip
+    assert result.environment.python == python
+
+
+def test_setup_py_note_says_the_repository_itself_is_not_installed(tmp_path):
+    write(tmp_path / "repo" / "setup.py", "from setuptools import setup\nsetup(name='x', install_requires=deps())\n")
+    result = import_source(tmp_path / "repo")
+    assert result.environment.pip == ()
+    assert any("install_requires in setup.py (line 2) was not imported: it is computed" in n for n in result.notes)
+    assert any("setup.py itself was not installed" in n and "%pip install -e /workspace" in n for n in result.notes)
+
+
+def test_environment_yaml_notes_that_repo2docker_reads_only_environment_yml(tmp_path):
+    write(tmp_path / "repo" / "environment.yaml", "dependencies:\n  - pip:\n    - rich\n")
+    result = import_source(tmp_path / "repo")
+    assert any("repo2docker (mybinder) reads only environment.yml" in n for n in result.notes)
+
+
+def test_pipfile_lock_wins_over_pipfile_and_requirements_txt(tmp_path):
+    # given
+    write(tmp_path / "repo" / "Pipfile.lock", '{"default": {"rich": {"version": "==13.7.1"}}}')
+    write(tmp_path / "repo" / "Pipfile", '[packages]\nrich = "*"\n')
+    write(tmp_path / "repo" / "requirements.txt", "flask\n")
+
+    # when
+    result = import_source(tmp_path / "repo")
+
+    # then
+    assert result.environment.pip == ("rich==13.7.1",)
+    assert any(n.startswith("Pipfile was not imported: Pipfile.lock takes precedence") for n in result.notes)
+    assert any(n.startswith("requirements.txt was not imported: Pipfile.lock takes precedence") for n in result.notes)
+
+
+def test_pipfile_local_paths_are_notes_not_requirements(tmp_path):
+    write(tmp_path / "repo" / "Pipfile", '[packages]\nmine = {path = ".", editable = true}\nrich = "*"\n')
+    result = import_source(tmp_path / "repo")
+    assert result.environment.pip == ("rich",)
+    assert any(n.startswith("mine (path = '.') in Pipfile was not imported") for n in result.notes)
+
+
+def test_a_folder_with_only_a_start_script_names_it_and_what_to_do(tmp_path):
+    # given
+    write(tmp_path / "repo" / "start", '#!/bin/bash\nexport X=1\nexec "$@"\n')
+
+    # when
+    with pytest.raises(SpecError) as info:
+        import_source(tmp_path / "repo")
+
+    # then not "holds nothing to import": the file and the way forward are named
+    message = str(info.value)
+    assert "holds nothing" not in message
+    assert "start: start scripts (run by repo2docker before every command) are not supported" in message
+    assert "post_build" in message
+
+
+def test_conda_r_packages_are_a_note_that_does_not_suggest_pip(tmp_path):
+    # given
+    yml = write(
+        tmp_path / "env" / "environment.yml", "dependencies:\n  - r-base\n  - r-ggplot2\n  - pip:\n    - rich\n"
+    )
+
+    # when
+    result = import_source(yml)
+
+    # then
+    assert result.environment.pip == ("rich",)
+    note = next(n for n in result.notes if "r-base" in n)
+    assert "the R packages r-base, r-ggplot2 in environment.yml were not imported" in note
+    assert "pip" not in note
+    assert 'apt = ["r-base"]' in note
+
+
+def test_conda_only_packages_mixed_with_r_name_only_the_python_ones_for_pip(tmp_path):
+    yml = write(tmp_path / "env" / "environment.yml", "dependencies:\n  - r-base\n  - numpy\n")
+    with pytest.raises(SpecError) as info:
+        import_source(yml)
+    assert "conda packages are not supported yet: numpy;" in str(info.value)
+    assert "r-base" not in str(info.value)
+
+
+@pytest.mark.parametrize("value", ["python-3"])
+def test_runtime_txt_any_python_3_is_accepted(tmp_path, value):
+    write(tmp_path / "repo" / "runtime.txt", f"{value}\n")
+    write(tmp_path / "repo" / "requirements.txt", "rich\n")
+    result = import_source(tmp_path / "repo")
+    assert result.environment.python is None
+    assert any("any Python 3" in n for n in result.notes)
+
+
+@pytest.mark.parametrize("value", ["python-2.7", "python-3.4", "python-3.7.9"])
+def test_runtime_txt_below_the_supported_python_is_a_clear_error(tmp_path, value):
+    # given
+    runtime = write(tmp_path / "repo" / "runtime.txt", f"{value}\n")
+
+    # when
+    with pytest.raises(SpecError) as info:
+        import_source(tmp_path / "repo")
+
+    # then the file, line and value are named, with the minimum
+    assert info.value.file == str(runtime)
+    assert info.value.key == "line 1"
+    assert repr(value) in str(info.value)
+    assert "Python 3.8 or newer" in str(info.value)
+
+
+def test_environment_yml_python_below_the_minimum_is_an_error(tmp_path):
+    yml = write(tmp_path / "env" / "environment.yml", "dependencies:\n  - python=3.6\n")
+    with pytest.raises(SpecError) as info:
+        import_source(yml)
+    assert "Python 3.8 or newer" in str(info.value) and "'python=3.6'" in str(info.value)

@@ -186,3 +186,37 @@ def test_resources_merge_per_run_overrides():
     merged = spec.merged(parse_resources({"memory": "1g"}))
     assert (merged.cpus, merged.memory, merged.network) == (2.0, 2**30, False)
     assert merged.describe() == "2 CPUs, 1 GiB, no network"
+
+
+def test_post_build_root_is_a_list_of_root_steps(tmp_path):
+    # given
+    spec = write(tmp_path, '[environments.x]\npost_build = ["echo user"]\npost_build_root = ["apt-get --version"]\n')
+
+    # when
+    env = load_spec(spec).environments["x"]
+
+    # then
+    assert env.post_build == ("echo user",)
+    assert env.post_build_root == ("apt-get --version",)
+    assert env.to_dict()["post_build_root"] == ["apt-get --version"]
+
+
+def test_post_build_root_must_hold_strings(tmp_path):
+    with pytest.raises(SpecError) as info:
+        load_spec(write(tmp_path, "[environments.x]\npost_build_root = [1]\n"))
+    assert "environments.x.post_build_root[0]" in str(info.value)
+
+
+@pytest.mark.parametrize("version", ["3.7", "3.4", "3.0.1"])
+def test_python_below_the_minimum_is_refused_when_the_spec_is_read(tmp_path, version):
+    # given
+    spec = write(tmp_path, f'[environments.x]\npython = "{version}"\n')
+
+    # when
+    with pytest.raises(SpecError) as info:
+        load_spec(spec)
+
+    # then file, key, value and the minimum are named, before any build
+    assert info.value.key == "environments.x.python"
+    assert f"Python '{version}' is not supported" in str(info.value)
+    assert "Python 3.8 or newer" in str(info.value)

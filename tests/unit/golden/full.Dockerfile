@@ -2,26 +2,237 @@
 # Environment: vision
 FROM python:3.11-slim
 USER root
-ENV VIRTUAL_ENV=/opt/env PATH=/opt/env/bin:$PATH PYTHONUNBUFFERED=1 LANG=C.UTF-8
-RUN (getent passwd 1000 >/dev/null || useradd --uid 1000 --user-group --create-home --shell /bin/sh jovyan) && mkdir -p /workspace && chown 1000:1000 /workspace
+ENV VIRTUAL_ENV=/opt/env PATH=/opt/env/bin:$PATH PYTHONUNBUFFERED=1 LANG=C.UTF-8 JUPYTER_CONTAINERS_ENV=vision
+RUN (getent passwd 1000 >/dev/null || useradd --uid 1000 --user-group --create-home --shell /bin/sh jovyan) && mkdir -p /workspace /home/jovyan /opt/env /opt/python && chown 1000:1000 /workspace /home/jovyan /opt/env /opt/python
 RUN --mount=type=bind,source=.jc/ca-certificates.crt,target=/etc/ssl/certs/ca-certificates.crt,rw --mount=type=cache,id=jupyter-containers-apt-lists,target=/var/lib/apt/lists,sharing=locked --mount=type=cache,id=jupyter-containers-apt-archives,target=/var/cache/apt/archives,sharing=locked rm -f /etc/apt/apt.conf.d/docker-clean && apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends curl libgl1
-RUN --mount=type=bind,source=.jc/uv,target=/tmp/jupyter-containers/bin/uv --mount=type=bind,source=.jc/ca-certificates.crt,target=/etc/ssl/certs/ca-certificates.crt,rw --mount=type=cache,id=jupyter-containers-uv,target=/root/.cache/uv --mount=type=bind,source=.jc/uv.toml,target=/tmp/jupyter-containers/uv.toml --mount=type=bind,source=.jc/kernel.txt,target=/tmp/jupyter-containers/kernel.txt env UV_LINK_MODE=copy UV_COMPILE_BYTECODE=1 UV_PYTHON_INSTALL_DIR=/opt/python SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt PIP_CERT=/etc/ssl/certs/ca-certificates.crt REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt CURL_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt UV_CONFIG_FILE=/tmp/jupyter-containers/uv.toml /tmp/jupyter-containers/bin/uv venv --python 3.11 /opt/env && env UV_LINK_MODE=copy UV_COMPILE_BYTECODE=1 UV_PYTHON_INSTALL_DIR=/opt/python SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt PIP_CERT=/etc/ssl/certs/ca-certificates.crt REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt CURL_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt UV_CONFIG_FILE=/tmp/jupyter-containers/uv.toml /tmp/jupyter-containers/bin/uv pip install --python /opt/env/bin/python -r /tmp/jupyter-containers/kernel.txt
-RUN --mount=type=bind,source=.jc/uv,target=/tmp/jupyter-containers/bin/uv --mount=type=bind,source=.jc/ca-certificates.crt,target=/etc/ssl/certs/ca-certificates.crt,rw --mount=type=cache,id=jupyter-containers-uv,target=/root/.cache/uv --mount=type=bind,source=.jc/uv.toml,target=/tmp/jupyter-containers/uv.toml --mount=type=bind,source=.jc/constraints.txt,target=/tmp/jupyter-containers/constraints.txt --mount=type=bind,source=.jc/requirements.txt,target=/tmp/jupyter-containers/requirements.txt --mount=type=bind,source=.jc/kernel.txt,target=/tmp/jupyter-containers/kernel.txt env UV_LINK_MODE=copy UV_COMPILE_BYTECODE=1 UV_PYTHON_INSTALL_DIR=/opt/python SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt PIP_CERT=/etc/ssl/certs/ca-certificates.crt REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt CURL_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt UV_CONFIG_FILE=/tmp/jupyter-containers/uv.toml /tmp/jupyter-containers/bin/uv pip install --python /opt/env/bin/python -c /tmp/jupyter-containers/constraints.txt -r /tmp/jupyter-containers/requirements.txt -r /tmp/jupyter-containers/kernel.txt
-RUN --mount=type=bind,source=.jc/uv,target=/tmp/jupyter-containers/bin/uv --mount=type=bind,source=.jc/ca-certificates.crt,target=/etc/ssl/certs/ca-certificates.crt,rw --mount=type=cache,id=jupyter-containers-uv,target=/root/.cache/uv --mount=type=bind,source=.jc/uv.toml,target=/tmp/jupyter-containers/uv.toml --mount=type=bind,source=.jc/pip.txt,target=/tmp/jupyter-containers/pip.txt --mount=type=bind,source=.jc/kernel.txt,target=/tmp/jupyter-containers/kernel.txt env UV_LINK_MODE=copy UV_COMPILE_BYTECODE=1 UV_PYTHON_INSTALL_DIR=/opt/python SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt PIP_CERT=/etc/ssl/certs/ca-certificates.crt REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt CURL_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt UV_CONFIG_FILE=/tmp/jupyter-containers/uv.toml /tmp/jupyter-containers/bin/uv pip install --python /opt/env/bin/python -r /tmp/jupyter-containers/pip.txt -r /tmp/jupyter-containers/kernel.txt
+USER 1000:1000
+RUN --mount=type=bind,source=.jc/uv,target=/tmp/jupyter-containers/bin/uv --mount=type=bind,source=.jc/ca-certificates.crt,target=/etc/ssl/certs/ca-certificates.crt,rw --mount=type=cache,id=jupyter-containers-uv-1000,target=/tmp/jupyter-containers/uv-cache,uid=1000,gid=1000 --mount=type=bind,source=.jc/uv.toml,target=/tmp/jupyter-containers/uv.toml --mount=type=bind,source=.jc/seed.txt,target=/tmp/jupyter-containers/seed.txt env HOME=/home/jovyan UV_CACHE_DIR=/tmp/jupyter-containers/uv-cache UV_LINK_MODE=copy UV_COMPILE_BYTECODE=1 UV_PYTHON_INSTALL_DIR=/opt/python SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt PIP_CERT=/etc/ssl/certs/ca-certificates.crt REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt CURL_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt UV_CONFIG_FILE=/tmp/jupyter-containers/uv.toml /tmp/jupyter-containers/bin/uv venv --python 3.11 /opt/env && env HOME=/home/jovyan UV_CACHE_DIR=/tmp/jupyter-containers/uv-cache UV_LINK_MODE=copy UV_COMPILE_BYTECODE=0 UV_PYTHON_INSTALL_DIR=/opt/python SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt PIP_CERT=/etc/ssl/certs/ca-certificates.crt REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt CURL_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt UV_CONFIG_FILE=/tmp/jupyter-containers/uv.toml /tmp/jupyter-containers/bin/uv pip install --python /opt/env/bin/python pip && env HOME=/home/jovyan UV_CACHE_DIR=/tmp/jupyter-containers/uv-cache UV_LINK_MODE=copy UV_COMPILE_BYTECODE=1 UV_PYTHON_INSTALL_DIR=/opt/python SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt PIP_CERT=/etc/ssl/certs/ca-certificates.crt REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt CURL_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt UV_CONFIG_FILE=/tmp/jupyter-containers/uv.toml /tmp/jupyter-containers/bin/uv pip install --python /opt/env/bin/python -r /tmp/jupyter-containers/seed.txt
+COPY .jc/kernel_startup.py /opt/env/etc/ipython/startup/00-jupyter-containers.py
+RUN --mount=type=bind,source=.jc/uv,target=/tmp/jupyter-containers/bin/uv --mount=type=bind,source=.jc/ca-certificates.crt,target=/etc/ssl/certs/ca-certificates.crt,rw --mount=type=cache,id=jupyter-containers-uv-1000,target=/tmp/jupyter-containers/uv-cache,uid=1000,gid=1000 --mount=type=bind,source=.jc/uv.toml,target=/tmp/jupyter-containers/uv.toml --mount=type=bind,source=.jc/constraints.txt,target=/tmp/jupyter-containers/constraints.txt --mount=type=bind,source=.jc/requirements.txt,target=/tmp/jupyter-containers/requirements.txt --mount=type=bind,source=.jc/seed.txt,target=/tmp/jupyter-containers/seed.txt env HOME=/home/jovyan UV_CACHE_DIR=/tmp/jupyter-containers/uv-cache UV_LINK_MODE=copy UV_COMPILE_BYTECODE=1 UV_PYTHON_INSTALL_DIR=/opt/python SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt PIP_CERT=/etc/ssl/certs/ca-certificates.crt REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt CURL_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt UV_CONFIG_FILE=/tmp/jupyter-containers/uv.toml /tmp/jupyter-containers/bin/uv pip install --python /opt/env/bin/python -c /tmp/jupyter-containers/constraints.txt -r /tmp/jupyter-containers/requirements.txt -r /tmp/jupyter-containers/seed.txt
+RUN --mount=type=bind,source=.jc/uv,target=/tmp/jupyter-containers/bin/uv --mount=type=bind,source=.jc/ca-certificates.crt,target=/etc/ssl/certs/ca-certificates.crt,rw --mount=type=cache,id=jupyter-containers-uv-1000,target=/tmp/jupyter-containers/uv-cache,uid=1000,gid=1000 --mount=type=bind,source=.jc/uv.toml,target=/tmp/jupyter-containers/uv.toml --mount=type=bind,source=.jc/pip.txt,target=/tmp/jupyter-containers/pip.txt --mount=type=bind,source=.jc/seed.txt,target=/tmp/jupyter-containers/seed.txt env HOME=/home/jovyan UV_CACHE_DIR=/tmp/jupyter-containers/uv-cache UV_LINK_MODE=copy UV_COMPILE_BYTECODE=1 UV_PYTHON_INSTALL_DIR=/opt/python SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt PIP_CERT=/etc/ssl/certs/ca-certificates.crt REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt CURL_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt UV_CONFIG_FILE=/tmp/jupyter-containers/uv.toml /tmp/jupyter-containers/bin/uv pip install --python /opt/env/bin/python -r /tmp/jupyter-containers/pip.txt -r /tmp/jupyter-containers/seed.txt
 ENV A="quote\"d" \
     PYTHONHASHSEED="0"
+USER root
+# post_build_root[0]: ln -s /opt/env/bin/python /usr/local/bin/envpython
+RUN --mount=type=bind,source=.jc/ca-certificates.crt,target=/etc/ssl/certs/ca-certificates.crt,rw --mount=type=bind,source=.jc/post_build_root_0,target=/tmp/jupyter-containers/post_build_root_0 env HOME=/root SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt PIP_CERT=/etc/ssl/certs/ca-certificates.crt REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt CURL_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt /tmp/jupyter-containers/post_build_root_0
+USER 1000:1000
 # post_build[0]: python -c 'import numpy'
-RUN --mount=type=bind,source=.jc/ca-certificates.crt,target=/etc/ssl/certs/ca-certificates.crt,rw --mount=type=bind,source=.jc/post_build_0,target=/tmp/jupyter-containers/post_build_0 env SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt PIP_CERT=/etc/ssl/certs/ca-certificates.crt REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt CURL_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt /tmp/jupyter-containers/post_build_0
+RUN --mount=type=bind,source=.jc/ca-certificates.crt,target=/etc/ssl/certs/ca-certificates.crt,rw --mount=type=bind,source=.jc/post_build_0,target=/tmp/jupyter-containers/post_build_0 env HOME=/home/jovyan SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt PIP_CERT=/etc/ssl/certs/ca-certificates.crt REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt CURL_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt /tmp/jupyter-containers/post_build_0
 # post_build[1]: echo multi ...
-RUN --mount=type=bind,source=.jc/ca-certificates.crt,target=/etc/ssl/certs/ca-certificates.crt,rw --mount=type=bind,source=.jc/post_build_1,target=/tmp/jupyter-containers/post_build_1 env SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt PIP_CERT=/etc/ssl/certs/ca-certificates.crt REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt CURL_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt /tmp/jupyter-containers/post_build_1
+RUN --mount=type=bind,source=.jc/ca-certificates.crt,target=/etc/ssl/certs/ca-certificates.crt,rw --mount=type=bind,source=.jc/post_build_1,target=/tmp/jupyter-containers/post_build_1 env HOME=/home/jovyan SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt PIP_CERT=/etc/ssl/certs/ca-certificates.crt REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt CURL_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt /tmp/jupyter-containers/post_build_1
 USER 1000
 WORKDIR /workspace
 
 ### .jc/constraints.txt
 numpy<3
 
-### .jc/kernel.txt
-ipykernel>=6.29
+### .jc/kernel_startup.py
+# Generated by jupyter-containers: IPython runs this file when a kernel of this environment starts.
+#
+# It replaces IPython's %pip with one that (1) fails the cell when pip fails (IPython's own prints pip's error
+# and lets the cell succeed) and (2) says, after an install, that this running session has drifted from the
+# environment's spec: what %pip installs lives in this container only, not in the image, containers.lock or
+# the next kernel, and the note says how to add it to the spec.
+#
+# This file is copied into every image (sys.prefix/etc/ipython/startup/); it runs on the image's Python, which
+# may be older than the host's: keep it to the Python 3.8 language and the standard library plus IPython.
+# It is run in the kernel's user namespace, so it defines a single function and deletes it again.
+
+
+def _jupyter_containers_setup():
+    import importlib
+    import os
+    import shlex
+    import sys
+
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+
+    env = os.environ.get("JUPYTER_CONTAINERS_ENV") or "NAME"
+    # pip options that take a value: their value is not a requirement.
+    valued = {
+        "-r", "--requirement", "-c", "--constraint", "-e", "--editable", "-i", "--index-url", "--extra-index-url",
+        "-f", "--find-links", "-t", "--target", "--prefix", "--root", "--src", "--upgrade-strategy", "--python",
+        "--platform", "--implementation", "--abi", "--python-version", "--progress-bar", "--log", "--proxy",
+        "--retries", "--timeout", "--cert", "--client-cert", "--cache-dir", "--trusted-host", "--report",
+        "--config-settings", "-C", "--global-option", "--no-binary", "--only-binary", "--exists-action",
+    }  # fmt: skip
+
+    class PipFailed(Exception):
+        """A failed %pip: shown as one line (no traceback), and the cell fails."""
+
+        def _render_traceback_(self):
+            return [str(self)]
+
+    def requirements(words):
+        found, files, skip = [], [], False
+        for index, word in enumerate(words):
+            if skip:
+                skip = False
+                if words[index - 1] in ("-r", "--requirement"):
+                    files.append(word)
+                continue
+            if word in valued:
+                skip = True
+            elif word.startswith("-"):
+                if word.startswith(("-r", "--requirement=")) and len(word) > 2:
+                    files.append(word.split("=", 1)[-1] if "=" in word else word[2:])
+            else:
+                found.append(word)
+        return found, files
+
+    def pip(line, tool="pip"):
+        """Run pip in this kernel's environment; the cell fails when pip fails."""
+        python = shlex.quote(sys.executable)
+        if tool == "uv":
+            shell.system("uv " + line + " --python " + python)
+        else:
+            shell.system(python + " -m pip " + line)
+        code = shell.user_ns.get("_exit_code", 0)
+        if code:
+            raise PipFailed(
+                "%" + tool + " " + line.strip() + " failed (" + tool + " exit code " + str(code) + "); see its "
+                "output above"
+            )
+        importlib.invalidate_caches()  # packages installed just now are importable in the next cell
+        try:
+            words = shlex.split(line)
+        except ValueError:
+            words = line.split()
+        if tool == "uv" and words[:1] == ["pip"]:
+            words = words[1:]  # %uv pip install x: the pip words are those after "pip"
+        command = words[0] if words else ""
+        if command not in ("install", "uninstall"):
+            return
+        found, files = requirements(words[1:])
+        listed = ", ".join('"' + name + '"' for name in found)
+        if files:
+            listed += (", " if listed else "") + "the requirements of " + ", ".join(files)
+        where = "[environments." + env + "] in containers.toml"
+        if command == "install":
+            advice = (
+                "To keep it, add it to the spec: pip = [" + listed + "] in " + where + " (requirement files: "
+                "requirements = [...]), then rebuild"
+            )
+            what = "installed " + (listed or "packages")
+        else:
+            advice = "To keep that, remove it from pip (or requirements) in " + where + ", then rebuild"
+            what = "uninstalled " + (listed or "packages")
+        sys.stderr.write(
+            "Note: this session has drifted from environment '" + env + "': %pip " + what + " in this running "
+            "container only; its image, containers.lock and the next kernel do not have that change. " + advice + ".\n"
+        )
+        sys.stderr.flush()
+
+    pip.__name__ = "pip"
+    shell.register_magic_function(pip, "line", "pip")
+
+    def uv(line):
+        """%uv pip install ...: uv's installer in this kernel's environment, when the image keeps uv."""
+        import shutil
+
+        words = line.split()
+        if shutil.which("uv") is None:
+            raise PipFailed(
+                "%uv: uv is not in this image (it installs at build time only; c.Builder.keep_uv = True keeps it, "
+                "+38 MB per image); use %pip " + " ".join(words[1:] if words[:1] == ["pip"] else words)
+            )
+        if words[:1] != ["pip"]:
+            raise PipFailed("%uv: only 'uv pip ...' installs into this environment, e.g. %uv pip install requests")
+        pip(line, tool="uv")
+
+    uv.__name__ = "uv"
+    shell.register_magic_function(uv, "line", "uv")
+
+    # A notebook written with %%container cells runs as a whole in an environment's container too (a job from
+    # the run dialog, `execute`): there, `%load_ext jupyter_containers` loads this stand-in (the package is not
+    # in the image), and `%%container ENV` runs its cell in place when ENV is this kernel's environment: this
+    # kernel already is that container, so its variables are shared and --in/--out have nothing to move.
+    # Another environment cannot be started from inside a container: that is an error naming both.
+    import importlib.util
+    import types
+
+    if "jupyter_containers" in sys.modules or importlib.util.find_spec("jupyter_containers") is not None:
+        return  # the real package is installed in this environment: it knows what to do
+
+    no_value = {"--in", "--out"}  # followed by names, not one value
+    valued_flags = {
+        "--cpus", "-m", "--memory", "--memory-swap", "--gpus", "--shm-size", "--pids-limit", "--network",
+        "--timeout", "-f", "--file", "--target",
+    }  # fmt: skip
+
+    class ContainerError(Exception):
+        """A %%container cell that cannot run here: one line, no traceback."""
+
+        def _render_traceback_(self):
+            return [str(self)]
+
+    def container_cell(line, cell):
+        """%%container ENV [limits] [--in ...] [--out ...]: in a container kernel of ENV, runs the cell here."""
+        words = line.split()
+        wanted = words[0] if words and not words[0].startswith("-") else env
+        if wanted != env:
+            raise ContainerError(
+                "%%container " + wanted + ": this notebook runs in a container of environment '" + env + "', "
+                "which cannot start another environment's container; run the notebook in '" + wanted + "' "
+                "(or outside a container), or change the cell to %%container " + env
+            )
+        ignored, index = [], 1 if words and not words[0].startswith("-") else 0
+        while index < len(words):
+            word = words[index]
+            if word in valued_flags or word.split("=", 1)[0] in valued_flags:
+                take = 1 if "=" in word or index + 1 >= len(words) else 2
+                ignored.append(" ".join(words[index : index + take]))
+                index += take
+                continue
+            if word in no_value:
+                index += 1
+                while index < len(words) and not words[index].startswith("-"):
+                    index += 1
+                continue
+            index += 1
+        if ignored:
+            sys.stderr.write(
+                "Note: %%container "
+                + env
+                + " runs in place: this kernel is already a container of '"
+                + env
+                + "', with its own limits; "
+                + ", ".join(ignored)
+                + " do not apply here.\n"
+            )
+        result = shell.run_cell(cell, store_history=False)
+        if result.error_before_exec is not None or result.error_in_exec is not None:
+            raise ContainerError("%%container " + env + ": the cell raised (see above)")
+        return None
+
+    def container_line(line):
+        """%container inside a container kernel: only `use` of this kernel's own environment means anything."""
+        words = line.split()
+        if words[:1] == ["use"] and words[1:2] in ([env], []):
+            return None
+        raise ContainerError(
+            "%container " + line.strip() + ": not available inside a container kernel of '" + env + "' (this "
+            "notebook runs in that container already)"
+        )
+
+    container_cell.__name__ = container_line.__name__ = "container"
+    shell.register_magic_function(container_cell, "cell", "container")
+    shell.register_magic_function(container_line, "line", "container")
+    stand_in = types.ModuleType("jupyter_containers")
+    stand_in.__doc__ = "Stand-in for jupyter_containers inside its own container kernels (see this file's comments)."
+    stand_in.load_ipython_extension = lambda ip: None
+    stand_in.unload_ipython_extension = lambda ip: None
+    sys.modules["jupyter_containers"] = stand_in
+
+
+_jupyter_containers_setup()
+del _jupyter_containers_setup
 
 ### .jc/pip.txt
 numpy>=1.26
@@ -37,6 +248,15 @@ python -c 'import numpy'
 echo multi
 echo line
 
+### .jc/post_build_root_0
+#!/bin/sh
+set -e
+ln -s /opt/env/bin/python /usr/local/bin/envpython
+
 ### .jc/requirements.txt
 --index-url https://mirror.example/simple
 scipy==1.13.0
+
+### .jc/seed.txt
+pip
+ipykernel>=6.29
