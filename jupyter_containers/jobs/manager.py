@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import keyword
 import threading
 import time
 from pathlib import Path
@@ -19,6 +18,8 @@ from traitlets import Enum, Instance, Int, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from ..errors import ConflictError, NotFoundError, RequestError
+from .parameters import validate_parameters
+from .runner import check_notebook_file
 from .store import ACTIVE, Job, JobStore
 
 
@@ -220,15 +221,11 @@ class JobManager(LoggingConfigurable):
             raise RequestError("environment: give the name of an environment of the spec file")
         manager = self.service.get_manager()
         manager.environment(environment)  # 404 with a "did you mean" for unknown names
-        parameters = body.get("parameters") or {}
-        if not isinstance(parameters, dict) or not all(_variable_name(k) for k in parameters):
-            raise RequestError("parameters: give an object whose keys are Python identifiers (not keywords)")
-        try:
-            json.dumps(parameters)
-        except (TypeError, ValueError):
-            raise RequestError(
-                "parameters: values must be JSON (numbers, strings, booleans, null, lists, objects)"
-            ) from None
+        parameters = validate_parameters(body.get("parameters") or {})  # lists and objects too, bounded
+        report_mode = body.get("report_mode", False)
+        if not isinstance(report_mode, bool):
+            raise RequestError(f"report_mode: give true or false, not {report_mode!r}")
+        check_notebook_file(path, notebook=notebook, environment=environment)  # e.g. an R notebook: 400
         resources = self.service.validate_resources(body.get("resources"), environment=environment)
         job = self.store.create(
             str(path.relative_to(self.root)), environment, str(manager.spec_file()), parameters, resources.to_dict()
@@ -237,10 +234,12 @@ class JobManager(LoggingConfigurable):
         self.store.update(job.id, output_path=str(output))
         job.output_path = str(output)
         self._cancel[job.id] = threading.Event()
-        threading.Thread(target=self._run, args=(job.id, resources), name=f"job-{job.id}", daemon=True).start()
+        threading.Thread(
+            target=self._run, args=(job.id, resources, report_mode), name=f"job-{job.id}", daemon=True
+        ).start()
         return job
 
-    def _run(self, job_id: str, resources: Any) -> None:
+    def _run(self, job_id: str, resources: Any, report_mode: bool = False) -> None:
         from .runner import ExecuteRequest, execute_notebook
 
         cancel = self._cancel[job_id]
@@ -260,8 +259,8 @@ class JobManager(LoggingConfigurable):
                     parameters=job.parameters,
                     resources=resources,
                     timeout=resources.timeout,
-                    cwd=notebook.parent,
                     labels={"job": job_id},
+                    report_mode=report_mode,
                 )
                 result = execute_notebook(
                     request,
@@ -304,7 +303,3 @@ class JobManager(LoggingConfigurable):
         if not job.output_path or not path.is_file():
             raise NotFoundError(f"job {job_id} has no output notebook yet (status: {job.status})")
         return json.loads(path.read_text(encoding="utf-8"))
-
-
-def _variable_name(name: Any) -> bool:
-    return isinstance(name, str) and name.isidentifier() and not keyword.iskeyword(name)

@@ -51,6 +51,9 @@ _LAST_ERROR = (
     "else None)(__import__('sys'))"
 )
 
+#: (ename, evalue) of a cell error that ends a run successfully: sys.exit(), sys.exit(0), raise SystemExit.
+EXIT_SUCCESS = (("SystemExit", ""), ("SystemExit", "0"))
+
 _OUTPUT_TYPES = ("stream", "display_data", "execute_result", "error")
 
 
@@ -164,7 +167,8 @@ class Reattached:
                 raised = await self._finish_running_cell(running)
                 if raised is not None and not self._stop_reason:
                     ename, evalue = raised
-                    return FAILED, cell_error(self.nb, running, SimpleNamespace(ename=ename, evalue=evalue))
+                    error = cell_error(self.nb, running, SimpleNamespace(ename=ename, evalue=evalue))
+                    return _exit_is_success(FAILED, error)
             client = _client_class(NotebookClient)(
                 self.nb,
                 on_output=self._write_soon,
@@ -192,7 +196,7 @@ class Reattached:
         if self._stop_reason:
             status = self._stop_reason
             error = {"message": "cancelled" if status == CANCELLED else "timed out", "cell_index": self._cell()}
-        return status, error
+        return _exit_is_success(status, error)
 
     def _running_cell(self) -> int | None:
         """The cell the previous server was running: the record's ``cell``, else the first code cell after
@@ -299,8 +303,12 @@ class Reattached:
     def finish(self, status: str, error: dict[str, Any] | None) -> None:
         """Close the output notebook's record, stop the kernel, remove its container and socket folder."""
         if self.record is not None:
-            self.record.data.pop("cell", None)
             self.record.finish(status, seconds=max(0.0, time.time() - self.started), error=error)
+            if status != COMPLETED and error is not None:
+                from .report import add_error_markers
+
+                summary = f"{error['ename']}: {error['evalue']}" if error.get("ename") else error["message"]
+                add_error_markers(self.nb, error.get("cell_index"), summary)
             self._write()
         self.finish_dead()
 
@@ -311,6 +319,13 @@ class Reattached:
             self.kc = None
         self.manager.backend.remove_container(self.container.id)
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _exit_is_success(status: str, error: dict[str, Any] | None) -> tuple[str, dict[str, Any] | None]:
+    """As in a normal run (and papermill): a cell that called sys.exit() or sys.exit(0) ends the run, completed."""
+    if status == FAILED and error is not None and (error.get("ename"), error.get("evalue")) in EXIT_SUCCESS:
+        return COMPLETED, None
+    return status, error
 
 
 def resume(reattached: Reattached) -> tuple[str, dict[str, Any] | None] | None:

@@ -75,6 +75,11 @@ def stdout_of(cell) -> str:
     return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream" and o.name == "stdout")
 
 
+def unmarked(nb) -> list:
+    """The notebook's cells without the error markers a run that did not complete adds (see jobs/report.py)."""
+    return [c for c in nb.cells if "papermill-error-cell-tag" not in c.metadata.get("tags", [])]
+
+
 def run(nbproject: Path, notebook: Path, *, cancel: threading.Event | None = None, **request):
     """Execute ``notebook`` in nbenv; ``request`` holds the other ExecuteRequest fields."""
     lines: list[str] = []
@@ -171,11 +176,78 @@ def test_a_failing_cell_stops_the_run_and_keeps_earlier_outputs_and_the_error(nb
     assert "cell 1 (In [2]) raised ValueError: boom" in log
     assert "raise ValueError('boom')" in log  # the remote traceback, with the failing line
     # and the output notebook keeps the first cell's output and the error, and nothing ran after it
-    assert stdout_of(out.cells[0]) == "before\n"
-    assert [(o.output_type, o.get("ename")) for o in out.cells[1].outputs] == [("error", "ValueError")]
-    assert out.cells[2].outputs == []
+    cells = unmarked(out)
+    assert stdout_of(cells[0]) == "before\n"
+    assert [(o.output_type, o.get("ename")) for o in cells[1].outputs] == [("error", "ValueError")]
+    assert cells[2].outputs == []
     assert out.metadata.jupyter_containers.status == "failed"
     assert out.metadata.jupyter_containers.error["ename"] == "ValueError"
+
+
+def test_a_failed_run_is_marked_at_the_top_of_its_output_and_a_rerun_refreshes_the_markers(nbproject, nbenv):
+    # given a notebook whose second cell raises
+    notebook = write_notebook(nbproject / "marked.ipynb", "print('before')", "1 / 0", "print('after')")
+    # when it is executed
+    _, _, out = run(nbproject, notebook)
+    # then, as papermill does, a top cell links to an anchor cell placed just before the failing cell
+    tags = [c.metadata.get("tags", []) for c in out.cells]
+    assert tags == [["papermill-error-cell-tag"], [], ["papermill-error-cell-tag"], [], []]
+    assert 'href="#papermill-error-cell">In [2]</a>' in out.cells[0].source
+    assert "ZeroDivisionError: division by zero" in out.cells[0].source
+    assert 'id="papermill-error-cell"' in out.cells[2].source
+    assert out.cells[3].outputs[0].ename == "ZeroDivisionError"
+    # when the output notebook, fixed, is run again
+    out.cells[3].source = "print('fixed')"
+    nbformat.write(out, nbproject / "marked-fixed.ipynb")
+    result, _, again = run(nbproject, nbproject / "marked-fixed.ipynb")
+    # then the stale markers are gone
+    assert result.status == "completed", result.error
+    assert [stdout_of(c) for c in again.cells] == ["before\n", "fixed\n", "after\n"]
+
+
+@pytest.mark.parametrize("exit_call", ["import sys; sys.exit()", "import sys; sys.exit(0)", "raise SystemExit"])
+def test_sys_exit_with_no_or_zero_code_ends_the_run_successfully(nbproject, nbenv, exit_call):
+    # given a notebook that exits in its second cell (as papermill users stop a notebook early)
+    notebook = write_notebook(nbproject / "exits.ipynb", "print('ran')", exit_call, "print('not run')")
+    # when it is executed
+    result, log, out = run(nbproject, notebook)
+    # then the run completed there: the later cell did not run, and no error is recorded or marked
+    assert result.status == "completed", result.error
+    assert result.error is None and out.metadata.papermill.exception is False
+    assert stdout_of(out.cells[0]) == "ran\n"
+    assert out.cells[2].outputs == []
+    assert len(out.cells) == 3  # no error markers
+    assert "called sys.exit" in log
+
+
+def test_sys_exit_with_a_nonzero_code_fails_the_run(nbproject, nbenv):
+    notebook = write_notebook(nbproject / "exits-3.ipynb", "import sys; sys.exit(3)", "print('not run')")
+    result, _, out = run(nbproject, notebook)
+    assert result.status == "failed"
+    assert (result.error["ename"], result.error["evalue"]) == ("SystemExit", "3")
+    assert out.metadata.papermill.exception is True
+
+
+def test_a_notebook_for_another_language_is_refused_before_anything_runs(nbproject, nbenv):
+    # given a notebook whose kernelspec is R
+    notebook = write_notebook(nbproject / "analysis-r.ipynb", "x <- 1", "print(x)")
+    nb = nbformat.read(notebook, 4)
+    nb.metadata.kernelspec = {"name": "ir", "display_name": "R", "language": "R"}
+    nbformat.write(nb, notebook)
+    # when the execute command is asked to run it with a parameter
+    proc = subprocess.run(
+        [BIN / "jupyter-containers", "execute", notebook.name, "--env", "nbenv", "-p", "x", "2"],
+        cwd=nbproject,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    # then it refuses, saying why, and writes no output notebook
+    assert proc.returncode != 0
+    assert "analysis-r.ipynb is written in R (metadata.kernelspec.language = 'R')" in proc.stderr
+    assert "provides a Python kernel (ipykernel) only" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (nbproject / "analysis-r.out.ipynb").exists()
 
 
 def test_a_run_stopped_by_its_timeout_keeps_its_partial_output(nbproject, nbenv):
@@ -191,9 +263,11 @@ def test_a_run_stopped_by_its_timeout_keeps_its_partial_output(nbproject, nbenv)
     assert result.status == "timed out", result.error
     assert result.error["message"] == "timed out after 8s"
     assert "timed out after 8s" in log
-    assert stdout_of(out.cells[0]) == "started\n"
-    assert "sleeping\n" in stdout_of(out.cells[1])
-    assert out.cells[2].outputs == []
+    cells = unmarked(out)
+    assert stdout_of(cells[0]) == "started\n"
+    assert "sleeping\n" in stdout_of(cells[1])
+    assert cells[2].outputs == []
+    assert "stopped at" in out.cells[0].source and "timed out after 8s" in out.cells[0].source
     assert out.metadata.jupyter_containers.status == "timed out"
 
 
@@ -213,7 +287,7 @@ def test_a_run_in_a_worker_thread_can_be_cancelled(nbproject, nbenv):
     # then the run stopped as cancelled, with the first cell's output kept
     result, _, out = results[0]
     assert result.status == "cancelled"
-    assert stdout_of(out.cells[0]) == "started\n"
+    assert stdout_of(unmarked(out)[0]) == "started\n"
     assert out.metadata.jupyter_containers.status == "cancelled"
 
 
@@ -229,7 +303,7 @@ def test_a_kernel_killed_for_memory_says_which_limit(nbproject, nbenv):
     assert "the kernel died while running cell 1" in result.error["message"]
     assert "ran out of its 192 MiB memory limit" in result.error["message"]
     assert "ran out of its 192 MiB memory limit" in log
-    assert stdout_of(out.cells[0]) == "ok\n"
+    assert stdout_of(unmarked(out)[0]) == "ok\n"
 
 
 # ---------------------------------------------------------------------- the CLI
@@ -279,7 +353,91 @@ def test_cli_execute_exits_1_and_prints_the_cell_error(nbproject, nbenv):
     assert "ZeroDivisionError: division by zero" in proc.stderr
     assert str(nbproject / "cli-fails.out.ipynb") in proc.stdout
     out = nbformat.read(nbproject / "cli-fails.out.ipynb", as_version=4)
-    assert stdout_of(out.cells[0]) == "fine\n"
+    assert stdout_of(out.cells[1]) == "fine\n"  # after the error marker at the top
+
+
+def execute_cli(nbproject: Path, *args: str | Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [BIN / "jupyter-containers", "execute", *map(str, args)],
+        cwd=nbproject,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_cli_execute_takes_papermills_yaml_base64_and_file_parameters(nbproject, nbenv):
+    import base64
+
+    # given a notebook printing structured parameters, and a YAML file of parameters
+    notebook = write_notebook(
+        nbproject / "yaml-params.ipynb",
+        ("sizes = []\ncfg = {}\nlabel = ''\nn = 0", ["parameters"]),
+        "print(sum(sizes), cfg['model']['depth'], label, n)",
+    )
+    (nbproject / "params.yaml").write_text("sizes: [1, 2, 3]\ncfg:\n  model: {depth: 4}\nlabel: from-file\n")
+    encoded = base64.b64encode(b"n: 5\n").decode()
+    # when execute gets them with papermill's long names and short -y/-b (papermill's -f is --parameters-file)
+    proc = execute_cli(
+        nbproject,
+        notebook.name,
+        "--env",
+        "nbenv",
+        "--parameters_file",
+        "params.yaml",
+        "-y",
+        "label: from-yaml",
+        "-b",
+        encoded,
+    )
+    # then lists and dicts reached the notebook as Python values
+    assert proc.returncode == 0, proc.stderr
+    out = nbformat.read(nbproject / "yaml-params.out.ipynb", as_version=4)
+    assert stdout_of(out.cells[2]) == "6 4 from-yaml 5\n"
+    assert out.metadata.papermill.parameters["cfg"] == {"model": {"depth": 4}}
+
+
+def test_cli_execute_f_with_a_yaml_file_says_to_use_parameters_file(nbproject, nbenv):
+    # given a papermill habit: -f for a parameters file
+    notebook = write_notebook(nbproject / "habit.ipynb", ("x = 0", ["parameters"]), "print(x)")
+    (nbproject / "habit.yaml").write_text("x: 1\n")
+    # when execute gets it as -f
+    proc = execute_cli(nbproject, notebook.name, "--env", "nbenv", "-f", "habit.yaml")
+    # then it says what -f is here and which option to use, instead of "invalid TOML"
+    assert proc.returncode != 0
+    assert "-f names the spec file" in proc.stderr and "use --parameters-file habit.yaml" in proc.stderr
+    assert "TOML" not in proc.stderr
+
+
+def test_cli_execute_warns_when_parameters_go_to_a_notebook_without_a_parameters_cell(nbproject, nbenv):
+    notebook = write_notebook(nbproject / "untagged.ipynb", "x = 0", "print(x)")
+    proc = execute_cli(nbproject, notebook.name, "--env", "nbenv", "-p", "x", "1", "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert "warning: the notebook has no cell tagged 'parameters'" in proc.stderr
+
+
+def test_cli_execute_report_mode_hides_the_code_and_keeps_the_outputs(nbproject, nbenv):
+    notebook = write_notebook(nbproject / "report.ipynb", ("x = 0", ["parameters"]), "print(x + 1)")
+    proc = execute_cli(nbproject, notebook.name, "--env", "nbenv", "-p", "x", "1", "--report-mode")
+    assert proc.returncode == 0, proc.stderr
+    out = nbformat.read(nbproject / "report.out.ipynb", as_version=4)
+    assert [c.metadata.get("jupyter", {}).get("source_hidden") for c in out.cells] == [True, True, True]
+    assert stdout_of(out.cells[2]) == "2\n"
+
+
+def test_cli_execute_cwd_runs_the_kernel_in_that_workspace_folder(nbproject, nbenv, tmp_path):
+    # given a notebook printing its working folder, and a subfolder of the workspace
+    notebook = write_notebook(nbproject / "where-cwd.ipynb", "import os; print(os.getcwd())")
+    (nbproject / "data" / "raw").mkdir(parents=True, exist_ok=True)
+    # when execute runs it with --cwd there
+    proc = execute_cli(nbproject, notebook.name, "--env", "nbenv", "--cwd", "data/raw")
+    # then the kernel ran in the matching folder of /workspace
+    assert proc.returncode == 0, proc.stderr
+    out = nbformat.read(nbproject / "where-cwd.out.ipynb", as_version=4)
+    assert stdout_of(out.cells[0]) == "/workspace/data/raw\n"
+    # and a folder the container cannot see is refused
+    proc = execute_cli(nbproject, notebook.name, "--env", "nbenv", "--cwd", str(tmp_path))
+    assert proc.returncode != 0 and "is outside the workspace" in proc.stderr
 
 
 # ---------------------------------------------------------------------- installed kernelspec, papermill
@@ -331,3 +489,62 @@ def test_papermill_runs_through_the_provisioner(nbproject, installed_kernel):
     # then the injected value was used, in the container
     out = nbformat.read(nbproject / "pm.out.ipynb", as_version=4)
     assert stdout_of(out.cells[2]) == "14 1000\n"
+
+
+def test_papermill_cwd_is_the_container_kernels_working_folder(nbproject, installed_kernel, tmp_path, caplog):
+    import papermill
+
+    # given a notebook printing its working folder, and a subfolder of the workspace
+    notebook = write_notebook(nbproject / "pm-cwd.ipynb", "import os; print(os.getcwd())")
+    (nbproject / "sub").mkdir(exist_ok=True)
+    # when papermill runs it with cwd= that subfolder (papermill changes the process's folder, passes no cwd)
+    papermill.execute_notebook(
+        str(notebook),
+        str(nbproject / "pm-cwd.out.ipynb"),
+        kernel_name=installed_kernel,
+        cwd=str(nbproject / "sub"),
+        progress_bar=False,
+    )
+    # then the kernel ran in the matching folder of /workspace, as a local kernel would run in it
+    out = nbformat.read(nbproject / "pm-cwd.out.ipynb", as_version=4)
+    assert stdout_of(out.cells[0]) == "/workspace/sub\n"
+    # when the folder is outside the workspace
+    caplog.set_level("WARNING")
+    papermill.execute_notebook(
+        str(notebook),
+        str(nbproject / "pm-cwd.out.ipynb"),
+        kernel_name=installed_kernel,
+        cwd=str(tmp_path),
+        progress_bar=False,
+    )
+    # then the kernel starts in /workspace, and a warning says why
+    out = nbformat.read(nbproject / "pm-cwd.out.ipynb", as_version=4)
+    assert stdout_of(out.cells[0]) == "/workspace\n"
+    assert f"the working folder {tmp_path} is outside the workspace" in caplog.text
+
+
+# ---------------------------------------------------------------------- notebooks written with %%container cells
+def test_a_notebook_of_container_cells_runs_as_a_whole_in_that_environment(nbproject, nbenv):
+    """A notebook whose work is in `%%container nbenv` cells (written in a local kernel) runs as a job in nbenv:
+    the extension loads in the container kernel, and those cells run in place, sharing its variables."""
+    notebook = write_notebook(
+        nbproject / "container-cells.ipynb",
+        "%load_ext jupyter_containers",
+        "%%container nbenv --memory 2g --in df\nanswer = 41",
+        "print(answer + 1)",
+    )
+    result, log, nb = run(nbproject, notebook)
+    assert result.status == "completed", (result.error, log)
+    assert stdout_of(nb.cells[2]) == "42\n"
+    note = "".join(o.get("text", "") for o in nb.cells[1].outputs if o.get("name") == "stderr")
+    assert "runs in place" in note and "--memory 2g" in note
+
+
+def test_a_container_cell_of_another_environment_fails_the_run_saying_why(nbproject, nbenv):
+    notebook = write_notebook(
+        nbproject / "other-env.ipynb", "%load_ext jupyter_containers", "%%container analysis\nprint('never')"
+    )
+    result, _, nb = run(nbproject, notebook)
+    assert result.status == "failed"
+    assert "cannot start another environment's container" in result.error["message"]
+    assert "never" not in stdout_of(unmarked(nb)[1])

@@ -47,6 +47,7 @@ job_bodies = st.fixed_dictionaries(
         "environment": st.one_of(st.text(max_size=20), st.sampled_from(["web", "broken", "WEB"])),
         "parameters": st.one_of(json_values, st.dictionaries(st.text(max_size=10), json_values, max_size=3)),
         "resources": st.one_of(resources, json_values),
+        "report_mode": st.one_of(st.booleans(), json_values),
         "extra": json_values,
     },
 )

@@ -68,6 +68,28 @@ async def test_job_runs_in_the_container_with_parameters(jp_fetch, jp_root_dir):
     assert job["id"] in [j["id"] for j in jobs]
 
 
+async def test_job_takes_structured_parameters_and_report_mode(jp_fetch, jp_root_dir):
+    # given a notebook using a list with non-finite numbers (JSON as Python reads it) and a nested object
+    name = write_notebook(
+        jp_root_dir, "structured.ipynb", ["bounds = []\ncfg = {}", "print(bounds[1] > 1e308, cfg['model']['depth'])"]
+    )
+    parameters = {"bounds": [0, float("inf")], "cfg": {"model": {"depth": 4}}}  # json.dumps writes Infinity
+    body = json.dumps({"notebook": name, "environment": "web", "report_mode": True, "parameters": parameters})
+    # when a job runs it in report mode
+    response = await jp_fetch(API, "jobs", method="POST", body=body)
+    job = json.loads(response.body)
+    done = await wait_for(jp_fetch, job["id"], ("completed", "failed"))
+    # then the values arrived as Python values and the output notebook hides the code
+    assert done["status"] == "completed", done["error"]
+    output = json.loads((await jp_fetch(API, "jobs", job["id"], "output")).body)
+    assert "".join(output["cells"][2]["outputs"][0]["text"]) == "True 4\n"
+    assert (
+        "".join(output["cells"][1]["source"])
+        == "# Parameters\nbounds = [0, float('inf')]\ncfg = {'model': {'depth': 4}}"
+    )
+    assert all(c["metadata"]["jupyter"]["source_hidden"] for c in output["cells"])
+
+
 async def test_cancel_stops_a_running_job_and_keeps_its_output(jp_fetch, jp_root_dir):
     name = write_notebook(
         jp_root_dir, "slow.ipynb", ["pass", "print('first cell ran')", "import time; time.sleep(120)"]
@@ -104,11 +126,26 @@ async def test_cancel_stops_a_running_job_and_keeps_its_output(jp_fetch, jp_root
         ({"notebook": "nb.ipynb", "environment": "web", "resources": {"gpus": 99}}, 400, "over this server's maximum"),
         ({"notebook": "nb.ipynb", "environment": "web", "resources": {"privileged": True}}, 400, "unknown resource"),
         ({"notebook": "nb.ipynb", "environment": "web", "image": "alpine"}, 400, "unknown field 'image'"),
-        ({"notebook": "nb.ipynb", "environment": "web", "parameters": {"a b": 1}}, 400, "Python identifiers"),
+        ({"notebook": "nb.ipynb", "environment": "web", "parameters": {"a b": 1}}, 400, "not a Python variable name"),
+        ({"notebook": "nb.ipynb", "environment": "web", "parameters": [1]}, 400, "give a mapping of parameter names"),
+        (
+            {
+                "notebook": "nb.ipynb",
+                "environment": "web",
+                "parameters": {"x": {"a": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}},
+            },
+            400,
+            "parameters.x.a[0][0]",
+        ),
+        ({"notebook": "nb.ipynb", "environment": "web", "report_mode": "yes"}, 400, "report_mode: give true or false"),
+        ({"notebook": "r.ipynb", "environment": "web"}, 400, "r.ipynb is written in R"),
     ],
 )
 async def test_bad_job_requests_are_refused_with_a_reason(jp_fetch, jp_root_dir, body, code, message):
     write_notebook(jp_root_dir, "nb.ipynb", ["x = 1"])
+    r_notebook = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "ir", "display_name": "R", "language": "R"}})
+    r_notebook.cells = [nbformat.v4.new_code_cell("x <- 1")]
+    nbformat.write(r_notebook, jp_root_dir / "r.ipynb")
     got_code, got_message = await error_of(jp_fetch, "jobs", method="POST", body=json.dumps(body))
     assert (got_code, message in got_message) == (code, True), got_message
 

@@ -141,7 +141,9 @@ def argvs(draw: st.DrawFn) -> list[str]:
         "build": [["--locked"], ["--json"], ["-q"]],
         "run": [[flag, "VALUE"] for flag in RESOURCE_FLAGS]
         + [["--network", "VALUE"], ["-v", "VALUE"], ["-v", "VALUE"], ["-e", "VALUE"], ["-e", "VALUE"], ["-q"]],
-        "execute": [[flag, "VALUE"] for flag in RESOURCE_FLAGS] + [["-o", "VALUE"], ["-q"]],
+        "execute": [[flag, "VALUE"] for flag in RESOURCE_FLAGS]
+        + [["-o", "VALUE"], ["-q"], ["-y", "VALUE"], ["-b", "VALUE"], ["--parameters-file", "PATH"]]
+        + [["--cwd", "PATH"], ["--report-mode"]],
     }[command] + [["-f", "PATH"], ["--backend", "VALUE"]]
     for option in draw(st.lists(st.sampled_from(options), max_size=4)):
         for word in option:
