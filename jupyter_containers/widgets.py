@@ -14,6 +14,7 @@ from typing import Any
 import ipywidgets as w
 
 from .errors import ContainersError
+from .frontend import format_gpu_usage
 from .units import format_size
 
 
@@ -37,6 +38,7 @@ class ContainersUI(w.VBox):
         self.progress = w.IntProgress(value=0, min=0, max=1, description="Steps", layout=w.Layout(visibility="hidden"))
         self.build_log = w.Textarea(value="", rows=8, disabled=True, layout=w.Layout(width="100%"))
         self.containers = w.HTML()
+        self.engine = w.HTML()
         self.refresh_button = w.Button(description="Refresh", icon="refresh")
         self.build_button.on_click(lambda _: self.build())
         self.refresh_button.on_click(lambda _: self.refresh())
@@ -48,6 +50,7 @@ class ContainersUI(w.VBox):
                 w.HBox([self.environment, self.build_button, self.status]),
                 w.HBox([self.cpus, self.memory]),
                 w.HBox([self.gpus, self.timeout]),
+                self.engine,
                 self.progress,
                 self.build_log,
                 w.HBox([w.HTML("<b>Running containers</b>"), self.refresh_button]),
@@ -56,6 +59,7 @@ class ContainersUI(w.VBox):
             **kwargs,
         )
         self._show_environment()
+        self._show_engine()
         self.refresh()
         if refresh_seconds:
             threading.Thread(target=self._auto_refresh, args=(refresh_seconds,), daemon=True).start()
@@ -88,6 +92,15 @@ class ContainersUI(w.VBox):
         except ContainersError as exc:
             state = f"unknown ({exc})"
         self.status.value = f"<span class='jp-Containers-status'>{html.escape(state)}</span>"
+
+    def _show_engine(self) -> None:
+        """Whether --gpus works on the engine, worded as the CLI's ``engine`` and the sidebar word it."""
+        try:
+            info = self.manager.engine()
+        except ContainersError as exc:
+            self.engine.value = f"<i>{html.escape(str(exc))}</i>"
+            return
+        self.engine.value = f"<span class='jp-Containers-engine'>GPUs: {html.escape(info.gpu_summary)}</span>"
 
     # ------------------------------------------------------------------ build
     def build(self, wait: bool = False) -> None:
@@ -140,7 +153,7 @@ class ContainersUI(w.VBox):
             self.containers.value = "<i>none running</i>"
             return
         rows = [
-            "<tr><th>environment</th><th>role</th><th>container</th><th>CPU</th><th>memory</th><th>status</th></tr>"
+            "<tr><th>environment</th><th>role</th><th>container</th><th>CPU</th><th>memory</th><th>GPU</th><th>status</th></tr>"
         ]
         for c in containers:
             usage = c["usage"] or {}
@@ -149,7 +162,8 @@ class ContainersUI(w.VBox):
             memory = format_size(used) if used else "…"
             if limit:
                 memory += f" / {format_size(limit)}"
-            cells = (c["environment"] or "", c["role"] or "", c["name"], cpu, memory, c["status"])
+            gpu = format_gpu_usage(usage.get("gpus") or [])
+            cells = (c["environment"] or "", c["role"] or "", c["name"], cpu, memory, gpu, c["status"])
             rows.append("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in cells) + "</tr>")
         self.containers.value = "<table class='jp-Containers-table'>" + "".join(rows) + "</table>"
 

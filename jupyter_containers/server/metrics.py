@@ -26,6 +26,18 @@ class ContainersCollector:
         cpu = GaugeMetricFamily("jupyter_containers_cpu_percent", "CPU use of a container, % of one CPU", labels=labels)
         memory = GaugeMetricFamily("jupyter_containers_memory_bytes", "Memory used by a container", labels=labels)
         limit = GaugeMetricFamily("jupyter_containers_memory_limit_bytes", "Memory limit of a container", labels=labels)
+        gpu_labels = [*labels, "gpu", "uuid"]
+        gpu_util = GaugeMetricFamily(
+            "jupyter_containers_gpu_utilization_percent",
+            "Utilization of a GPU a container was given, % (the whole device's, as NVML reports it)",
+            labels=gpu_labels,
+        )
+        gpu_memory = GaugeMetricFamily(
+            "jupyter_containers_gpu_memory_bytes", "Memory used on a GPU a container was given", labels=gpu_labels
+        )
+        gpu_total = GaugeMetricFamily(
+            "jupyter_containers_gpu_memory_total_bytes", "Memory of a GPU a container was given", labels=gpu_labels
+        )
         builds = CounterMetricFamily("jupyter_containers_builds", "Builds started by this server", labels=["status"])
         try:
             containers = self.service.containers()
@@ -41,12 +53,21 @@ class ContainersCollector:
                 memory.add_metric(values, usage["memory_used"])
             if usage.get("memory_limit") is not None:
                 limit.add_metric(values, usage["memory_limit"])
+            for gpu in usage.get("gpus") or []:
+                device = [*values, str(gpu.get("index", "")), str(gpu.get("uuid", ""))]
+                for family, key in (
+                    (gpu_util, "utilization_percent"),
+                    (gpu_memory, "memory_used"),
+                    (gpu_total, "memory_total"),
+                ):
+                    if gpu.get(key) is not None:
+                        family.add_metric(device, gpu[key])
         counts: dict[str, int] = {}
         for build in self.service.builds.all():
             counts[build.status] = counts.get(build.status, 0) + 1
         for status, count in counts.items():
             builds.add_metric([status], count)
-        yield from (running, cpu, memory, limit, builds)
+        yield from (running, cpu, memory, limit, gpu_util, gpu_memory, gpu_total, builds)
 
 
 def register_metrics(service: Any) -> None:

@@ -26,7 +26,12 @@ export interface IEngine {
   memory?: number | null;
   runtimes?: string[];
   gpu_runtimes?: string[];
-  gpu?: boolean;
+  /** Whether the engine grants `--gpus` (the server checks it the way the engine decides); null: unknown. */
+  gpu?: boolean | null;
+  /** How it grants them, e.g. `nvidia device driver`, `nvidia runtime`, `CDI: …`. */
+  gpu_support?: string[];
+  /** The one line every front end shows: `yes (nvidia device driver)`, `none (install …)`. */
+  gpu_summary?: string;
   address?: string;
 }
 
@@ -141,6 +146,20 @@ export interface IUsage {
   memory_used: number | null;
   memory_limit: number | null;
   pids: number | null;
+  /** The engine host's figures for each GPU the container was given. */
+  gpus?: IGpuUsage[];
+}
+
+/**
+ * One GPU a container was given, as NVML / nvidia-smi on the engine's host report it (bytes, %).
+ */
+export interface IGpuUsage {
+  index: string;
+  uuid: string;
+  name: string;
+  utilization_percent: number | null;
+  memory_used: number | null;
+  memory_total: number | null;
 }
 
 /**

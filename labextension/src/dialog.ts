@@ -106,6 +106,9 @@ export class RunDialogBody
       const resources: { [name: string]: number | string } = {};
       for (const [name] of RunDialogBody.RESOURCE_FIELDS) {
         const text = this._resources.get(name)?.value.trim() ?? '';
+        if (text && name === 'gpus') {
+          RunDialogBody.checkGpus(text);
+        }
         if (text) {
           resources[name] =
             /^\d+(\.\d+)?$/.test(text) && name !== 'memory'
@@ -163,6 +166,27 @@ export class RunDialogBody
 }
 
 export namespace RunDialogBody {
+  /** A GPU as NVIDIA_VISIBLE_DEVICES names it (as the server checks it): index, 0:1, GPU-… or MIG-… */
+  const GPU_ID =
+    /^(\d{1,4}(:\d{1,4})?|GPU-[0-9a-fA-F]{1,32}(-[0-9a-fA-F]{1,32}){0,7}|MIG-(GPU-)?[0-9a-fA-F]{1,32}(-[0-9a-fA-F]{1,32}){0,7}(\/\d{1,4}\/\d{1,4})?)$/;
+
+  /** Throws, naming the field and value, unless `text` is a count, `all` or device ids. */
+  export function checkGpus(text: string): void {
+    if (text === 'all' || /^\d+$/.test(text)) {
+      return;
+    }
+    const ids = text
+      .replace(/^device=/, '')
+      .split(',')
+      .map(id => id.trim());
+    const bad = ids.find(id => !GPU_ID.test(id));
+    if (bad !== undefined) {
+      throw new Error(
+        `GPUs: '${bad}' in '${text}' is not a GPU device id; use a count, 'all', indexes such as 0,2, GPU UUIDs (GPU-…) or MIG device ids (MIG-…), as 'nvidia-smi -L' lists them.`
+      );
+    }
+  }
+
   export interface IOptions {
     environments: IEnvironment[];
     notebook?: string;
@@ -182,7 +206,7 @@ export namespace RunDialogBody {
   > = [
     ['cpus', 'CPUs'],
     ['memory', 'Memory (e.g. 512m, 2g)'],
-    ['gpus', 'GPUs (count, all, or ids 0,2)'],
+    ['gpus', 'GPUs (count, all, or ids 0,2 / GPU-… / MIG-…)'],
     ['timeout', 'Timeout (e.g. 90, 10m, 1h)']
   ];
 }

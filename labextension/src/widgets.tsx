@@ -10,6 +10,7 @@ import * as React from 'react';
 import {
   EnvironmentStatus,
   GpuRequest,
+  IGpuUsage,
   IBuildError,
   IBuildEvent,
   IContainer,
@@ -75,7 +76,7 @@ namespace Section {
 }
 
 /**
- * The container engine: version and GPU runtimes, or what to do when none answers.
+ * The container engine: version and whether `--gpus` works, or what to do when none answers.
  */
 export class EngineSection extends Section {
   constructor(model: ContainersModel) {
@@ -113,16 +114,23 @@ export class EngineSection extends Section {
       `Docker ${data.version ?? ''}`.trim(),
       data.storage_driver,
       data.cpus ? Private.plural(data.cpus, 'CPU') : null,
-      data.memory ? Private.bytes(data.memory) : null,
-      data.gpu_runtimes?.length
-        ? `GPU: ${data.gpu_runtimes.join(', ')}`
-        : 'no GPU runtime'
+      data.memory ? Private.bytes(data.memory) : null
     ].filter(Boolean);
+    const gpu = data.gpu_summary ?? (data.gpu ? 'yes' : 'unknown');
     return (
-      <div className="jp-Containers-engineLine" data-engine="reachable">
-        <span className="jp-Containers-dot jp-mod-ok" />
-        <span title={data.address}>{parts.join(' · ')}</span>
-      </div>
+      <>
+        <div className="jp-Containers-engineLine" data-engine="reachable">
+          <span className="jp-Containers-dot jp-mod-ok" />
+          <span title={data.address}>{parts.join(' · ')}</span>
+        </div>
+        <div
+          className="jp-Containers-muted jp-Containers-engineGpu"
+          data-gpu={String(data.gpu ?? 'unknown')}
+          title="Whether the engine grants --gpus (checked the way the engine decides it)"
+        >
+          GPUs: {gpu}
+        </div>
+      </>
     );
   }
 }
@@ -386,6 +394,18 @@ export class ContainersSection extends Section {
             GPUs: {Private.gpus(container.gpus)}
           </div>
         )}
+        {(usage?.gpus ?? []).map(gpu => (
+          <Private.Bar
+            key={gpu.uuid || gpu.index}
+            kind="gpu"
+            fraction={
+              gpu.utilization_percent === null
+                ? null
+                : gpu.utilization_percent / 100
+            }
+            label={Private.gpuLabel(gpu)}
+          />
+        ))}
       </li>
     );
   }
@@ -646,6 +666,18 @@ namespace Private {
       ? String(count)
       : count.toFixed(2).replace(/0+$/, '');
     return `${text} ${noun}${count === 1 ? '' : 's'}`;
+  }
+
+  export function gpuLabel(gpu: IGpuUsage): string {
+    const utilization =
+      gpu.utilization_percent === null
+        ? '…'
+        : `${gpu.utilization_percent.toFixed(0)}%`;
+    const memory =
+      gpu.memory_used !== null && gpu.memory_total
+        ? `, ${Private.bytes(gpu.memory_used)} of ${Private.bytes(gpu.memory_total)}`
+        : '';
+    return `GPU ${gpu.index} ${utilization}${memory}`;
   }
 
   export function hasGpus(gpus: GpuRequest | null | undefined): boolean {

@@ -29,8 +29,12 @@ def second_manager(second_engine, engine_config, tmp_path_factory: pytest.TempPa
 
     root = make_workspace(tmp_path_factory.mktemp("second-project"), PROJECT_SPEC, config=None)
     (root / "data.txt").write_text("hello from a host folder\n")
+    from ..gpu_engine import DIND_ULIMITS
+
     config = copy.deepcopy(engine_config)
     config.merge(second_engine.docker_config())
+    # That engine lacks CAP_SYS_RESOURCE: GPU runs there get ulimits it may set (see docs/gpus.md).
+    config.DockerBackend.gpu_ulimits = dict(DIND_ULIMITS)
     return ContainersManager(spec_path=root / "containers.toml", config=config)
 
 

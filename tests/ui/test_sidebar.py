@@ -29,6 +29,9 @@ def test_sidebar_shows_the_engine_and_the_environments(page, sidebar):
     sidebar.locator('[data-engine="reachable"]').wait_for()
     env.wait_for()
     assert "Docker" in sidebar.locator('[data-engine="reachable"]').inner_text()
+    # and that --gpus does not work on this engine (no NVIDIA hook), with what to install
+    gpu = sidebar.locator('.jp-Containers-engineGpu[data-gpu="false"]').inner_text()
+    assert gpu.startswith("GPUs: none (install the NVIDIA Container Toolkit")
     assert env.get_attribute("data-status") in ("never built", "built", "stale")
     assert "a small environment for the browser tests" in env.inner_text()
     assert "1 CPU, 256 MiB" in env.inner_text()
