@@ -4,7 +4,12 @@ The kernel's ZMQ sockets are ``ipc`` sockets in a host folder bind-mounted into 
 published and nothing listens on any network interface, so a kernel started with ``--network none``
 is still reachable, and only processes that can open that folder can talk to it (the connection key is
 always set as well). The same folder carries pickled variables for ``%%container --in/--out`` at file
-speed. Remote engines cannot share a folder; they need TCP with the key (not implemented yet).
+speed.
+
+A remote engine cannot share a folder (docs/remote.md): its kernels listen on TCP inside their container with
+CurveZMQ encryption (a fresh server key pair per kernel) and the HMAC key, the connection file is copied into
+the created container before it starts (never through a shared folder), and the five ports are published on
+the engine's host -- on its 127.0.0.1 and reached through the ssh connection for ssh:// engines.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from ..units import format_size
 CONTAINER_RUNTIME_DIR = "/run/jupyter-containers"
 CONNECTION_FILE = f"{CONTAINER_RUNTIME_DIR}/kernel.json"
 DEFAULT_ARGV = ["python", "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+#: The kernel's ports inside its own container (remote engines; each container has its own network namespace).
+REMOTE_PORTS = {"shell_port": 50001, "iopub_port": 50002, "stdin_port": 50003, "control_port": 50004, "hb_port": 50005}
 
 
 def runtime_root() -> Path:
@@ -62,10 +69,20 @@ class ContainerKernel:
         self.role = role
         self.extra_labels = dict(extra_labels or {})
         self.locked = locked
-        # 0700 (mkdtemp's mode), owned by the container's user: only the owner (and root) can reach the
-        # kernel's sockets and key; never world-readable or writable.
-        self.socket_dir = Path(tempfile.mkdtemp(prefix="k-", dir=runtime_root()))
-        self._give_to_container_user(self.socket_dir)
+        #: TCP + CurveZMQ through published ports (a remote engine), else ipc sockets in a socket folder.
+        self.remote = not manager.backend.is_local
+        self._inside: dict[str, Any] = {}
+        #: Where this machine reaches the kernel's channels (remote kernels, once started): ip and ports.
+        self.client_info: dict[str, Any] = {}
+        self._reached: list[int] = []
+        if self.remote:
+            # No folder on this machine at all: the key goes into the container through the engine's API.
+            self.socket_dir = Path("/nonexistent/jupyter-containers-remote-kernel")
+        else:
+            # 0700 (mkdtemp's mode), owned by the container's user: only the owner (and root) can reach the
+            # kernel's sockets and key; never world-readable or writable.
+            self.socket_dir = Path(tempfile.mkdtemp(prefix="k-", dir=runtime_root()))
+            self._give_to_container_user(self.socket_dir)
         self.container: Container | None = None
         #: Why the engine did not answer the last state check (None: it did).
         self.engine_unreachable: str | None = None
@@ -82,8 +99,15 @@ class ContainerKernel:
         self.image, self.image_id = result.image, result.image_id
 
     def write_connection_file(self, info: dict[str, Any]) -> None:
-        """The kernel's copy of the connection info, with the socket path as seen inside the container."""
+        """The kernel's copy of the connection info, with the socket path as seen inside the container.
+
+        For a remote kernel it is kept until :meth:`start` copies it into the created container."""
         inside = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in info.items()}
+        if self.remote:
+            if not inside.get("key") or not inside.get("curve_secretkey"):
+                raise ValueError("a remote kernel needs the HMAC key and a CurveZMQ key pair")
+            self._inside = {**inside, "transport": "tcp", "ip": "0.0.0.0", **REMOTE_PORTS}
+            return
         inside["transport"] = "ipc"
         inside["ip"] = f"{CONTAINER_RUNTIME_DIR}/k"
         path = self.socket_dir / "kernel.json"
@@ -102,6 +126,16 @@ class ContainerKernel:
         if os.getuid() == 0 and uid.isdigit() and int(uid) != 0:
             os.chown(path, int(uid), int(gid) if gid.isdigit() else -1)
 
+    def _sync_down(self) -> None:
+        from ..errors import ContainersError
+
+        try:
+            self.manager.sync_down(self.image or "")
+        except ContainersError as exc:
+            import sys
+
+            print(f"jupyter-containers: the workspace changes of the kernel did not come back: {exc}", file=sys.stderr)
+
     def container_cwd(self, cwd: str | os.PathLike | None) -> str:
         """The notebook's folder inside the container when it is in the workspace, else the workspace."""
         if cwd:
@@ -115,11 +149,24 @@ class ContainerKernel:
         if self.image is None:
             self.build()
         backend = self.manager.backend
+        if self.remote and self.resources.network is False:
+            from ..errors import RequestError
+
+            raise RequestError(
+                f"a kernel with --network none cannot run on the remote engine {backend.address}: its channels "
+                "need a network interface there (a local engine's kernels use sockets in a folder instead); run "
+                "it with the network on, or on a local engine (docs/remote.md)"
+            )
+        mounts = list(self.manager.mounts())
+        if not self.remote:
+            mounts.append(Mount(self.socket_dir, CONTAINER_RUNTIME_DIR))
         request = RunRequest(
             image=self.image or "",
             command=argv,
             resources=self.resources,
-            mounts=[*self.manager.mounts(), Mount(self.socket_dir, CONTAINER_RUNTIME_DIR)],
+            mounts=mounts,
+            publish=tuple(REMOTE_PORTS.values()) if self.remote else (),
+            publish_address=backend.publish_address() if self.remote else "127.0.0.1",
             environment={"PYDEVD_DISABLE_FILE_VALIDATION": "1", **(env or {})},
             labels=labels(
                 env=self.environment,
@@ -131,14 +178,54 @@ class ContainerKernel:
             working_dir=self.container_cwd(cwd),
         )
         try:
+            if self.remote:
+                self.manager.sync_up(self.image or "")
             container = backend.create(request)
             self.container = container
+            if self.remote:
+                self._copy_connection_file(container)
             container.start()
+            if self.remote:
+                self._reach(container)
         except BaseException:
             # A refused start (no GPU driver, a bad mount) must leave neither the container nor the key behind.
             self.remove()
             raise
         return container.id
+
+    def _copy_connection_file(self, container: Container) -> None:
+        """The connection file into the created container: /run/jupyter-containers (0700) / kernel.json (0600),
+        owned by the container's user."""
+        import io
+        import tarfile
+        import time
+
+        uid, _, gid = self.manager.backend.container_user().partition(":")
+        data = json.dumps(self._inside).encode()
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            folder = tarfile.TarInfo(CONTAINER_RUNTIME_DIR.rsplit("/", 1)[1])
+            folder.type, folder.mode = tarfile.DIRTYPE, 0o700
+            info = tarfile.TarInfo(f"{folder.name}/kernel.json")
+            info.size, info.mode = len(data), 0o600
+            for member in (folder, info):
+                member.uid, member.gid, member.mtime = int(uid), int(gid or uid), int(time.time())
+            tar.addfile(folder)
+            tar.addfile(info, io.BytesIO(data))
+        container.put_archive(CONTAINER_RUNTIME_DIR.rsplit("/", 1)[0] or "/", buf.getvalue())
+
+    def _reach(self, container: Container) -> None:
+        published = container.published_ports()
+        backend = self.manager.backend
+        info: dict[str, Any] = {}
+        for name, port in REMOTE_PORTS.items():
+            if port not in published:
+                raise RuntimeError(f"the engine did not publish the kernel's port {port}")
+            host, reached = backend.reach(published[port])
+            self._reached.append(published[port])
+            info["ip"], info[name] = host, reached
+        info["transport"] = "tcp"
+        self.client_info = info
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -202,13 +289,20 @@ class ContainerKernel:
 
     def remove(self, *, keep_socket_dir: bool = False) -> None:
         """Remove the container and the socket folder (with the key) -- the folder even when the engine fails
-        to remove the container (its error is raised after)."""
+        to remove the container (its error is raised after). A remote kernel's workspace changes come back
+        first (``sync`` targets)."""
         try:
             if self.container is not None:
+                if self.remote and self.image:
+                    self._sync_down()
                 self.container.remove()
                 self.container = None
         finally:
-            if not keep_socket_dir:
+            if self.remote:
+                for port in self._reached:
+                    self.manager.backend.release(port)
+                self._reached = []
+            elif not keep_socket_dir:
                 shutil.rmtree(self.socket_dir, ignore_errors=True)
             else:
                 for path in self.socket_dir.glob("k-*"):

@@ -48,8 +48,9 @@ class SessionPool:
     def get(self, manager: Any, environment: str, resources: Resources | None = None) -> ContainerSession | None:
         """The running session for these effective resources, if any."""
         effective = self.effective_resources(manager, environment, resources)
+        target = manager.for_environment(environment).target
         with self._lock:
-            return self._sessions.get(session_key(Path(manager.spec_file()), environment, effective))
+            return self._sessions.get(session_key(Path(manager.spec_file()), environment, effective, target))
 
     def get_or_start(
         self,
@@ -70,7 +71,9 @@ class SessionPool:
 
             manager = ContainersManager.discover()
         effective = self.effective_resources(manager, environment, resources)
-        key = session_key(Path(manager.spec_file()), environment, effective)
+        key = session_key(
+            Path(manager.spec_file()), environment, effective, manager.for_environment(environment).target
+        )
         with self._lock:
             session = self._sessions.get(key)
             if session is not None and session.stopped:

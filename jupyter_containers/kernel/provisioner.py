@@ -3,11 +3,17 @@
 Registered under the entry point group ``jupyter_client.kernel_provisioners`` as ``jupyter-containers``,
 so a kernelspec whose metadata names it works unchanged in JupyterLab, ``jupyter console``, nbclient and
 papermill. ``jupyter-containers kernelspec install ENV`` writes such kernelspecs.
+
+The kernel starts where a local one would: in the client's working folder (nbclient's ``cwd`` or
+``resources["metadata"]["path"]``, else the process's current folder, which papermill's ``--cwd`` sets),
+mapped to the matching folder under ``/workspace``. A folder outside the workspace cannot be seen from the
+container: the kernel then starts in ``/workspace`` and a warning says so.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from pathlib import Path
 from typing import Any
@@ -30,6 +36,9 @@ class ContainerProvisioner(KernelProvisionerBase):
     locked = Bool(False, config=True, help="Build from containers.lock when the image has to be built.")
     role = Unicode("kernel", config=True, help="The container's role label: 'kernel', or 'session' for %%container.")
     extra_labels = Dict(config=True, help="More container labels, without the io.jupyter.containers. prefix.")
+    target = Unicode(
+        None, allow_none=True, config=True, help="The [targets.NAME] to run on (unset: the environment's own)."
+    )
 
     kernel: ContainerKernel | None = None
     _stopping = False
@@ -38,7 +47,10 @@ class ContainerProvisioner(KernelProvisionerBase):
         from ..manager import ContainersManager
 
         # The host application's config (server, nbclient caller) first, the project's own file on top.
-        return ContainersManager.discover(Path(self.spec_file), parent=self)
+        overrides: dict[str, Any] = {"target": self.target} if self.target else {}
+        return ContainersManager.discover(Path(self.spec_file), parent=self, **overrides).for_environment(
+            self.environment
+        )
 
     def _resources(self, manager: Any) -> Any:
         from ..spec.parse import parse_resources
@@ -64,8 +76,17 @@ class ContainerProvisioner(KernelProvisionerBase):
             )
         try:
             await asyncio.to_thread(self.kernel.build)
-            km.transport = "ipc"
-            km.ip = self.kernel.host_ip
+            if self.kernel.remote:
+                # TCP with CurveZMQ (docs/remote.md); the key pair is kept across restarts like the HMAC key.
+                import zmq
+
+                km.transport = "tcp"
+                km.ip = "127.0.0.1"  # replaced by where the published ports are reached, once known
+                if km.curve_publickey is None or km.curve_secretkey is None:
+                    km.curve_publickey, km.curve_secretkey = zmq.curve_keypair()
+            else:
+                km.transport = "ipc"
+                km.ip = self.kernel.host_ip
             km.write_connection_file()
             self.connection_info = km.get_connection_info()
             self.kernel.write_connection_file(dict(self.connection_info))
@@ -83,8 +104,26 @@ class ContainerProvisioner(KernelProvisionerBase):
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
         assert self.kernel is not None
-        await asyncio.to_thread(self.kernel.start, cmd, cwd=kwargs.get("cwd"), env=kwargs.get("env"))
+        # Without a cwd a local kernel inherits the client's current folder (papermill's --cwd chdirs there).
+        cwd = kwargs.get("cwd") or os.getcwd()
+        self._check_cwd(cwd)
+        await asyncio.to_thread(self.kernel.start, cmd, cwd=cwd, env=kwargs.get("env"))
+        if self.kernel.remote:
+            info: dict[str, Any] = {**self.connection_info, **self.kernel.client_info}
+            self.connection_info = info  # type: ignore[assignment]  # a KernelConnectionInfo with the reached ports
         return self.connection_info
+
+    def _check_cwd(self, cwd: str) -> None:
+        assert self.kernel is not None
+        workspace = self.kernel.manager.workspace_dir()
+        path = Path(cwd).resolve()
+        if path != workspace and workspace not in path.parents:
+            self.log.warning(
+                "container kernel: the working folder %s is outside the workspace %s, the only folder the "
+                "container sees: the kernel starts in /workspace; run from (or pass a cwd) inside the workspace",
+                path,
+                workspace,
+            )
 
     async def poll(self) -> int | None:
         if self.kernel is None:

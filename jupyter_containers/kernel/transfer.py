@@ -3,6 +3,10 @@
 Values travel as pickle files (protocol 5) through the kernel's socket folder, which is bind-mounted into
 the container (on tmpfs when there is one), so a 100 MB array moves at memory speed without any network.
 The remote half runs as one silent user expression that leaves no names behind in the kernel.
+
+A kernel on a remote engine has no shared folder: the same pickle files go into and out of its container
+through the engine's API (``put_archive``/``get_archive``, over its TLS or ssh connection), into
+/run/jupyter-containers (0700, the container user's) as 0600 files that are removed once read.
 """
 
 from __future__ import annotations
@@ -57,6 +61,8 @@ def push(session: ContainerSession, values: Mapping[str, Any]) -> None:
     """
     if not values:
         return
+    if session.kernel.remote:
+        return _push_remote(session, values)
     token = uuid.uuid4().hex[:12]
     written: list[Path] = []
     load: dict[str, str] = {}
@@ -95,6 +101,8 @@ def pull(session: ContainerSession, names: Iterable[str]) -> dict[str, Any]:
     token = uuid.uuid4().hex[:12]
     for name in names:
         _check_name(name)
+    if session.kernel.remote:
+        return _pull_remote(session, names, token)
     paths = {name: session.socket_dir / f"out-{token}-{name}.pkl" for name in names}
     try:
         problems = _transfer(session, {}, {name: f"{CONTAINER_RUNTIME_DIR}/{p.name}" for name, p in paths.items()})
@@ -119,6 +127,82 @@ def pull(session: ContainerSession, names: Iterable[str]) -> dict[str, Any]:
     finally:
         for path in paths.values():
             path.unlink(missing_ok=True)
+
+
+def _push_remote(session: ContainerSession, values: Mapping[str, Any]) -> None:
+    import io
+    import tarfile
+    import time
+
+    token = uuid.uuid4().hex[:12]
+    uid, _, gid = session.manager.backend.container_user().partition(":")
+    buf = io.BytesIO()
+    load: dict[str, str] = {}
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, value in values.items():
+            _check_name(name)
+            try:
+                data = pickle.dumps(value, protocol=5)
+            except Exception as exc:  # noqa: BLE001 - any pickling failure is the user's to fix
+                raise SessionError(f"variable {name!r} cannot be sent to the container: {_reason(exc)}") from None
+            info = tarfile.TarInfo(f"in-{token}-{name}.pkl")
+            info.size, info.mode, info.mtime = len(data), 0o600, int(time.time())
+            info.uid, info.gid = int(uid), int(gid or uid)
+            tar.addfile(info, io.BytesIO(data))
+            load[name] = f"{CONTAINER_RUNTIME_DIR}/{info.name}"
+            del data
+    buf.seek(0)
+    session.kernel.container.put_archive(CONTAINER_RUNTIME_DIR, buf)  # streamed from the buffer, not copied
+    del buf
+    try:
+        problems = _transfer(session, load, {})
+    finally:
+        _remove_remote(session, list(load.values()))
+    for name, problem in problems.items():
+        raise SessionError(
+            f"variable {name!r} could not be loaded in the container ({session.environment!r}): {problem}"
+            + _missing_package_hint(problem, session.environment)
+        )
+
+
+def _pull_remote(session: ContainerSession, names: list[str], token: str) -> dict[str, Any]:
+    import io
+    import tarfile
+
+    paths = {name: f"{CONTAINER_RUNTIME_DIR}/out-{token}-{name}.pkl" for name in names}
+    try:
+        problems = _transfer(session, {}, paths)
+        for name, problem in problems.items():
+            if problem == "missing":
+                raise SessionError(
+                    f"no variable named {name!r} in the container kernel of {session.environment!r}; "
+                    "assign it in the cell (or check its spelling)"
+                )
+            raise SessionError(f"variable {name!r} cannot be sent back from the container: {problem}")
+        values: dict[str, Any] = {}
+        for name, path in paths.items():
+            buf = io.BytesIO()
+            for chunk in session.kernel.container.get_archive(path):
+                buf.write(chunk)
+            buf.seek(0)
+            with tarfile.open(fileobj=buf) as tar:
+                member = next(m for m in tar if m.isfile())
+                extracted = tar.extractfile(member)
+                try:
+                    values[name] = pickle.load(extracted)  # type: ignore[arg-type]
+                except Exception as exc:  # noqa: BLE001
+                    raise SessionError(
+                        f"variable {name!r} came back from the container but cannot be loaded in this notebook: "
+                        f"{_reason(exc)}; install the package it needs in this notebook's kernel"
+                    ) from None
+        return values
+    finally:
+        _remove_remote(session, list(paths.values()))
+
+
+def _remove_remote(session: ContainerSession, paths: list[str]) -> None:
+    # The files of a transfer, removed in the container (silently; a missing one is fine).
+    session.evaluate(f"[__import__('os').unlink(p) for p in {paths!r} if __import__('os').path.exists(p)] and None")
 
 
 def _transfer(session: ContainerSession, load: Mapping[str, str], save: Mapping[str, str]) -> dict[str, str]:

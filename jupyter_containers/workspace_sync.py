@@ -1,0 +1,365 @@
+"""/workspace on an engine that cannot see this machine's folders: a volume, synced by manifest.
+
+Every (workspace, user, engine) gets one named volume holding /workspace. Before a run, kernel or session
+starts, the files that changed here since the last sync (by size and mtime_ns, so unchanged large data is
+never re-sent) are copied into it and files deleted here are deleted there; after a ``run``/``execute`` (and
+when a kernel or session stops) the files the container created or changed come back. Everything goes
+through the engine's API (``put_archive``/``get_archive`` on a short-lived helper container with the volume,
+never a bind mount), so it works over ssh:// and tcp+TLS alike.
+
+Conflicts: a file changed both here and in the container since the last sync keeps the local version; the
+container's is saved next to it as ``NAME.remote`` and a warning says so. Files the container deleted are not
+deleted here (they come back on the next sync). Symlinks, empty folders and the names in
+``c.WorkspaceSync.exclude`` are not synced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import stat
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from traitlets import List, Unicode
+from traitlets.config import LoggingConfigurable
+
+from .backends.base import RunRequest, labels
+from .errors import RunError
+from .images.dockerfile import WORKSPACE
+from .paths import cache_dir, file_lock
+from .spec.model import Resources
+
+Manifest = dict[str, list[int]]
+
+# Runs in the environment's image (its Python may be as old as 3.8: standard library only).
+_SCRIPT = r"""
+import json, os, stat, sys, tarfile
+root, mode, exclude = "/workspace", sys.argv[1], set(json.loads(sys.argv[2]))
+def walk():
+    out = {}
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in exclude]
+        for name in files:
+            if name in exclude:
+                continue
+            path = os.path.join(folder, name)
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                out[os.path.relpath(path, root)] = [st.st_size, st.st_mtime_ns]
+    return out
+if mode == "up":
+    with open("/tmp/jc-sync/delete.json") as fh:
+        for rel in json.load(fh):
+            try:
+                os.unlink(os.path.join(root, rel))
+            except OSError:
+                pass
+    os.makedirs("/tmp/jc-out", exist_ok=True)
+    with open("/tmp/jc-out/manifest.json", "w") as fh:
+        json.dump(walk(), fh)
+else:
+    with open("/tmp/jc-sync/base.json") as fh:
+        base = json.load(fh)
+    now = walk()
+    os.makedirs("/tmp/jc-out", exist_ok=True)
+    with tarfile.open("/tmp/jc-out/changes.tar", "w") as tar:
+        for rel, figures in sorted(now.items()):
+            if base.get(rel) != figures:
+                tar.add(os.path.join(root, rel), arcname=rel, recursive=False)
+    with open("/tmp/jc-out/manifest.json", "w") as fh:
+        json.dump(now, fh)
+"""
+
+
+class WorkspaceSync(LoggingConfigurable):
+    """The volume of one manager's workspace on its (remote) engine, and the two directions of sync."""
+
+    exclude = List(
+        Unicode(),
+        [".git", "__pycache__", ".ipynb_checkpoints", ".venv", "node_modules", ".mypy_cache", ".pytest_cache"],
+        config=True,
+        help="File and folder names never synced to or from a remote engine's workspace volume.",
+    )
+
+    def __init__(self, manager: Any, **kwargs: Any):
+        super().__init__(parent=manager, **kwargs)
+        self.manager = manager
+        self.backend = manager.backend
+        self.workspace = manager.workspace_dir()
+        key = f"{os.uname().nodename}:{os.getuid()}:{self.workspace}"
+        self.volume = "jupyter-containers-ws-" + hashlib.sha256(key.encode()).hexdigest()[:20]
+        state_key = hashlib.sha256(f"{self.backend.address}|{self.volume}".encode()).hexdigest()[:32]
+        self.state_file = cache_dir() / "sync" / f"{state_key}.json"
+        #: Figures of the last sync: files sent and fetched, bytes, seconds.
+        self.last: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ state
+    def _load(self) -> dict[str, Manifest]:
+        try:
+            data = json.loads(self.state_file.read_text())
+            if data.get("volume") == self.volume:
+                return {"local": data["local"], "remote": data["remote"]}
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        return {"local": {}, "remote": {}}
+
+    def _save(self, state: Mapping[str, Manifest]) -> None:
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"volume": self.volume, **state}))
+        tmp.replace(self.state_file)
+
+    def _volume_exists(self) -> bool:
+        return self.volume in self.backend.list_volumes({"io.jupyter.containers.role": "workspace"})
+
+    def local_manifest(self) -> Manifest:
+        out: Manifest = {}
+        exclude = set(self.exclude)
+        for folder, dirs, files in os.walk(self.workspace):
+            dirs[:] = [d for d in dirs if d not in exclude]
+            for name in files:
+                if name in exclude:
+                    continue
+                path = os.path.join(folder, name)
+                try:
+                    st = os.lstat(path)
+                except OSError:
+                    continue
+                if stat.S_ISREG(st.st_mode):
+                    out[os.path.relpath(path, self.workspace)] = [st.st_size, st.st_mtime_ns]
+        return out
+
+    # ------------------------------------------------------------------ helper containers
+    def _helper(self, image: str, mode: str) -> Any:
+        request = RunRequest(
+            image=image,
+            command=["python", "-c", _SCRIPT, mode, json.dumps(sorted(self.exclude))],
+            resources=Resources(network=False),
+            mounts=[self.mount()],
+            labels=labels(role="sync", **self.manager.ownership()),
+            working_dir="/tmp",
+        )
+        return self.backend.create(request)
+
+    def mount(self) -> Any:
+        from .backends.base import Mount
+
+        return Mount(self.volume, WORKSPACE, type="volume")
+
+    def _run_helper(self, container: Any, doing: str) -> None:
+        container.start()
+        code = container.wait(300)
+        if code != 0:
+            raise RunError(
+                f"{doing} the workspace volume {self.volume} on {self.backend.address} failed (exit code {code}): "
+                + " ".join(container.logs(tail=5).split())[-300:]
+            )
+
+    def _ensure_volume(self) -> None:
+        if self._volume_exists():
+            return
+        # Created with our labels (an implicit volume would have none: prune could not find it).
+        self.backend.create_volume(
+            self.volume, labels=labels(role="workspace", **{k: v for k, v in self.manager.scope().items()})
+        )
+
+    # ------------------------------------------------------------------ up
+    def up(self, image: str) -> dict[str, Any]:
+        """Make the volume hold this workspace: send what changed here, delete what was deleted here.
+
+        Returns figures (``sent`` files, ``bytes``, ``deleted``, ``seconds``). With nothing to do it costs one
+        engine call (the volume still exists).
+        """
+        started = time.perf_counter()
+        with file_lock(f"sync:{self.backend.address}:{self.volume}"):
+            state = self._load() if self._volume_exists() else {"local": {}, "remote": {}}
+            local = self.local_manifest()
+            send = sorted(p for p, figures in local.items() if state["local"].get(p) != figures)
+            delete = sorted(p for p in state["local"] if p not in local)
+            if not send and not delete and state["remote"]:
+                self.last = {"sent": 0, "bytes": 0, "deleted": 0, "seconds": time.perf_counter() - started}
+                return self.last
+            self._ensure_volume()
+            container = self._helper(image, "up")
+            try:
+                uid, _, gid = self.backend.container_user().partition(":")
+                sent_bytes = 0
+                with tempfile.TemporaryFile() as fh:
+                    with tarfile.open(fileobj=fh, mode="w", format=tarfile.PAX_FORMAT) as tar:
+                        for rel in _parents(send):
+                            tar.addfile(_dir_info(rel, int(uid), int(gid or uid)))
+                        for rel in send:
+                            path = self.workspace / rel
+                            try:
+                                info = tar.gettarinfo(str(path), arcname=rel)
+                            except OSError:
+                                continue
+                            info.uid, info.gid, info.uname, info.gname = int(uid), int(gid or uid), "", ""
+                            with open(path, "rb") as src:
+                                tar.addfile(info, src)
+                            sent_bytes += info.size
+                    fh.seek(0)
+                    container.put_archive(WORKSPACE, fh.read())
+                container.put_archive("/tmp", _tar({"jc-sync/delete.json": json.dumps(delete).encode()}, uid, gid))
+                self._run_helper(container, "updating")
+                remote = json.loads(_read_member(container, "manifest.json") or b"{}")
+            finally:
+                container.remove()
+            self._save({"local": local, "remote": remote})
+        self.last = {
+            "sent": len(send),
+            "bytes": sent_bytes,
+            "deleted": len(delete),
+            "seconds": time.perf_counter() - started,
+        }
+        return self.last
+
+    # ------------------------------------------------------------------ down
+    def down(self, image: str, *, warn: Callable[[str], None] | None = None) -> dict[str, Any]:
+        """Copy the files the container created or changed back here (see the module's note on conflicts).
+
+        Returns figures (``fetched`` files, ``bytes``, ``conflicts`` (paths), ``seconds``).
+        """
+        started = time.perf_counter()
+        warn = warn or (lambda text: self.log.warning("%s", text))
+        with file_lock(f"sync:{self.backend.address}:{self.volume}"):
+            state = self._load()
+            if not self._volume_exists():
+                return {"fetched": 0, "bytes": 0, "conflicts": [], "seconds": 0.0}
+            container = self._helper(image, "down")
+            try:
+                uid, _, gid = self.backend.container_user().partition(":")
+                container.put_archive(
+                    "/tmp", _tar({"jc-sync/base.json": json.dumps(state["remote"]).encode()}, uid, gid)
+                )
+                self._run_helper(container, "reading")
+                with tempfile.TemporaryFile() as fh:
+                    for chunk in container.get_archive("/tmp/jc-out"):
+                        fh.write(chunk)
+                    fh.seek(0)
+                    with tarfile.open(fileobj=fh) as outer:
+                        manifest = _member(outer, "jc-out/manifest.json")
+                        changes = _member(outer, "jc-out/changes.tar")
+                        remote = json.loads(manifest.read() if manifest else b"{}")
+                        fetched, size, conflicts = self._apply(changes, state, warn)
+            finally:
+                container.remove()
+            self._save({"local": state["local"], "remote": remote})
+        self.last = {
+            "fetched": fetched,
+            "bytes": size,
+            "conflicts": conflicts,
+            "seconds": time.perf_counter() - started,
+        }
+        return self.last
+
+    def _apply(
+        self, changes: Any, state: dict[str, Manifest], warn: Callable[[str], None]
+    ) -> tuple[int, int, list[str]]:
+        fetched = size = 0
+        conflicts: list[str] = []
+        if changes is None:
+            return 0, 0, conflicts
+        root = self.workspace.resolve()
+        with tarfile.open(fileobj=changes) as tar:
+            for member in tar:
+                if not member.isfile():
+                    continue
+                target = (root / member.name).resolve()
+                if root not in target.parents:
+                    continue  # never outside the workspace, whatever the container wrote
+                rel = str(target.relative_to(root))
+                data = tar.extractfile(member)
+                if data is None:
+                    continue
+                known = state["local"].get(rel)
+                try:
+                    st = target.lstat()
+                    now = [st.st_size, st.st_mtime_ns]
+                except FileNotFoundError:
+                    now = None
+                if now is not None and known != now:
+                    # Changed here too since the last sync (or new here): keep ours, put theirs beside it.
+                    conflicts.append(rel)
+                    target = target.with_name(target.name + ".remote")
+                    warn(
+                        f"jupyter-containers: {rel} changed both here and in the container; kept this one, the "
+                        f"container's is {rel}.remote"
+                    )
+                target.parent.mkdir(parents=True, exist_ok=True)
+                tmp = target.with_name(f".{target.name}.jc-sync")
+                with open(tmp, "wb") as out:
+                    while chunk := data.read(1 << 20):
+                        out.write(chunk)
+                os.utime(tmp, ns=(int(member.mtime * 1e9),) * 2)
+                os.chmod(tmp, (member.mode & 0o777) | 0o600)
+                tmp.replace(target)
+                fetched += 1
+                size += member.size
+                if target.name == Path(rel).name:
+                    st = target.stat()
+                    state["local"][rel] = [st.st_size, st.st_mtime_ns]
+        return fetched, size, conflicts
+
+    def remove(self) -> None:
+        """Remove the volume (and this machine's record of it)."""
+        self.backend.remove_volume(self.volume)
+        self.state_file.unlink(missing_ok=True)
+
+
+def _parents(paths: list[str]) -> list[str]:
+    found: set[str] = set()
+    for rel in paths:
+        parent = Path(rel).parent
+        while str(parent) not in (".", ""):
+            found.add(str(parent))
+            parent = parent.parent
+    return sorted(found, key=lambda p: (p.count("/"), p))
+
+
+def _dir_info(rel: str, uid: int, gid: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(rel)
+    info.type = tarfile.DIRTYPE
+    info.mode = 0o755
+    info.uid, info.gid = uid, gid
+    info.mtime = int(time.time())
+    return info
+
+
+def _tar(files: Mapping[str, bytes], uid: str, gid: str) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        folders = _parents(list(files))
+        for rel in folders:
+            tar.addfile(_dir_info(rel, int(uid), int(gid or uid)))
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o600, int(time.time())
+            info.uid, info.gid = int(uid), int(gid or uid)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _member(tar: tarfile.TarFile, name: str) -> Any:
+    try:
+        return tar.extractfile(name)
+    except KeyError:
+        return None
+
+
+def _read_member(container: Any, name: str) -> bytes | None:
+    buf = io.BytesIO(b"".join(container.get_archive(f"/tmp/jc-out/{name}")))
+    with tarfile.open(fileobj=buf) as tar:
+        member = next((m for m in tar.getmembers() if m.isfile()), None)
+        extracted = tar.extractfile(member) if member is not None else None
+        return extracted.read() if extracted is not None else None
