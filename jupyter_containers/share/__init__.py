@@ -1,0 +1,1 @@
+"""Sharing environments: bundles, registries, binder/ export, notebooks' run records, reproduce."""
