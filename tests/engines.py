@@ -469,6 +469,12 @@ class SecondEngine:
         """Run a command on the engine's host (the DinD container) over ssh."""
         return subprocess.run(self.ssh_command(*remote), capture_output=True, text=True, timeout=timeout, check=check)
 
+    def address(self) -> str:
+        """The engine container's address on the main engine's network: where ports the inner engine publishes
+        are reached (``c.DockerBackend.kernel_address`` of remote kernels there)."""
+        settings = self.main_api.inspect_container(self.container_id)["NetworkSettings"]
+        return settings["IPAddress"] or next(iter(settings["Networks"].values()))["IPAddress"]
+
     # ---- the inner engine's own life: killed and started again, as a crash and a restart of dockerd
     def _exec(self, command: str, *, detach: bool = False) -> str:
         exec_id = self.main_api.exec_create(self.container_id, ["sh", "-c", command])["Id"]

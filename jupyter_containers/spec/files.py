@@ -39,9 +39,19 @@ def _short(text: str) -> str:
 
 
 def check_path_text(text: str, *, what: str, file: object = None, key: str | None = None) -> None:
-    """A path as typed (in a spec, on the command line) must not hold a NUL byte, which no OS accepts."""
-    if "\0" in str(text):
-        raise SpecError(f"{what} {_short(str(text))} contains a NUL byte; remove it", file=file, key=key)
+    """A path as typed (in a spec, on the command line) must not hold a NUL byte, which no OS accepts, nor be
+    longer than file systems allow (a name of 255 bytes, a path of 4096): either would fail later, as an
+    OSError from wherever the path is first used."""
+    text = str(text)
+    if "\0" in text:
+        raise SpecError(f"{what} {_short(text)} contains a NUL byte; remove it", file=file, key=key)
+    encoded = os.fsencode(text)
+    if len(encoded) > 4096 or any(len(part) > 255 for part in encoded.split(b"/")):
+        raise SpecError(
+            f"{what} {_short(text)} is longer than file systems allow (names up to 255 bytes, paths up to 4096)",
+            file=file,
+            key=key,
+        )
 
 
 def read_source(path: Path, *, limit: int = MAX_SOURCE_BYTES) -> bytes:

@@ -220,6 +220,9 @@ def test_error_keeps_the_traceback_from_the_container(run: Run):
     # then the error is the remote one, with the remote lines, and none of the magic's machinery
     assert error["ename"] == "ZeroDivisionError"
     assert "divide(1, 0)" in traceback and "return a / b" in traceback
+    # and its cell is numbered as the notebook numbers it, not as the container kernel counted its cells
+    count = run.nb.cells[run.index["error"]].execution_count
+    assert f"Cell In[{count}], line 4" in traceback, traceback
     assert "run_cell_magic" not in traceback
     assert not [name for name in ("session.py", "remote.py", "transfer.py", "pool.py") if name in traceback]
 

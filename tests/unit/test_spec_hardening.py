@@ -270,6 +270,15 @@ def test_nul_bytes_in_paths_are_spec_errors(tmp_path, capsys):
         add_environment_to_file(tmp_path / "out\0.toml", Environment(name="x"))
 
 
+def test_paths_longer_than_file_systems_allow_are_spec_errors(tmp_path):
+    """Found by the spec fuzzer: a 300-character requirements path was an OSError (ENAMETOOLONG)."""
+    with pytest.raises(SpecError, match="longer than file systems allow") as caught:
+        load_spec(spec(tmp_path, f'[environments.x]\nrequirements = ["{"a" * 300}.txt"]\n'))
+    assert caught.value.key == "environments.x.requirements[0]"
+    with pytest.raises(SpecError, match="longer than file systems allow"):
+        load_spec(spec(tmp_path, f'[environments.x]\nrequirements = ["{"d/" * 2100}r.txt"]\n'))
+
+
 @pytest.mark.parametrize(
     "argv",
     [
