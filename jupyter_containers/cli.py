@@ -19,6 +19,8 @@ from .frontend import (
     BuildProgress,
     add_execute_arguments,
     add_resource_arguments,
+    check_execute_spec_file,
+    describe_run,
     execute_from_args,
     resource_flags,
     resources_from_flags,
@@ -133,8 +135,11 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--backend", metavar="NAME", help="container backend by name (default: c.ContainersManager.backend_name)"
     )
+    common.add_argument(
+        "--target", metavar="NAME", help="the spec file's [targets.NAME] to run on (default: the environment's own)"
+    )
     common.add_argument("--debug", action="store_true", help="show tracebacks")
-    parser.set_defaults(debug=False, file=None, backend=None)
+    parser.set_defaults(debug=False, file=None, backend=None, target=None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("build", parents=[common], help="build an environment's image (no-op when unchanged)")
@@ -142,6 +147,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--locked", action="store_true", help="install exactly the versions in containers.lock")
     p.add_argument("--json", action="store_true", help='print {"image": ..., "built": ..., "seconds": ...}')
     p.add_argument("-q", "--quiet", action="store_true", help="no build log")
+    p.add_argument(
+        "--registry", metavar="HOST/REPO", help="pull the image from here instead of building when it is there"
+    )
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser(
@@ -171,9 +179,12 @@ def _parser() -> argparse.ArgumentParser:
         help="run a whole notebook in an environment's container (papermill-style parameters)",
         description="Run every cell of NOTEBOOK with its kernel in ENV's container; the output notebook is "
         "rewritten after each cell and records the environment. The spec file is -f, else the one next to "
-        "the notebook, else the one in the current folder. Exit status: 0 completed, 1 a cell error or a dead "
-        "kernel, 124 timed out (--timeout or the spec's resources.timeout), 130 interrupted.",
-        usage="%(prog)s NOTEBOOK --env ENV [-p NAME VALUE]... [-r NAME VALUE]... [-o OUTPUT] [limits...]",
+        "the notebook, else the one in the current folder (papermill's -f, a YAML file of parameters, is "
+        "--parameters-file here). A cell calling sys.exit() or sys.exit(0) ends the run, completed, as in "
+        "papermill. Exit status: 0 completed, 1 a cell error or a dead kernel, 124 timed out (--timeout or the "
+        "spec's resources.timeout), 130 interrupted.",
+        usage="%(prog)s NOTEBOOK --env ENV [-p NAME VALUE]... [-r NAME VALUE]... [-y YAML]... [-b BASE64]... "
+        "[--parameters-file FILE]... [-o OUTPUT] [--cwd DIR] [--report-mode] [limits...]",
     )
     add_execute_arguments(p)
     p.set_defaults(func=cmd_execute)
@@ -190,6 +201,14 @@ def _parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_spec_list)
     q = spec_sub.add_parser("schema", parents=[common], help="the JSON Schema of spec files")
     q.set_defaults(func=cmd_spec_schema)
+    q = spec_sub.add_parser(
+        "from-notebook", parents=[common], help="recreate the spec and lock of the environment a notebook ran in"
+    )
+    q.add_argument("notebook", metavar="NOTEBOOK")
+    q.add_argument("-o", "--output", default="containers.toml", help="spec file to write or add to")
+    q.add_argument("--name", help="environment name (default: the recorded one)")
+    q.add_argument("--force", action="store_true", help="replace an environment of the same name (and its lock)")
+    q.set_defaults(func=cmd_spec_from_notebook)
 
     p = sub.add_parser("capture", parents=[common], help="write this interpreter's environment as a spec")
     p.add_argument(
@@ -204,13 +223,17 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_capture)
 
     p = sub.add_parser(
-        "import", parents=[common], help="import requirements.txt, environment.yml, pyproject.toml or binder/"
+        "import",
+        parents=[common],
+        help="import requirements.txt, environment.yml, pyproject.toml, Pipfile(.lock), setup.py or a repository",
     )
     p.add_argument("source", metavar="FILE_OR_DIR")
     p.add_argument("-o", "--output", default="containers.toml", help="spec file to write or add to")
     p.add_argument("--name", help="environment name (default: from the source)")
     p.add_argument("--force", action="store_true", help="replace an environment of the same name")
     p.set_defaults(func=cmd_import)
+
+    _add_share_commands(sub, common)
 
     p = sub.add_parser("lock", parents=[common], help="(re)write containers.lock from the environment's image")
     p.add_argument("env", metavar="ENV")
@@ -224,6 +247,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="remove every environment image too (not base images)")
     p.add_argument("--dry-run", action="store_true")
     p.set_defaults(func=cmd_prune)
+
+    p = sub.add_parser(
+        "targets", parents=[common], help="the spec file's targets: reachability, engine version, CPUs, memory, GPUs"
+    )
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_targets)
 
     p = sub.add_parser("engine", parents=[common], help="engine version, storage driver and GPU runtimes")
     p.add_argument("--json", action="store_true")
@@ -270,7 +299,9 @@ def _manager(args: argparse.Namespace, *, search_from: Sequence[Path] = ()) -> A
     """The manager for this command: the spec file of -f (or found), the configuration, --backend."""
     from .manager import ContainersManager
 
-    overrides = {"backend_name": args.backend} if getattr(args, "backend", None) else {}
+    overrides: dict[str, Any] = {"backend_name": args.backend} if getattr(args, "backend", None) else {}
+    if getattr(args, "target", None):
+        overrides["target"] = args.target
     return ContainersManager.discover(args.file, search_from=search_from, **overrides)
 
 
@@ -279,13 +310,13 @@ def cmd_build(args: argparse.Namespace) -> int:
     manager = _manager(args)
     progress = BuildProgress(quiet=args.quiet or False)
     try:
-        result = manager.build(args.env, locked=args.locked, on_event=progress)
+        result = manager.build(args.env, locked=args.locked, on_event=progress, registry=args.registry)
     finally:
         progress.close()
     if args.json:
         print(json.dumps(result.to_dict()))
     else:
-        state = "built" if result.built else "up to date"
+        state = "built" if result.built else f"pulled from {result.pulled}" if result.pulled else "up to date"
         print(f"{result.image} ({state}, {result.seconds:.2f}s)")
     return 0
 
@@ -335,7 +366,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         progress.close()
     if not args.quiet:
         print(
-            f"jupyter-containers: ran {' '.join(command)!r} in {build.image} ({resources.describe()}) "
+            f"jupyter-containers: ran {' '.join(command)!r} in {build.image} "
+            f"({describe_run(manager.environment(args.env).resources.merged(overrides), resources)}) "
             f"in {time.perf_counter() - started:.1f}s: exit code {result.exit_code}",
             file=sys.stderr,
         )
@@ -343,6 +375,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_execute(args: argparse.Namespace) -> int:
+    check_execute_spec_file(args.file)
     return execute_from_args(args, _manager(args, search_from=[Path(args.notebook).resolve().parent]))
 
 
@@ -475,18 +508,42 @@ def cmd_prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_targets(args: argparse.Namespace) -> int:
+    from .targets import describe
+
+    manager = _manager(args)
+    names = [None, *sorted(manager.spec().targets)] if not args.target else [args.target]
+    rows = [describe(manager, name) for name in names]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    lines = [["TARGET", "ADDRESS", "STATE", "DOCKER", "CPUS", "MEMORY", "GPUS"]]
+    for row in rows:
+        if row["reachable"]:
+            memory = f"{(row['memory'] or 0) / 2**30:.1f} GiB"
+            lines.append(
+                [row["name"], row["address"], "reachable", row["version"], str(row["cpus"]), memory, row["gpus"]]
+            )
+        else:
+            lines.append([row["name"], row["address"] or "?", "unreachable", "", "", "", ""])
+    table(lines)
+    for row in rows:
+        if not row["reachable"]:
+            print(f"{row['name']}: {row['error']}", file=sys.stderr)
+    return 0 if all(row["reachable"] for row in rows) else 1
+
+
 def cmd_engine(args: argparse.Namespace) -> int:
     info = _manager(args).engine()
     if args.json:
         print(json.dumps(info.to_dict(), indent=2))
         return 0
-    gpus = ", ".join(info.gpu_runtimes) or "none (install the NVIDIA Container Toolkit for --gpus)"
     print(f"engine:          Docker {info.version} (API {info.api_version}) at {info.address}")
     print(f"os/arch:         {info.os} / {info.architecture}")
     print(f"storage driver:  {info.storage_driver}, cgroup v{info.cgroup_version}")
     print(f"cpus/memory:     {info.cpus} / {(info.memory or 0) / 2**30:.1f} GiB")
     print(f"runtimes:        {', '.join(info.runtimes)}")
-    print(f"GPU runtimes:    {gpus}")
+    print(f"GPUs (--gpus):   {info.gpu_summary}")
     return 0
 
 
@@ -519,7 +576,9 @@ def cmd_setup(args: argparse.Namespace) -> int:
     def say(text: str) -> None:
         print(text, flush=True)
 
-    overrides = {"backend_name": args.backend} if getattr(args, "backend", None) else {}
+    overrides: dict[str, Any] = {"backend_name": args.backend} if getattr(args, "backend", None) else {}
+    if args.target:
+        overrides["target"] = args.target  # a target needs the spec file that names it
     try:  # with a spec file, its project's config applies too; setup itself needs none
         manager = ContainersManager.discover(args.file, **overrides)
     except SpecError:
@@ -540,6 +599,177 @@ def cmd_setup(args: argparse.Namespace) -> int:
     image_id = backend.image_id(reference) or "?"
     say(f"ready: Docker {info.version} at {backend.address}; default base {reference} ({image_id[:19]})")
     return 0
+
+
+# ---------------------------------------------------------------------- sharing (jupyter_containers/share)
+def _add_share_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("export", parents=[common], help="write an environment's bundle (spec, lock, files, image)")
+    p.add_argument("env", metavar="ENV")
+    p.add_argument("-o", "--output", required=True, help="the bundle to write, such as env.tar.gz")
+    p.add_argument("--with-image", action="store_true", help="include the image (docker save): no build on import")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("import-bundle", parents=[common], help="check a bundle and install its environment here")
+    p.add_argument("bundle", metavar="BUNDLE")
+    p.add_argument("-C", "--into", default=".", help="folder of the containers.toml to add it to (default: .)")
+    p.add_argument("--force", action="store_true", help="replace an environment or files of the same name")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_import_bundle)
+
+    for name, helptext in (
+        ("push", "push an environment's image (and base) to a registry; the digest goes into the lock"),
+        ("pull", "pull an environment's image from a registry instead of building it"),
+    ):
+        p = sub.add_parser(name, parents=[common], help=helptext)
+        p.add_argument("env", metavar="ENV")
+        p.add_argument("--registry", metavar="HOST/REPO", help="default: registry = in containers.toml")
+        p.add_argument("--json", action="store_true")
+        p.set_defaults(func=cmd_push if name == "push" else cmd_pull)
+
+    p = sub.add_parser("binder", parents=[common], help="repo2docker / mybinder files for an environment")
+    binder_sub = p.add_subparsers(dest="binder_command", metavar="SUBCOMMAND", required=True)
+    q = binder_sub.add_parser("export", parents=[common], help="write binder/ pinned from the lock")
+    q.add_argument("env", metavar="ENV")
+    q.add_argument("-o", "--output", default="binder", help="folder to write (default: binder)")
+    q.add_argument("--repo", metavar="OWNER/NAME", help="GitHub repository for the README badge line")
+    q.add_argument("--force", action="store_true", help="replace files there that binder export did not write")
+    q.set_defaults(func=cmd_binder_export)
+
+    p = sub.add_parser(
+        "reproduce",
+        parents=[common],
+        help="rebuild a notebook's recorded environment, run it again and compare every output",
+        description="Rebuild the environment recorded in NOTEBOOK's metadata (its lock), run the notebook again "
+        "with the recorded parameters and limits, and compare each output with the recorded one (nbdime). "
+        "Exit status: 0 the same, 1 outputs differ, 3 the same environment could not be rebuilt.",
+    )
+    p.add_argument("notebook", metavar="NOTEBOOK")
+    p.add_argument("-o", "--output", metavar="REPORT", help="also write an HTML report (.html) or JSON (.json)")
+    p.add_argument(
+        "--sanitize",
+        "--ignore",
+        dest="sanitize",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="nbval sanitizer file ([section] regex: / replace: lines) applied to both sides; repeatable",
+    )
+    p.add_argument("--rtol", type=float, default=1e-9, help="relative tolerance of numbers (default 1e-9)")
+    p.add_argument("--atol", type=float, default=0.0, help="absolute tolerance of numbers (default 0)")
+    p.add_argument("--run-output", metavar="NOTEBOOK", help="keep the re-run notebook here (default: not kept)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_reproduce)
+
+
+def _bare_manager(args: argparse.Namespace) -> Any:
+    """A manager for commands that need an engine but no spec file (a bundle's import)."""
+    from .config import load_config
+    from .errors import SpecError
+    from .manager import ContainersManager
+
+    overrides = {"backend_name": args.backend} if getattr(args, "backend", None) else {}
+    try:
+        return ContainersManager.discover(args.file, **overrides)
+    except SpecError:
+        if args.file:
+            raise
+        return ContainersManager(config=load_config(), **overrides)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .share.bundle import export_bundle
+    from .units import format_size
+
+    result = export_bundle(_manager(args), args.env, Path(args.output), with_image=args.with_image)
+    if args.json:
+        print(json.dumps(result.to_dict()))
+    else:
+        what = "spec, lock" + (", image" if result.with_image else "")
+        print(f"wrote {result.path} ({what}; {format_size(result.size)}, {result.seconds:.1f}s)")
+    return 0
+
+
+def cmd_import_bundle(args: argparse.Namespace) -> int:
+    from .share.bundle import import_bundle
+
+    manager = _bare_manager(args)
+    result = import_bundle(Path(args.bundle), Path(args.into), backend=manager.backend, force=args.force)
+    if args.json:
+        print(json.dumps(result.to_dict()))
+    else:
+        image = f"image {result.image_id[:19]} loaded" if result.image_id else "no image (build it with --locked)"
+        print(f"imported {result.environment!r} into {result.spec_file} ({image}, {result.seconds:.1f}s)")
+    return 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from .share.registry import push
+
+    progress = BuildProgress()
+    try:
+        result = push(_manager(args), args.env, args.registry, on_event=progress)
+    finally:
+        progress.close()
+    if args.json:
+        print(json.dumps(result.to_dict()))
+    else:
+        print(f"pushed {result.reference} ({result.digest}, {result.seconds:.1f}s); the digest is in containers.lock")
+    return 0
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    from .share.registry import pull
+
+    result = pull(_manager(args), args.env, args.registry)
+    if args.json:
+        print(json.dumps(result.to_dict()))
+    else:
+        built = f", built on {result.built_on[:19].replace('T', ' ')} UTC" if result.built_on else ""
+        print(f"pulled {result.reference} as {result.image}{built} ({result.seconds:.1f}s)")
+        for note in result.notes:
+            print(f"note: {note}", file=sys.stderr)
+    return 0
+
+
+def cmd_binder_export(args: argparse.Namespace) -> int:
+    from .share.binder import export_binder
+
+    result = export_binder(_manager(args), args.env, Path(args.output), repo=args.repo, force=args.force)
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"wrote {', '.join(result.files)} to {result.folder}")
+    return 0
+
+
+def cmd_spec_from_notebook(args: argparse.Namespace) -> int:
+    from .share.notebook import spec_from_notebook
+
+    result = spec_from_notebook(Path(args.notebook), Path(args.output), name=args.name, force=args.force)
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"wrote environment {result.environment!r} to {result.spec_file} and its lock to {result.lock_file}")
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from .share.reproduce import ReproduceOptions, reproduce
+
+    options = ReproduceOptions(
+        sanitizers=tuple(Path(p) for p in args.sanitize),
+        rtol=args.rtol,
+        atol=args.atol,
+        run_output=Path(args.run_output) if args.run_output else None,
+    )
+    manager = _bare_manager(args)
+    report = reproduce(Path(args.notebook), options, config=manager.config, log=lambda t: print(t, file=sys.stderr))
+    if args.output:
+        report.write(Path(args.output))
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(report.text())
+    return report.exit_code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -96,3 +96,24 @@ class OutOfMemoryError(RunError):
 
 class RunTimeoutError(RunError):
     """The container exceeded its wall-clock timeout and was killed."""
+
+
+class RegistryError(BackendError):
+    """A container registry refused or could not be reached during a push or pull (the message names it)."""
+
+
+class RegistryAuthError(RegistryError):
+    """The registry wants credentials it did not get, or refused the ones Docker's config gave."""
+
+
+class RegistryTlsError(RegistryError):
+    """The registry's TLS certificate is not trusted by the engine (an unknown CA, a wrong host name)."""
+
+
+class RegistryUnavailableError(RegistryError):
+    """Nothing answers at the registry's address."""
+
+
+class BundleError(RequestError):
+    """An environment bundle is malformed, tampered with or unsafe (a path out of its folder, a size over the
+    bounds, a hash that does not match its manifest)."""

@@ -64,14 +64,46 @@ def resources_from_flags(values: Any) -> Resources:
         raise RequestError(f"{flag}: {message}") from None
 
 
+def describe_run(requested: Resources, effective: Resources) -> str:
+    """The limits a run got, as its summary line shows them, saying which ones were the defaults of a GPU run
+    rather than asked for (``1 GPU, shm 1 GiB (GPU default)``)."""
+    from .units import format_size
+
+    text = effective.describe()
+    if requested.shm_size is None and effective.shm_size is not None:
+        shm = f"shm {format_size(effective.shm_size)}"
+        text = text.replace(shm, f"{shm} (GPU default: c.DockerBackend.gpu_shm_size)", 1)
+    return text
+
+
+def format_gpu_usage(gpus: Sequence[Mapping[str, Any]]) -> str:
+    """A container's GPUs from its usage (``usage["gpus"]``): ``GPU 1 37%, 1.0 GiB / 16 GiB``, one per device."""
+    from .units import format_size
+
+    parts = []
+    for gpu in gpus:
+        text = f"GPU {gpu.get('index', '?')}"
+        if gpu.get("utilization_percent") is not None:
+            text += f" {gpu['utilization_percent']:.0f}%"
+        if gpu.get("memory_used") is not None and gpu.get("memory_total"):
+            text += f", {format_size(gpu['memory_used'])} / {format_size(gpu['memory_total'])}"
+        parts.append(text)
+    return "; ".join(parts)
+
+
 # ---------------------------------------------------------------------- whole notebooks
 def add_execute_arguments(parser: Any) -> None:
-    """The options of ``execute`` (the CLI's ``jupyter-containers execute`` and ``%container execute``)."""
+    """The options of ``execute`` (the CLI's ``jupyter-containers execute`` and ``%container execute``).
+
+    Papermill's parameter options work as in papermill, under its names too (``--parameters_yaml`` …), except
+    its ``-f``: that is the spec file in every command here, so a parameters file is ``--parameters-file``.
+    """
     parser.add_argument("notebook", metavar="NOTEBOOK")
     parser.add_argument("--env", dest="env", required=True, metavar="ENV", help="the environment to run it in")
     parser.add_argument(
         "-p",
         "--parameter",
+        "--parameters",
         dest="parameters",
         action="append",
         nargs=2,
@@ -82,6 +114,7 @@ def add_execute_arguments(parser: Any) -> None:
     parser.add_argument(
         "-r",
         "--raw-parameter",
+        "--parameters_raw",
         dest="raw_parameters",
         action="append",
         nargs=2,
@@ -89,9 +122,63 @@ def add_execute_arguments(parser: Any) -> None:
         metavar=("NAME", "VALUE"),
         help="a parameter kept as a string",
     )
+    parser.add_argument(
+        "-y",
+        "--parameters-yaml",
+        "--parameters_yaml",
+        dest="parameters_yaml",
+        action="append",
+        default=[],
+        metavar="YAML",
+        help="parameters as a YAML mapping, e.g. 'sizes: [1, 2]' (lists and dicts as in papermill)",
+    )
+    parser.add_argument(
+        "-b",
+        "--parameters-base64",
+        "--parameters_base64",
+        dest="parameters_base64",
+        action="append",
+        default=[],
+        metavar="BASE64",
+        help="parameters as base64-encoded YAML",
+    )
+    parser.add_argument(
+        "--parameters-file",
+        "--parameters_file",
+        dest="parameters_file",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="parameters from a YAML file (papermill's -f; here -f is the spec file)",
+    )
     parser.add_argument("-o", "--output", help="output notebook (default: NOTEBOOK.out.ipynb next to the notebook)")
+    parser.add_argument(
+        "--cwd",
+        metavar="DIR",
+        help="the kernel's working folder, inside the workspace (default: the notebook's folder)",
+    )
+    parser.add_argument(
+        "--report-mode",
+        "--report_mode",
+        dest="report_mode",
+        action="store_true",
+        help="hide the code cells' source in the output notebook (outputs stay)",
+    )
     add_resource_arguments(parser)
     parser.add_argument("-q", "--quiet", action="store_true", help="no build log and no progress lines")
+
+
+def check_execute_spec_file(path: str | None) -> None:
+    """``-f`` is the spec file here, papermill's ``-f`` a YAML parameters file: say so instead of "invalid TOML".
+
+    Raises:
+        RequestError: ``path`` names a YAML or JSON file.
+    """
+    if path and str(path).lower().endswith((".yaml", ".yml", ".json")):
+        raise RequestError(
+            f"-f/--file {path}: -f names the spec file (containers.toml or pyproject.toml) in jupyter-containers; "
+            f"for a YAML file of parameters (papermill's -f) use --parameters-file {path}"
+        )
 
 
 def execute_from_args(args: Any, manager: Any, *, stream: Any = None) -> int:
@@ -104,13 +191,21 @@ def execute_from_args(args: Any, manager: Any, *, stream: Any = None) -> int:
         notebook=args.notebook,
         environment=args.env,
         output_path=args.output,
-        parameters=parse_parameters(args.parameters, args.raw_parameters),
+        parameters=parse_parameters(
+            args.parameters,
+            args.raw_parameters,
+            base64_texts=args.parameters_base64,
+            files=args.parameters_file,
+            yaml_texts=args.parameters_yaml,
+        ),
         resources=resources_from_flags(args),
+        cwd=args.cwd,
+        report_mode=args.report_mode,
     )
     progress = BuildProgress(quiet=args.quiet, stream=stream)
 
     def log(text: str) -> None:
-        if not args.quiet or text.startswith(("failed", "timed out", "cancelled")):
+        if not args.quiet or text.startswith(("failed", "timed out", "cancelled", "warning")):
             print(text, file=progress.stream, flush=True)
 
     try:

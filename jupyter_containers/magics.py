@@ -28,6 +28,10 @@ def _file_argument(func: Any) -> Any:
     return argument("-f", "--file", help="spec file (default: ./containers.toml or ./pyproject.toml)")(func)
 
 
+def _target_argument(func: Any) -> Any:
+    return argument("--target", metavar="NAME", help="the spec file's [targets.NAME] to run on")(func)
+
+
 def _resource_arguments(timeout_help: str = "per cell: interrupt a cell running longer, e.g. 90s, 30m") -> Any:
     # The CLI's limit flags (same names, same units), derived from the Resources model.
     def decorate(func: Any) -> Any:
@@ -64,6 +68,7 @@ class ContainerMagics(Magics):
         self.default_environment: str | None = None
         self.default_file: str | None = None
         self.default_resources: dict[str, Any] = {}
+        self.default_target: str | None = None
         self._own_modules: set[str] = set()
         self._known_modules: set[str] = set(sys.modules)
         self._value_modules: set[str] = set()
@@ -72,6 +77,7 @@ class ContainerMagics(Magics):
     @magic_arguments()
     @argument("env", nargs="?", metavar="ENV", help="environment (default: the one chosen with %%container use)")
     @_file_argument
+    @_target_argument
     @_resource_arguments()
     @argument("--in", dest="inputs", nargs="+", action="extend", metavar="NAME", help="variables to send in")
     @argument("--out", dest="outputs", nargs="+", action="extend", metavar="NAME", help="variables to bring back")
@@ -140,11 +146,13 @@ class ContainerMagics(Magics):
     def _progress() -> Any:
         return BuildProgress(stream=sys.stdout)
 
-    def _session_for(self, env: str, raw: dict[str, Any], spec_file: str | None) -> tuple[Any, float | None]:
+    def _session_for(
+        self, env: str, raw: dict[str, Any], spec_file: str | None, target: str | None = None
+    ) -> tuple[Any, float | None]:
         # The warm session and the cell timeout (given, else the spec's default) for ``env``.
         from .kernel.pool import get_pool
 
-        manager = self.manager(spec_file)
+        manager = self.manager(spec_file).for_target(target)
         resources = self._resources(raw)
         progress = self._progress()
         try:
@@ -161,7 +169,8 @@ class ContainerMagics(Magics):
             raise UsageError("which environment? use '%%container ENV', or choose one with '%container use ENV'")
         raw = dict(self.default_resources) if env == self.default_environment else {}
         raw.update(self._raw_resources(args))
-        session, timeout = self._session_for(env, raw, args.file)
+        target = args.target or (self.default_target if env == self.default_environment else None)
+        session, timeout = self._session_for(env, raw, args.file, target)
         assert self.shell is not None  # magics are registered on a shell
         user_ns = self.shell.user_ns
         inputs = _names(args.inputs)
@@ -170,7 +179,7 @@ class ContainerMagics(Magics):
             if missing:
                 raise RequestError(f"no variable named {missing[0]!r} in this notebook")
             session.push({name: user_ns[name] for name in inputs})
-        result = session.execute(cell, timeout=timeout)
+        result = session.execute(cell, timeout=timeout, execution_count=_cell_number(self.shell))
         outputs = _names(args.outputs)
         if outputs:
             before = set(sys.modules)
@@ -240,15 +249,17 @@ class ContainerMagics(Magics):
     @magic_arguments(name="container use")
     @argument("env", metavar="ENV")
     @_file_argument
+    @_target_argument
     @_resource_arguments()
     def _cmd_use(self, rest: str) -> None:
         """The environment (and limits) of %%container cells that name none."""
         args = parse_argstring(self._cmd_use, rest)
-        manager = self.manager(args.file)
+        manager = self.manager(args.file).for_target(args.target)  # an unknown target fails here, named
         raw = self._raw_resources(args)
         effective = manager.resources(args.env, self._resources(raw))  # validates the name and the limits
         self.default_environment = args.env
         self.default_resources = raw
+        self.default_target = args.target
         if args.file:
             self.default_file = args.file
         print(f"%%container cells without an environment run in {args.env!r} ({effective.describe()})")
@@ -354,13 +365,14 @@ class ContainerMagics(Magics):
         execute -h`` lists them); the notebook's spec file is the default ``-f``.
         """
         from .errors import RunError
-        from .frontend import execute_from_args
+        from .frontend import check_execute_spec_file, execute_from_args
         from .manager import ContainersManager
 
         try:
             args = _execute_parser().parse_args(shlex.split(rest))
         except SystemExit as exc:  # argparse already printed the usage error
             raise UsageError("see the usage above ('%container execute -h' for every option)") from exc
+        check_execute_spec_file(args.file)
         spec = args.file or self.default_file
         folder = Path(args.notebook).expanduser().resolve().parent
         manager = self.manager(spec) if spec else ContainersManager.discover(search_from=[folder])
@@ -402,3 +414,12 @@ def unload_ipython_extension(ip: Any) -> None:
     magics = ip.magics_manager.magics
     for kind in ("line", "cell"):
         magics[kind].pop("container", None)
+
+
+def _cell_number(shell: Any) -> int | None:
+    """The number the notebook shows for the running cell (``In [7]``): the index IPython stored its input at
+    (``shell.execution_count`` is already the next one while a cell runs, under ipykernel 7)."""
+    try:
+        return len(shell.history_manager.input_hist_parsed) - 1
+    except AttributeError:
+        return None

@@ -27,7 +27,7 @@ from .backends.base import (
     labels,
     owner_labels,
 )
-from .errors import NotFoundError, RequestError, SpecError
+from .errors import NotFoundError, RequestError, RunError, SpecError
 from .images.builder import Builder, BuildResult, EventCallback
 from .images.dockerfile import CA_TARGET, WORKSPACE
 from .spec.model import Environment, Resources, SpecFile
@@ -61,6 +61,13 @@ class ContainersManager(LoggingConfigurable):
         help="Mount the host's CA bundle read-only into containers, so pip/requests work behind a TLS proxy.",
     )
     spec_path = Unicode(None, allow_none=True, help="The spec file; unset: found in the current directory.")
+    target = Unicode(
+        None,
+        allow_none=True,
+        config=True,
+        help="The [targets.NAME] of the spec file to run on (--target). Unset: each environment's own target, "
+        "else the configured engine (c.DockerBackend.base_url, DOCKER_HOST, the local socket).",
+    )
 
     backend = Instance(ContainerBackend)
     builder = Instance(Builder)
@@ -119,7 +126,74 @@ class ContainersManager(LoggingConfigurable):
 
     @default("backend")
     def _default_backend(self) -> ContainerBackend:
-        return backend_class(self.backend_name)(parent=self)
+        target = self.target_spec()
+        if target is None:
+            return backend_class(self.backend_name)(parent=self)
+        from .targets import backend_settings
+
+        return backend_class(target.kind)(parent=self, **backend_settings(target))
+
+    # ------------------------------------------------------------------ targets
+    def target_spec(self) -> Any:
+        """The :class:`~jupyter_containers.spec.model.Target` this manager runs on (None: the configured engine).
+
+        Raises:
+            SpecError: ``target`` names no ``[targets.NAME]`` table of the spec file.
+        """
+        if not self.target:
+            return None
+        from .spec.parse import _did_you_mean
+
+        spec = self.spec()
+        found = spec.targets.get(self.target)
+        if found is None:
+            known = ", ".join(sorted(spec.targets)) or "none"
+            raise SpecError(
+                f"no target named {self.target!r}{_did_you_mean(self.target, spec.targets)} in {spec.path} "
+                f"(defined: {known}); add a [targets.{self.target}] table with an engine, or pick another --target"
+            )
+        return found
+
+    def for_target(self, name: str | None) -> ContainersManager:
+        """A manager for the same spec file and workspace on the target ``name`` (this one when it is ours)."""
+        if name is None or name == self.target:
+            return self
+        cache = self.__dict__.setdefault("_target_managers", {})
+        if name not in cache:
+            manager = ContainersManager(
+                spec_path=self.spec_path,
+                parent=self.parent,
+                config=self.config,
+                target=name,
+                workspace=self.workspace,
+                backend_name=self.backend_name,
+            )
+            manager.target_spec()  # an unknown name fails here, naming it
+            cache[name] = manager
+        return cache[name]
+
+    def for_environment(self, name: str) -> ContainersManager:
+        """The manager that runs ``name``: this one when a target was chosen (--target), else the one of the
+        environment's own ``target =`` (if any)."""
+        if self.target:
+            return self
+        env_target = self.environment(name).target
+        return self.for_target(env_target) if env_target else self
+
+    def workspace_mode(self) -> str:
+        """``mount`` (bind-mount the folder), ``sync`` (a volume synced by manifest) or a path on the engine's
+        host (a shared folder): how /workspace reaches this manager's containers."""
+        from .targets import workspace_mode
+
+        return workspace_mode(self.target_spec(), self.backend.address)
+
+    def workspace_sync(self) -> Any:
+        """The :class:`~jupyter_containers.workspace_sync.WorkspaceSync` of this workspace (``sync`` mode)."""
+        if "_workspace_sync" not in self.__dict__:
+            from .workspace_sync import WorkspaceSync
+
+            self.__dict__["_workspace_sync"] = WorkspaceSync(self)
+        return self.__dict__["_workspace_sync"]
 
     @default("builder")
     def _default_builder(self) -> Builder:
@@ -145,8 +219,32 @@ class ContainersManager(LoggingConfigurable):
         return Path(self.workspace).resolve() if self.workspace else self.spec_file().parent
 
     # ------------------------------------------------------------------ build
-    def build(self, name: str, *, locked: bool = False, on_event: EventCallback | None = None) -> BuildResult:
-        return self.builder.build(self.environment(name), locked=locked, on_event=on_event)
+    def build(
+        self,
+        name: str,
+        *,
+        locked: bool = False,
+        on_event: EventCallback | None = None,
+        registry: str | None = None,
+        use_registry: bool = True,
+    ) -> BuildResult:
+        """Build ``name`` unless the engine has its image; with a registry (``registry``, else the spec file's
+        ``registry =``) the image is pulled from it first when it is there (a team builds it once)."""
+        routed = self.for_environment(name)
+        if routed is not self:
+            return routed.build(name, locked=locked, on_event=on_event, registry=registry, use_registry=use_registry)
+        env = self.environment(name)
+        pulled = None
+        if use_registry:
+            from .share.registry import pull_for_build
+
+            pulled = pull_for_build(self, env, registry, locked=locked, on_event=on_event)
+        result = self.builder.build(env, locked=locked, on_event=on_event)
+        if pulled is not None:
+            from dataclasses import replace
+
+            result = replace(result, pulled=pulled.reference)
+        return result
 
     def lock(self, name: str, *, on_event: EventCallback | None = None):
         """Build if needed, then record the lock from the image even when it is up to date."""
@@ -154,11 +252,19 @@ class ContainersManager(LoggingConfigurable):
 
     # ------------------------------------------------------------------ run
     def resources(self, name: str, override: Resources | None = None) -> Resources:
-        return self.environment(name).resources.merged(override)
+        """The spec's defaults, then ``override``, then the backend's defaults for runs with GPUs (a roomy
+        /dev/shm): what the container gets, so every front end's summary shows it."""
+        routed = self.for_environment(name)
+        if routed is not self:
+            return routed.resources(name, override)
+        return self.backend.run_defaults(self.environment(name).resources.merged(override))
 
     def mounts(self, extra: Sequence[tuple[str, str, bool]] = ()) -> list[Mount]:
         """The workspace mount plus validated extra mounts ``(host path, container path, read_only)``."""
         workspace = self.workspace_dir()
+        mode = self.workspace_mode()
+        if mode != "mount":
+            return self._remote_mounts(mode, extra)
         mounts = [Mount(workspace, WORKSPACE)]
         roots = [workspace, *(Path(r).resolve() for r in self.allowed_mount_roots)]
         for host, target, read_only in extra:
@@ -182,6 +288,27 @@ class ContainersManager(LoggingConfigurable):
                 mounts.append(Mount(ca.resolve(), CA_TARGET, read_only=True))
         return mounts
 
+    def _remote_mounts(self, mode: str, extra: Sequence[tuple[str, str, bool]]) -> list[Mount]:
+        """The workspace of an engine that cannot see this machine's folders: its volume (``sync``) or the
+        shared folder on the engine's host. Extra host mounts and the host's CA bundle cannot reach it."""
+        if extra:
+            where = self.target or self.backend.address
+            raise RequestError(
+                f"extra mounts (-v/--volume) need a local engine; the target {where!r} cannot see this machine's "
+                "folders: put the files in the workspace (it is synced to /workspace) instead"
+            )
+        if mode == "sync":
+            return [self.workspace_sync().mount()]
+        return [Mount(Path(mode), WORKSPACE)]
+
+    def sync_up(self, image: str) -> dict[str, Any] | None:
+        """Send the workspace's changes to the engine's volume first (``sync`` mode; None otherwise)."""
+        return self.workspace_sync().up(image) if self.workspace_mode() == "sync" else None
+
+    def sync_down(self, image: str, *, warn: Callable[[str], None] | None = None) -> dict[str, Any] | None:
+        """Bring back what the container wrote to /workspace (``sync`` mode; None otherwise)."""
+        return self.workspace_sync().down(image, warn=warn) if self.workspace_mode() == "sync" else None
+
     def run(
         self,
         name: str,
@@ -195,7 +322,23 @@ class ContainersManager(LoggingConfigurable):
         stdout: Callable[[bytes], None] | None = None,
         stderr: Callable[[bytes], None] | None = None,
     ) -> tuple[BuildResult, Resources, RunResult]:
-        """Build (if needed) and run ``command`` with the spec's resources overridden by ``resources``."""
+        """Build (if needed) and run ``command`` with the spec's resources overridden by ``resources``.
+
+        On a ``sync`` target the workspace's changes go to the engine first and the files the command wrote
+        come back after it, whatever its exit code."""
+        routed = self.for_environment(name)
+        if routed is not self:
+            return routed.run(
+                name,
+                command,
+                resources=resources,
+                mounts=mounts,
+                environment=environment,
+                locked=locked,
+                on_event=on_event,
+                stdout=stdout,
+                stderr=stderr,
+            )
         build = self.build(name, locked=locked, on_event=on_event)
         effective = self.resources(name, resources)
         request = RunRequest(
@@ -207,7 +350,14 @@ class ContainersManager(LoggingConfigurable):
             labels=labels(env=name, role="run", **self.ownership()),
             working_dir=WORKSPACE,
         )
-        return build, effective, self.backend.run(request, stdout=stdout, stderr=stderr)
+        self.sync_up(build.image)
+        try:
+            result = self.backend.run(request, stdout=stdout, stderr=stderr)
+        except RunError:  # out of memory, timed out: what it wrote until then still comes back
+            self.sync_down(build.image)
+            raise
+        self.sync_down(build.image)
+        return build, effective, result
 
     # ------------------------------------------------------------------ containers
     def scope(self) -> dict[str, str]:
@@ -333,6 +483,7 @@ class ContainersManager(LoggingConfigurable):
             user=user,
             prefix=prefix,
             kernel_spec_manager=self.kernel_spec_manager(),
+            target=self.target,
         )
 
     def sync_kernel_specs(self, prefix: str) -> list[str]:

@@ -173,3 +173,39 @@ def second_engine_ssh(second_engine, monkeypatch: pytest.MonkeyPatch):
     docker CLI (``DOCKER_HOST=ssh://second-engine``) and the docker SDK (``use_ssh_client=True``) reach it."""
     monkeypatch.setenv("PATH", second_engine.ssh_env()["PATH"])
     return second_engine
+
+
+@pytest.fixture(scope="session")
+def plain_registry(tmp_path_factory: pytest.TempPathFactory):
+    """Debian's docker-registry, plain HTTP on 127.0.0.1 (loopback: insecure by default for the engine), on a
+    random port, data in a temporary folder; stopped by its pid at the end. See tests/registry.py."""
+    from . import registry
+
+    running = registry.start_plain_registry(tmp_path_factory.mktemp("plain-registry"))
+    yield running
+    running.close()
+
+
+@pytest.fixture(scope="session")
+def tls_registry(tmp_path_factory: pytest.TempPathFactory):
+    """docker-registry with htpasswd auth behind TLS (a CA generated here) on the main engine's bridge gateway,
+    so the second engine reaches it too; the main engine trusts its CA through /etc/docker/certs.d/HOST:PORT,
+    removed at the end with the registry (stopped by its pid)."""
+    from jupyter_containers.backends.docker import DockerBackend
+
+    from . import registry
+
+    host = registry.bridge_gateway(DockerBackend().api)
+    running = registry.start_tls_registry(tmp_path_factory.mktemp("tls-registry"), host)
+    yield running
+    running.close()
+
+
+@pytest.fixture
+def docker_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty Docker config folder as DOCKER_CONFIG for this test (credentials go there, never ~/.docker)."""
+    folder = tmp_path / "docker-config"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    monkeypatch.setenv("DOCKER_CONFIG", str(folder))
+    return folder

@@ -11,13 +11,14 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import IO, Any
 
 from traitlets.config import LoggingConfigurable
 
 from ..spec.model import Resources
+from ..usage import GpuDevice
 
 #: The entry point group backends register in (``docker`` is ours; Swarm and Kubernetes come the same way).
 BACKENDS_GROUP = "jupyter_containers.backends"
@@ -80,9 +81,12 @@ def step_title(name: str) -> str:
 
 @dataclass(frozen=True)
 class Mount:
-    source: Path
+    """A host folder (``type="bind"``) or a named engine volume (``type="volume"``, ``source`` its name)."""
+
+    source: Path | str
     target: str
     read_only: bool = False
+    type: str = "bind"
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,9 @@ class RunRequest:
     working_dir: str | None = None
     name: str | None = None
     entrypoint: Sequence[str] | None = None
+    #: Container TCP ports published on the engine's host (at ``publish_address``, on ports it picks).
+    publish: Sequence[int] = ()
+    publish_address: str = "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -180,12 +187,18 @@ class ContainerState:
 
 @dataclass(frozen=True)
 class Usage:
-    """Live usage of one container; ``None`` fields could not be read."""
+    """Live usage of one container; ``None`` fields could not be read.
+
+    ``gpus``: the engine host's figures for each GPU the container was given (utilization %, memory used of
+    total, per device; a GPU shared by two containers shows the same device figures in both), empty when it
+    has none or the host's GPUs cannot be read.
+    """
 
     cpu_percent: float | None = None
     memory_used: int | None = None
     memory_limit: int | None = None
     pids: int | None = None
+    gpus: tuple[GpuDevice, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -193,6 +206,7 @@ class Usage:
             "memory_used": self.memory_used,
             "memory_limit": self.memory_limit,
             "pids": self.pids,
+            "gpus": [asdict(g) for g in self.gpus],
         }
 
 
@@ -213,11 +227,29 @@ class EngineInfo:
     runtimes: tuple[str, ...] = ()
     gpu_runtimes: tuple[str, ...] = ()
     cdi_devices: tuple[str, ...] = ()
+    #: Whether the engine grants GPU requests (``--gpus``): True, False, or None when it could not be told.
+    gpu: bool | None = None
+    #: How it grants them, e.g. ``("nvidia device driver",)``, ``("nvidia runtime", "CDI")``.
+    gpu_support: tuple[str, ...] = ()
+    #: Why not, or what the check saw, for people (empty when there is nothing to add).
+    gpu_note: str = ""
+
+    @property
+    def gpu_summary(self) -> str:
+        """The one line every front end shows (CLI ``engine``, ``GET /engine``, sidebar, widgets)."""
+        if self.gpu:
+            return "yes (" + ", ".join(self.gpu_support) + ")" if self.gpu_support else "yes"
+        if self.gpu is None:
+            return f"unknown ({self.gpu_note})" if self.gpu_note else "unknown"
+        return "none (install the NVIDIA Container Toolkit on the engine's host for --gpus" + (
+            f"; {self.gpu_note})" if self.gpu_note else ")"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
-        for key in ("runtimes", "gpu_runtimes", "cdi_devices"):
+        for key in ("runtimes", "gpu_runtimes", "cdi_devices", "gpu_support"):
             out[key] = list(out[key])
+        out["gpu_summary"] = self.gpu_summary
         return out
 
 
@@ -285,6 +317,23 @@ class Container(ABC):
             NotFoundError: there is no such file.
         """
 
+    def put_archive(self, directory: str, data: bytes | IO[bytes]) -> None:
+        """Unpack the tar ``data`` (bytes, or a file read from its position) into ``directory`` inside the
+        container (owners and modes as in the tar)."""
+        raise NotImplementedError
+
+    def get_archive(self, path: str) -> Iterator[bytes]:
+        """A tar of ``path`` (a file or a folder) inside the container, in chunks.
+
+        Raises:
+            NotFoundError: there is no such path.
+        """
+        raise NotImplementedError
+
+    def published_ports(self) -> dict[int, int]:
+        """``{container port: engine-host port}`` of the ports the request published (started container)."""
+        raise NotImplementedError
+
 
 # ---------------------------------------------------------------------- the backend
 class ContainerBackend(LoggingConfigurable):
@@ -313,6 +362,10 @@ class ContainerBackend(LoggingConfigurable):
     def container_user(self) -> str:
         """``uid:gid`` that containers run as (never root); files shared with containers are made theirs."""
         raise NotImplementedError
+
+    def run_defaults(self, resources: Resources) -> Resources:
+        """``resources`` with what this backend gives a run by default filled in (e.g. /dev/shm for GPUs)."""
+        return resources
 
     # ------------------------------------------------------------------ engine
     def engine_info(self) -> EngineInfo:
@@ -355,6 +408,35 @@ class ContainerBackend(LoggingConfigurable):
     def import_image(self, stream: IO[bytes], *, changes: Sequence[str] = ()) -> str:
         """Create an untagged image from a root filesystem tar read from ``stream``; returns its id."""
         raise NotImplementedError
+
+    def save_images(self, references: Sequence[str], out: IO[bytes]) -> int:
+        """Write ``references`` (tags, with their layers, shared layers once) as one ``docker save`` archive to
+        ``out``; returns the bytes written. Loading it elsewhere gives the same image ids.
+
+        Raises:
+            NotFoundError: the engine has no image of one of those names.
+        """
+        raise NotImplementedError
+
+    def load_images(self, stream: IO[bytes]) -> list[str]:
+        """Load a ``docker save`` archive read from ``stream``; returns the ids of the images it held."""
+        raise NotImplementedError
+
+    def repo_digests(self, reference: str) -> list[str]:
+        """``REPO@sha256:…`` digests a registry gave the image (empty when never pushed or pulled).
+
+        Raises:
+            NotFoundError: the engine has no such image.
+        """
+        raise NotImplementedError
+
+    def image_created(self, reference: str) -> str | None:
+        """When the image was built (ISO 8601, as the engine says), or None when it has no such image."""
+        raise NotImplementedError
+
+    def reload_credentials(self) -> None:
+        """Read the registry credentials (Docker's config.json and its credential helpers) again, so that a
+        ``docker login`` done since the backend was created is used by the next push or pull."""
 
     def build(
         self,
@@ -408,6 +490,34 @@ class ContainerBackend(LoggingConfigurable):
     def usage(self, container_ids: Sequence[str]) -> dict[str, Usage]:
         """Live usage of running containers (those that cannot be read are left out)."""
         raise NotImplementedError
+
+    def reach(self, host_port: int) -> tuple[str, int]:
+        """Where this machine connects to a port the engine published on its host: ``(address, port)``
+        (through an ssh tunnel for ssh:// engines)."""
+        raise NotImplementedError
+
+    def publish_address(self) -> str:
+        """The engine-host address ports are published on: 127.0.0.1 when this machine reaches them through
+        a tunnel (or is the engine's host), else every interface (kernel channels are CurveZMQ-encrypted)."""
+        return "127.0.0.1"
+
+    def release(self, host_port: int) -> None:
+        """Forget what :meth:`reach` set up for ``host_port`` (an ssh forward); nothing happens otherwise."""
+
+    def create_volume(self, name: str, *, labels: Mapping[str, str]) -> None:
+        """Create a named volume with ``labels`` (a volume of that name may exist already)."""
+        raise NotImplementedError
+
+    def remove_volume(self, name: str) -> None:
+        """Remove a named volume; nothing happens when it is gone."""
+        raise NotImplementedError
+
+    def list_volumes(self, labels: Mapping[str, str] | None = None) -> list[str]:
+        """Names of our volumes carrying every label in ``labels``."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Let go of connections (an ssh tunnel); the backend reconnects on its next call."""
 
     def events(self, *, types: Sequence[str] = ("image", "container")) -> Iterator[EngineEvent]:
         """The engine's events as they happen (blocking; ends when the connection does).

@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from typing import IO, Any
 
-from traitlets import Bool, Float, Unicode
+from traitlets import Bool, Dict, Float, Int, List, Unicode
 
 from ..errors import (
     BuildError,
@@ -37,8 +37,8 @@ from ..errors import (
 )
 from ..redact import redact
 from ..spec.model import Resources
-from ..units import format_duration, format_size
-from ..usage import UsageReader
+from ..units import format_duration, format_size, parse_size
+from ..usage import GpuReader, UsageReader, visible_devices
 from . import buildkit
 from .base import (
     MANAGED_LABEL,
@@ -60,6 +60,12 @@ from .base import (
 LOG_TAIL_LINES = 25
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 _GPU_REFUSALS = ("could not select device driver", "nvidia-container-cli", "unknown or invalid runtime name: nvidia")
+#: The GPU check starts a container with this command: it does not exist, so nothing ever runs in it.
+GPU_PROBE_COMMAND = "/jupyter-containers-gpu-check-runs-nothing"
+_MISSING_PROGRAM = ("no such file or directory", "executable file not found", "not found in $path")
+#: Engine → (when, gpu, note) of its last GPU check, shared by every backend of this process.
+_GPU_CHECKS: dict[str, tuple[float, bool | None, str]] = {}
+_GPU_CHECKS_LOCK = threading.Lock()
 
 
 def map_error(exc: BaseException, doing: str, *, address: str, resources: Resources | None = None) -> ContainersError:
@@ -78,6 +84,12 @@ def map_error(exc: BaseException, doing: str, *, address: str, resources: Resour
             f"GPUs were requested ({_describe_gpus(resources)}) but the Docker engine cannot provide them: "
             f"{text}. Install the NVIDIA Container Toolkit on the engine's host, run "
             "'nvidia-ctk runtime configure --runtime=docker' and restart dockerd; or run without --gpus"
+        )
+    if resources is not None and resources.gpus and "error setting rlimit" in text:
+        return EngineRefusedError(
+            f"{doing}: the engine may not raise the ulimits of a GPU run ({text}); it lacks CAP_SYS_RESOURCE "
+            "(a rootless or nested engine): lower them or turn them off with c.DockerBackend.gpu_ulimits "
+            "(e.g. {'stack': 67108864}, or {})"
         )
     if isinstance(exc, docker.errors.ImageNotFound):
         return NotFoundError(f"{doing}: {text}; build the environment first ('jupyter-containers build ENV')")
@@ -190,6 +202,36 @@ class DockerContainer(Container):
             buf.getvalue(),
         )
 
+    def put_archive(self, directory: str, data: bytes | IO[bytes]) -> None:
+        self._call(
+            f"copying files into container {self.short_id}", self.backend.api.put_archive, self.id, directory, data
+        )
+
+    def get_archive(self, path: str) -> Iterator[bytes]:
+        stream, _ = self._call(
+            f"reading {path} from container {self.short_id}",
+            self.backend.api.get_archive,
+            self.id,
+            path,
+            chunk_size=1 << 20,
+        )
+        try:
+            yield from stream
+        except Exception as exc:  # noqa: BLE001 - the engine went away mid-stream, mapped to ours
+            raise map_error(
+                exc, f"reading {path} from container {self.short_id}", address=self.backend.address
+            ) from None
+
+    def published_ports(self) -> dict[int, int]:
+        inspected = self._call(f"inspecting container {self.short_id}", self.backend.api.inspect_container, self.id)
+        out: dict[int, int] = {}
+        for key, bindings in ((inspected.get("NetworkSettings") or {}).get("Ports") or {}).items():
+            for binding in bindings or []:
+                if key.endswith("/tcp") and binding.get("HostPort"):
+                    out[int(key.split("/")[0])] = int(binding["HostPort"])
+                    break
+        return out
+
     def get_file(self, path: str) -> bytes:
         stream, _ = self._call(
             f"reading {path} from container {self.short_id}", self.backend.api.get_archive, self.id, path
@@ -234,8 +276,73 @@ class DockerBackend(ContainerBackend):
         True, config=True, help="With TLS, verify the engine's certificate (against tls_ca, else the system's CAs)."
     )
 
+    # GPUs (docs/gpus.md).
+    gpu_check = Bool(
+        True,
+        config=True,
+        help="Tell whether the engine grants --gpus the way it decides it: create a container with a GPU "
+        "DeviceRequest and a program that does not exist (nothing runs), start it, read the engine's answer, "
+        "remove it. Cached per engine for gpu_check_seconds. Off: only the 'nvidia' runtime and CDI devices "
+        "in 'docker info' count.",
+    )
+    gpu_check_seconds = Float(600.0, config=True, help="How long one engine's GPU check answer is reused.")
+    gpu_shm_size = Unicode(
+        "1g",
+        config=True,
+        help="/dev/shm size of runs that request GPUs when neither the spec nor the run sets shm_size (Docker's "
+        "64 MB breaks PyTorch DataLoader workers); capped to the memory limit. Empty: Docker's default.",
+    )
+    gpu_driver_capabilities = Unicode(
+        "compute,utility",
+        config=True,
+        help="NVIDIA_DRIVER_CAPABILITIES of runs that request GPUs, unless the run or the image sets it "
+        "(compute: CUDA; utility: nvidia-smi and NVML). Empty: the toolkit's default.",
+    )
+    gpu_ulimits = Dict(
+        {"memlock": -1, "stack": 64 << 20},
+        config=True,
+        help="ulimits (name → value, -1 unlimited) of runs that request GPUs: NVIDIA's recommendation for "
+        "deep-learning containers (pinned memory, deep stacks). Empty: the engine's defaults.",
+    )
+    gpu_usage_command = List(
+        Unicode(),
+        config=True,
+        help="Command that runs nvidia-smi on the engine's host, e.g. ['ssh', 'gpu-box', 'nvidia-smi'] (the "
+        "query arguments are appended). Unset: NVML (pynvml) or nvidia-smi on this host for a local engine, "
+        "'ssh HOST nvidia-smi' for an ssh:// engine, no GPU figures for other remote engines.",
+    )
+    gpu_usage_seconds = Float(2.0, config=True, help="How long one reading of the host's GPU figures is reused.")
+    gpu_check_timeout = Int(30, config=True, help="Seconds the GPU check may take before it counts as unknown.")
+
+    # Remote engines (docs/remote.md).
+    connect_timeout = Float(
+        10.0,
+        config=True,
+        help="Seconds to wait for a tcp:// engine (or an ssh:// engine's host) to accept a connection.",
+    )
+    ssh_command = List(
+        Unicode(),
+        ["ssh"],
+        config=True,
+        help="The OpenSSH client for ssh:// engines (it reads ~/.ssh/config: Include, Port, ProxyJump, agents).",
+    )
+    ssh_remote_socket = Unicode(
+        "/var/run/docker.sock", config=True, help="The engine's socket on an ssh:// engine's host."
+    )
+    kernel_address = Unicode(
+        None,
+        allow_none=True,
+        config=True,
+        help="The address this machine reaches ports published by a tcp:// engine at (default: the engine's "
+        "host name); kernels of an ssh:// engine are reached through the ssh connection instead.",
+    )
+
     _api: Any = None
+    _tunnel: Any = None
     _usage_reader: UsageReader | None = None
+    _stats_streams: _StatsStreams | None = None
+    _gpu_reader: GpuReader | None = None
+    _gpu_visible: dict[str, str | None] | None = None
 
     # ------------------------------------------------------------------ connection
     @property
@@ -251,6 +358,10 @@ class DockerBackend(ContainerBackend):
                 kwargs: dict[str, Any] = (
                     {"base_url": self.base_url} if self.base_url else docker.utils.kwargs_from_env()
                 )
+                if self.address.startswith("ssh://"):
+                    kwargs = {"base_url": self._ssh_tunnel().url}
+                elif self.address.startswith("tcp://"):
+                    self._check_connects()
                 if self.tls_ca or self.tls_cert or self.tls_key:
                     if bool(self.tls_cert) != bool(self.tls_key):
                         raise RequestError("c.DockerBackend.tls_cert and tls_key go together: set both or neither")
@@ -274,6 +385,74 @@ class DockerBackend(ContainerBackend):
                 raise map_error(exc, "connecting to the Docker engine", address=self.address) from None
         return self._api
 
+    def _ssh_tunnel(self) -> Any:
+        if self._tunnel is None:
+            from ..ssh import SshTunnel
+
+            self._tunnel = SshTunnel(
+                self.address,
+                remote_socket=self.ssh_remote_socket,
+                ssh=self.ssh_command,
+                connect_timeout=self.connect_timeout,
+            )
+        return self._tunnel
+
+    def _check_connects(self) -> None:
+        """A tcp:// engine that does not accept a connection is an error within connect_timeout, not after
+        api_timeout (an unreachable host drops packets: a connect would wait minutes)."""
+        import socket
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.address)
+        try:
+            socket.create_connection((parts.hostname or "", parts.port or 2376), timeout=self.connect_timeout).close()
+        except OSError as exc:
+            raise EngineUnavailableError(
+                f"no Docker engine accepts connections at {self.address} within {self.connect_timeout:g}s "
+                f"({exc.__class__.__name__}: {exc}); check the host name and port, that dockerd listens there "
+                "(dockerd -H tcp://0.0.0.0:2376 --tlsverify …) and that no firewall is in the way"
+            ) from None
+
+    def close(self) -> None:
+        if self._api is not None:
+            self._api.close()
+            self._api = None
+        if self._tunnel is not None:
+            self._tunnel.close()
+            self._tunnel = None
+
+    def reach(self, host_port: int) -> tuple[str, int]:
+        from urllib.parse import urlsplit
+
+        if self.address.startswith("ssh://"):
+            return "127.0.0.1", self._ssh_tunnel().forward(host_port)
+        if self.is_local:
+            return "127.0.0.1", host_port
+        return self.kernel_address or urlsplit(self.address).hostname or "127.0.0.1", host_port
+
+    def publish_address(self) -> str:
+        return "0.0.0.0" if self.address.startswith("tcp://") else "127.0.0.1"
+
+    def release(self, host_port: int) -> None:
+        if self._tunnel is not None:
+            for (_, remote), local in list(self._tunnel._forwards.items()):
+                if remote == host_port:
+                    self._tunnel.cancel(local)
+
+    def create_volume(self, name: str, *, labels: Mapping[str, str]) -> None:
+        self._call(f"creating volume {name}", self.api.create_volume, name, labels={**labels, MANAGED_LABEL: "true"})
+
+    def remove_volume(self, name: str) -> None:
+        try:
+            self._call(f"removing volume {name}", self.api.remove_volume, name, force=True)
+        except NotFoundError:
+            pass
+
+    def list_volumes(self, labels: Mapping[str, str] | None = None) -> list[str]:
+        wanted = [MANAGED_LABEL, *(f"{k}={v}" for k, v in (labels or {}).items())]
+        found = self._call("listing volumes", self.api.volumes, filters={"label": wanted})
+        return sorted(v["Name"] for v in (found or {}).get("Volumes") or [])
+
     @property
     def address(self) -> str:
         address = self.base_url or os.environ.get("DOCKER_HOST") or DEFAULT_SOCKET
@@ -295,6 +474,13 @@ class DockerBackend(ContainerBackend):
         info = self._call("asking the engine for its state", self.api.info)
         version = self._call("asking the engine for its version", self.api.version)
         runtimes = tuple(sorted((info.get("Runtimes") or {}).keys()))
+        # Newer engines (API 1.50+) list the CDI devices they discovered; CDISpecDirs are only folders.
+        cdi_devices = tuple(
+            str(d["ID"])
+            for d in info.get("DiscoveredDevices") or []
+            if isinstance(d, dict) and d.get("ID") and str(d.get("Source", "cdi")) == "cdi"
+        )
+        gpu, support, note = self._gpu_support(info, runtimes, cdi_devices)
         return EngineInfo(
             kind=self.kind,
             version=version.get("Version"),
@@ -308,10 +494,102 @@ class DockerBackend(ContainerBackend):
             memory=info.get("MemTotal"),
             runtimes=runtimes,
             gpu_runtimes=tuple(r for r in runtimes if "nvidia" in r),
-            cdi_devices=tuple(
-                str(d["ID"]) for d in info.get("CDISpecDirs", []) or [] if isinstance(d, dict) and d.get("ID")
-            ),
+            cdi_devices=cdi_devices,
+            gpu=gpu,
+            gpu_support=support,
+            gpu_note=note,
         )
+
+    def _gpu_support(
+        self, info: Mapping[str, Any], runtimes: Sequence[str], cdi_devices: Sequence[str]
+    ) -> tuple[bool | None, tuple[str, ...], str]:
+        """Whether ``--gpus`` works here, how, and a note. The NVIDIA Container Toolkit's hook on dockerd's
+        PATH registers a *device driver*, which ``docker info`` does not list: only asking the engine tells."""
+        support = []
+        if any("nvidia" in r for r in runtimes):
+            support.append("nvidia runtime")
+        nvidia_cdi = [d for d in cdi_devices if d.startswith("nvidia.com/")]
+        if nvidia_cdi:
+            support.append(f"CDI: {', '.join(nvidia_cdi[:4])}{' …' if len(nvidia_cdi) > 4 else ''}")
+        if not self.gpu_check:
+            return (True if support else None), tuple(support), "" if support else "not checked (gpu_check off)"
+        gpu, note = self._checked_gpus(str(info.get("ID") or ""))
+        if gpu:
+            support.insert(0, "nvidia device driver")
+        return gpu, tuple(support), note
+
+    def _checked_gpus(self, engine_id: str) -> tuple[bool | None, str]:
+        key = f"{self.address}#{engine_id}"
+        with _GPU_CHECKS_LOCK:
+            cached = _GPU_CHECKS.get(key)
+        if cached is not None and time.monotonic() - cached[0] < self.gpu_check_seconds:
+            return cached[1], cached[2]
+        gpu, note = self._check_gpus()
+        with _GPU_CHECKS_LOCK:
+            _GPU_CHECKS[key] = (time.monotonic(), gpu, note)
+        return gpu, note
+
+    def _check_gpus(self) -> tuple[bool | None, str]:
+        """Start a container that asks for one GPU and whose program does not exist: an engine without a GPU
+        device driver refuses the request before anything else; one with it gets as far as the missing program
+        (the driver's hook has run by then). Nothing runs, and the container is removed."""
+        import docker
+
+        try:
+            images = self._call("listing images for the GPU check", self.api.images)
+        except ContainersError as exc:
+            return None, f"the GPU check could not list images: {exc}"
+        tagged = [i for i in images if any(t != "<none>:<none>" for t in i.get("RepoTags") or ())]
+        if not tagged:
+            return None, "no image on the engine to check with yet"
+        image = next((t for i in tagged for t in i["RepoTags"] if t.startswith("jupyter-containers/")), None)
+        image = image or next(t for t in tagged[0]["RepoTags"] if t != "<none>:<none>")
+        container_id = None
+        try:
+            created = self._call(
+                "creating the GPU check container",
+                self.api.create_container,
+                image,
+                command=[GPU_PROBE_COMMAND],
+                entrypoint=[],
+                labels={MANAGED_LABEL: "true", "io.jupyter.containers.role": "gpu-check"},
+                network_disabled=True,
+                host_config=self.api.create_host_config(
+                    network_mode="none",
+                    device_requests=[docker.types.DeviceRequest(count=1, capabilities=[["gpu"]])],
+                ),
+            )
+            container_id = created["Id"]
+            self._call("starting the GPU check container", self.api.start, container_id)
+        except ContainersError as exc:
+            text = str(exc)
+            lowered = text.lower()
+            if "could not select device driver" in lowered:
+                return False, ""
+            if any(s in lowered for s in _GPU_REFUSALS):
+                return False, f"the engine has the NVIDIA hook but it failed: {text[:300]}"
+            if any(s in lowered for s in _MISSING_PROGRAM):
+                return True, ""
+            return None, f"the GPU check failed: {text[:300]}"
+        finally:
+            if container_id is not None:
+                try:
+                    self.remove_container(container_id)
+                except ContainersError:
+                    self.log.warning("could not remove the GPU check container %s", container_id[:12])
+        return True, ""  # it started (an engine that ignores a missing program): the GPU was granted
+
+    def run_defaults(self, resources: Resources) -> Resources:
+        """``resources`` with the defaults of GPU runs filled in: a roomy /dev/shm (``gpu_shm_size``, capped
+        to the memory limit) when GPUs are requested and nothing sets shm_size."""
+        from dataclasses import replace
+
+        if not resources.gpus or resources.shm_size is not None or not self.gpu_shm_size:
+            return resources
+        size = parse_size(self.gpu_shm_size)
+        if resources.memory is not None:
+            size = min(size, resources.memory)
+        return replace(resources, shm_size=size)
 
     def _inspect_image(self, reference: str) -> dict | None:
         try:
@@ -419,6 +697,73 @@ class DockerBackend(ContainerBackend):
             )
         return image_id
 
+    # ------------------------------------------------------------------ save, load, registries (share/)
+    def save_images(self, references: Sequence[str], out: IO[bytes]) -> int:
+        for reference in references:
+            if self.image_id(reference) is None:
+                raise NotFoundError(f"no image {reference!r} on the engine to save; build or pull it first")
+        api = self.api
+        doing = f"saving {', '.join(references)}"
+
+        def start() -> Any:
+            response = api._get(api._url("/images/get"), params={"names": list(references)}, stream=True, timeout=None)
+            api._raise_for_status(response)
+            return response
+
+        response = self._call(doing, start)
+        written = 0
+        try:
+            for chunk in response.iter_content(1 << 20, False):
+                out.write(chunk)
+                written += len(chunk)
+        except Exception as exc:  # noqa: BLE001 - the engine went away mid-stream, mapped to ours
+            raise map_error(exc, doing, address=self.address) from None
+        return written
+
+    def load_images(self, stream: IO[bytes]) -> list[str]:
+        api = self.api
+        doing = "loading images"
+
+        def start() -> Any:
+            url = api._url("/images/load")
+            response = api._post(url, data=stream, params={"quiet": "1"}, stream=True, timeout=None)
+            api._raise_for_status(response)
+            return response
+
+        response = self._call(doing, start)
+        loaded: list[str] = []
+        try:
+            for message in api._stream_helper(response, decode=True):
+                if not isinstance(message, dict):
+                    continue
+                if message.get("error"):
+                    raise EngineRefusedError(f"{doing}: {' '.join(str(message['error']).split())[:400]}")
+                text = str(message.get("stream") or "").strip()
+                if text.startswith("Loaded image ID: "):
+                    loaded.append(text.removeprefix("Loaded image ID: "))
+                elif text.startswith("Loaded image: "):
+                    image_id = self.image_id(text.removeprefix("Loaded image: "))
+                    if image_id:
+                        loaded.append(image_id)
+        except ContainersError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - mapped to ours
+            raise map_error(exc, doing, address=self.address) from None
+        return list(dict.fromkeys(loaded))
+
+    def repo_digests(self, reference: str) -> list[str]:
+        image = self._inspect_image(reference)
+        if image is None:
+            raise NotFoundError(f"no image {reference!r} on the engine")
+        return list(image.get("RepoDigests") or [])
+
+    def image_created(self, reference: str) -> str | None:
+        image = self._inspect_image(reference)
+        return (str(image.get("Created") or "") or None) if image else None
+
+    def reload_credentials(self) -> None:
+        self._call("reading Docker's registry credentials", self.api.reload_config)
+
     # ------------------------------------------------------------------ build
     def build(
         self,
@@ -491,10 +836,12 @@ class DockerBackend(ContainerBackend):
             "privileged": False,
             "network_mode": "none" if r.network is False else "bridge",
             "mounts": [
-                docker.types.Mount(target=m.target, source=str(m.source), type="bind", read_only=m.read_only)
+                docker.types.Mount(target=m.target, source=str(m.source), type=m.type, read_only=m.read_only)
                 for m in request.mounts
             ],
         }
+        if request.publish:
+            options["ports"] = {f"{port}/tcp": (request.publish_address, None) for port in request.publish}
         if request.entrypoint is not None:
             options["entrypoint"] = list(request.entrypoint)
         if r.cpus is not None:
@@ -505,6 +852,7 @@ class DockerBackend(ContainerBackend):
             options["memswap_limit"] = r.memory_swap if r.memory_swap is not None else r.memory
         elif r.memory_swap is not None:
             raise RequestError("--memory-swap needs --memory: swap is limited together with memory")
+        r = self.run_defaults(r)
         if r.shm_size is not None:
             options["shm_size"] = r.shm_size
         if r.pids is not None:
@@ -512,7 +860,25 @@ class DockerBackend(ContainerBackend):
         device_requests = gpu_device_requests(r)
         if device_requests:
             options["device_requests"] = device_requests
+            if self.gpu_ulimits:
+                options["ulimits"] = [
+                    docker.types.Ulimit(name=str(name), soft=int(value), hard=int(value))
+                    for name, value in sorted(self.gpu_ulimits.items())
+                ]
+            capabilities = "NVIDIA_DRIVER_CAPABILITIES"
+            if self.gpu_driver_capabilities and capabilities not in options["environment"]:
+                if capabilities not in self._image_environment(request.image):
+                    options["environment"][capabilities] = self.gpu_driver_capabilities
         return options
+
+    def _image_environment(self, reference: str) -> dict[str, str]:
+        """The ENV of an image (a CUDA base image sets NVIDIA_DRIVER_CAPABILITIES itself); {} when unknown."""
+        try:
+            image = self._inspect_image(reference)
+        except ContainersError:
+            return {}
+        env = ((image or {}).get("Config") or {}).get("Env") or []
+        return dict(item.split("=", 1) for item in env if "=" in item)
 
     def container_user(self) -> str:
         if self.user != "auto":
@@ -649,16 +1015,114 @@ class DockerBackend(ContainerBackend):
             self._usage_reader = UsageReader()
         reader = self._usage_reader
         out: dict[str, Usage] = {}
+        remote: list[str] = []
         for container_id in container_ids:
             figures = reader.usage(container_id) if self.is_local else None
             if figures is None:
-                try:
-                    figures = _stats_usage(self._call("reading usage", self.api.stats, container_id, stream=False))
-                except ContainersError:
-                    continue  # gone in the meantime
-            out[container_id] = Usage(**figures)
+                remote.append(container_id)
+            else:
+                out[container_id] = Usage(**figures)
+        if remote:
+            out.update(self._stats(remote))
         reader.forget(set(container_ids))
+        self._add_gpu_usage(out)
         return out
+
+    def _stats(self, container_ids: Sequence[str]) -> dict[str, Usage]:
+        """``docker stats`` of a remote engine's containers, from one streaming sample per container kept in a
+        background thread (what ``docker stats`` itself does): the engine answers a sample only after its
+        one-second collection tick, one-shot or not, so asking per listing cost a second per container.
+
+        The first listing of a container waits (up to ``STATS_FIRST_WAIT``) for its first sample; later ones
+        answer at once with the latest. A stream ends with its container.
+        """
+        if self._stats_streams is None:
+            self._stats_streams = _StatsStreams(self)
+        return self._stats_streams.usage(container_ids)
+
+    def _add_gpu_usage(self, out: dict[str, Usage]) -> None:
+        """The engine host's GPU figures for each container that was given GPUs, mapped by its devices."""
+        from dataclasses import replace
+
+        if self._gpu_visible is None:
+            self._gpu_visible = {}
+        known = self._gpu_visible
+        for container_id in out:
+            if container_id not in known:
+                try:
+                    found = self._call("inspecting a container", self.api.inspect_container, container_id)
+                except ContainersError:
+                    continue
+                known[container_id] = _visible_devices_of(found)
+        for gone in set(known) - set(out):
+            del known[gone]
+        wanted = {cid: value for cid, value in known.items() if value}
+        if not wanted:
+            return
+        reader = self.gpu_reader()
+        devices = reader.devices() if reader is not None else None
+        if not devices:
+            return
+        for container_id, value in wanted.items():
+            out[container_id] = replace(out[container_id], gpus=tuple(visible_devices(value, devices)))
+
+    def gpu_reader(self) -> GpuReader | None:
+        """Where this engine's host GPU figures come from (see ``gpu_usage_command``); None: nowhere."""
+        if self._gpu_reader is None:
+            command: list[str] | None = list(self.gpu_usage_command) or None
+            if command is None and not self.is_local:
+                command = _ssh_command(self.address)
+                if command is None:
+                    return None
+            self._gpu_reader = GpuReader(command, max_age=self.gpu_usage_seconds)
+        return self._gpu_reader
+
+
+#: Seconds a listing waits for the first ``docker stats`` sample of a container it has not seen before.
+STATS_FIRST_WAIT = 2.5
+
+
+class _StatsStreams:
+    """One ``docker stats`` stream per remote container, each in a daemon thread keeping its latest sample."""
+
+    def __init__(self, backend: DockerBackend):
+        self.backend = backend
+        self.latest: dict[str, Usage] = {}
+        self.first: dict[str, threading.Event] = {}
+        self.lock = threading.Lock()
+
+    def usage(self, container_ids: Sequence[str]) -> dict[str, Usage]:
+        waiting = []
+        with self.lock:
+            for container_id in container_ids:
+                if container_id not in self.first:
+                    self.first[container_id] = threading.Event()
+                    threading.Thread(
+                        target=self._follow, args=(container_id,), name=f"stats-{container_id[:12]}", daemon=True
+                    ).start()
+                waiting.append(self.first[container_id])
+        deadline = time.monotonic() + STATS_FIRST_WAIT
+        for event in waiting:
+            event.wait(max(0.0, deadline - time.monotonic()))
+        with self.lock:
+            return {cid: self.latest[cid] for cid in container_ids if cid in self.latest}
+
+    def _follow(self, container_id: str) -> None:
+        try:
+            stream = self.backend._call("reading usage", self.backend.api.stats, container_id, stream=True, decode=True)
+            for stats in stream:
+                usage = Usage(**_stats_usage(stats))
+                with self.lock:
+                    self.latest[container_id] = usage
+                self.first[container_id].set()
+        except Exception:  # noqa: BLE001 - the container went, or the engine: the stream just ends
+            pass
+        finally:
+            with self.lock:
+                self.latest.pop(container_id, None)
+                event = self.first.pop(container_id, None)
+            if event is not None:
+                event.set()
 
 
 def _stats_usage(stats: Mapping[str, Any]) -> dict[str, Any]:
@@ -706,6 +1170,38 @@ def gpu_device_requests(resources: Resources) -> list[Any]:
     if isinstance(gpus, tuple):
         return [docker.types.DeviceRequest(device_ids=list(gpus), capabilities=[["gpu"]])]
     return [docker.types.DeviceRequest(count=int(gpus), capabilities=[["gpu"]])]
+
+
+def _visible_devices_of(inspected: Mapping[str, Any]) -> str | None:
+    """``NVIDIA_VISIBLE_DEVICES`` as the engine gives it to a container: from its DeviceRequests (count N →
+    ``0,…,N-1``, -1 → ``all``, ids as they are), else from its own environment (the ``nvidia`` runtime)."""
+    for request in (inspected.get("HostConfig") or {}).get("DeviceRequests") or []:
+        if not any("gpu" in caps for caps in request.get("Capabilities") or []):
+            continue
+        if request.get("DeviceIDs"):
+            return ",".join(request["DeviceIDs"])
+        count = int(request.get("Count") or 0)
+        if count < 0:
+            return "all"
+        if count > 0:
+            return ",".join(str(i) for i in range(count))
+    for item in (inspected.get("Config") or {}).get("Env") or []:
+        if item.startswith("NVIDIA_VISIBLE_DEVICES="):
+            return item.split("=", 1)[1]
+    return None
+
+
+def _ssh_command(address: str) -> list[str] | None:
+    """``ssh [-p PORT] [USER@]HOST nvidia-smi`` for an ``ssh://`` engine (the engine's host), else None."""
+    from urllib.parse import urlsplit
+
+    if not address.startswith("ssh://"):
+        return None
+    parts = urlsplit(address)
+    if not parts.hostname:
+        return None
+    target = f"{parts.username}@{parts.hostname}" if parts.username else parts.hostname
+    return ["ssh", *(["-p", str(parts.port)] if parts.port else []), "-o", "BatchMode=yes", target, "nvidia-smi"]
 
 
 def _describe_gpus(resources: Resources) -> str:

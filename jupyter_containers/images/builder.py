@@ -59,15 +59,20 @@ class BuildResult:
     built: bool
     seconds: float
     lock: LockEntry | None = None
+    #: The registry reference the image was pulled from instead of building it (share/registry.py), if any.
+    pulled: str = ""
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "environment": self.environment,
             "image": self.image,
             "image_id": self.image_id,
             "built": self.built,
             "seconds": round(self.seconds, 4),
         }
+        if self.pulled:
+            out["pulled"] = self.pulled
+        return out
 
 
 class Builder(LoggingConfigurable):
@@ -113,6 +118,12 @@ class Builder(LoggingConfigurable):
         help="Compile .pyc files at build time. Off builds ~2x faster but every kernel start then imports "
         "numpy/pandas ~3x slower (measured in docs/performance.md): worth it only for throw-away CI images.",
     )
+    keep_uv = Bool(
+        False,
+        config=True,
+        help="Keep uv in the images (+38 MB each) so that %uv pip install works in container kernels. Off: uv "
+        "is used at build time only, and %pip (always there) installs at run time.",
+    )
     allowed_reference_roots = List(
         Unicode(),
         config=True,
@@ -120,11 +131,23 @@ class Builder(LoggingConfigurable):
         "files they include) may come from. None by default: a spec refers only to files inside its own folder, "
         "so a spec from elsewhere cannot copy host files into an image or quote them in errors.",
     )
+    python_downloads = Bool(
+        True,
+        config=True,
+        help="Let uv download a Python that the base image lacks (python-build-standalone, from github.com: needs "
+        "internet access). False: such a build fails before it starts, naming the Pythons the base has; use it on "
+        "machines that cannot reach GitHub (see docs/air-gapped.md).",
+    )
     uv_cache_id = Unicode(
         UV_CACHE_ID,
         config=True,
         help="BuildKit cache mount holding uv's download cache, shared by builds so small changes rebuild fast.",
     )
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        #: base image id → the Python versions it has (None: unknown); see base_pythons
+        self._pythons: dict[str, list[str] | None] = {}
 
     # ------------------------------------------------------------------ planning
     def plan(
@@ -243,6 +266,7 @@ class Builder(LoggingConfigurable):
             has_index_config=index is not None,
             uv_cache_id=self.uv_cache_id,
             compile_bytecode=self.compile_bytecode,
+            keep_uv=self.keep_uv,
             kernel=not _brings_ipykernel([*requirements, *env.pip, *(locked_packages or [])]),
         )
         return inputs, ca, index
@@ -306,6 +330,7 @@ class Builder(LoggingConfigurable):
         image_id = self.backend.image_id(plan.tag)
         built = False
         if image_id is None:
+            self.check_python(plan, on_event)
             waiting = BuildEvent("info", step="", text=f"waiting for a concurrent build of {plan.tag}")
             with file_lock(f"build:{plan.tag}", on_wait=lambda: on_event and on_event(waiting)):
                 # Another process may have built it while we waited for the lock.
@@ -354,9 +379,12 @@ class Builder(LoggingConfigurable):
         events = self.backend.build(
             context, tag=plan.tag, labels=image_labels, buildargs=plan.buildargs, no_cache=no_cache
         )
-        for event in events:
-            if on_event:
-                on_event(event)
+        try:
+            for event in events:
+                if on_event:
+                    on_event(event)
+        except BuildError as exc:
+            raise self._explained(exc, plan) from None
         image_id = self.backend.image_id(plan.tag)
         if image_id is None:
             raise BuildError(f"the engine reported success but has no image {plan.tag}; retry the build")
@@ -375,6 +403,98 @@ class Builder(LoggingConfigurable):
                 _add_bytes(tar, ".jc/ca-certificates.crt", plan.ca_bundle.read_bytes())
             _add_bytes(tar, ".jc/uv", Path(uv.find_uv_bin()).read_bytes(), mode=0o755)
         return buf.getvalue()
+
+    # ------------------------------------------------------------------ python
+    def base_pythons(self, base: str, base_image_id: str) -> list[str] | None:
+        """The Python versions on the base image's PATH (``python3`` and every ``python3.X``), probed once per
+        base image id in a no-network container; None when the probe cannot run (no python3 there)."""
+        if base_image_id in self._pythons:
+            return self._pythons[base_image_id]
+        out = bytearray()
+        request = RunRequest(
+            image=base,
+            command=["-c", _PYTHONS_PROBE],
+            entrypoint=["python3"],
+            resources=Resources(network=False, memory=256 << 20, timeout=60),
+            labels=labels(role="python-probe", **owner_labels()),
+        )
+        try:
+            result = self.backend.run(request, stdout=out.extend, stderr=lambda _data: None)
+            found = json.loads(out.decode()) if result.exit_code == 0 else None
+        except (BackendError, ValueError) as exc:
+            self.log.debug("could not list the Pythons of %s: %s", base, exc)
+            found = None
+        versions = sorted(found, key=_version_key) if isinstance(found, list) else None
+        self._pythons[base_image_id] = versions
+        return versions
+
+    def check_python(self, plan: BuildPlan, on_event: EventCallback | None = None) -> None:
+        """Say before building where the environment's Python comes from when the base image lacks it.
+
+        uv uses a matching Python of the base and otherwise downloads one from GitHub, which fails (after a
+        while, with a network error) on machines that cannot reach it. With ``python_downloads`` off that
+        case is an error here, before anything is built.
+        """
+        wanted = plan.environment.python
+        if not wanted:
+            return
+        found = self.base_pythons(plan.base, plan.base_image_id)
+        if found is None or any(_python_matches(wanted, version) for version in found):
+            return
+        message = self._missing_python(plan, found)
+        if not self.python_downloads:
+            raise BuildError(f"{message}; c.Builder.python_downloads is off, so it will not be downloaded")
+        text = (
+            f"{message}: uv will download Python {wanted} (python-build-standalone, from github.com) during the "
+            "build, which needs internet access"
+        )
+        self.log.warning(text)
+        if on_event:
+            on_event(BuildEvent("info", step="", text=f"warning: {text}"))
+
+    def _missing_python(self, plan: BuildPlan, found: list[str]) -> str:
+        wanted = plan.environment.python or ""
+        minor = ".".join(wanted.split(".")[:2])
+        have = "Python " + ", ".join(found) if found else "no Python"
+        where = f"environment {plan.environment.name!r}"
+        if plan.environment.source is not None:
+            where += f" ({plan.environment.source}: environments.{plan.environment.name}.python)"
+        closest = f'python = "{".".join(found[-1].split(".")[:2])}" (the base\'s), ' if found else ""
+        return (
+            f"{where} asks for Python {wanted}, but its base image {plan.base} has {have}; to build without "
+            f'downloading, use a base image that has it (base = "python:{minor}-slim", pulled or loaded with '
+            f"'docker load' onto the engine), {closest}or leave python unset; see docs/air-gapped.md"
+        )
+
+    def _explained(self, exc: BuildError, plan: BuildPlan) -> BuildError:
+        """A failed build's error, with what to do for the failures our own layout causes."""
+        step = exc.step or ""
+        log = "\n".join(exc.log_tail)
+        message = str(exc).split("\n  failing step:", 1)[0].split("\n  last lines of its log:", 1)[0]
+        hint = None
+        if " venv " in step and plan.environment.python and ("download" in log.lower() or "github" in log):
+            found = self._pythons.get(plan.base_image_id)
+            hint = (
+                self._missing_python(plan, found or [])
+                if found is not None
+                else (
+                    f"uv could not download Python {plan.environment.python}, which the base image {plan.base} lacks; "
+                    "use a base image that has it, see docs/air-gapped.md"
+                )
+            )
+        elif (
+            "post_build_" in step
+            and "post_build_root_" not in step
+            and ("permission denied" in log.lower() or "are you root" in log.lower())
+        ):
+            hint = (
+                f"post_build steps run as the environment's user (uid 1000, HOME=/home/jovyan), not as root; "
+                f"move steps that need root to post_build_root in [environments.{plan.environment.name}] "
+                "(system packages: apt)"
+            )
+        if hint is None:
+            return exc
+        return BuildError(f"{message}; {hint}", step=exc.step, log_tail=exc.log_tail)
 
     # ------------------------------------------------------------------ lock
     def lock_entry(self, env: Environment) -> LockEntry | None:
@@ -411,6 +531,37 @@ class Builder(LoggingConfigurable):
         )
         write_lock_entry(env.spec_dir / "containers.lock", env.name, entry)
         return entry
+
+
+_PYTHONS_PROBE = """
+import json, os, re, subprocess, sys
+found = {"%d.%d.%d" % sys.version_info[:3]}
+for folder in os.environ.get("PATH", "").split(os.pathsep):
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        continue
+    for name in names:
+        if re.fullmatch(r"python3\\.\\d+", name):
+            try:
+                out = subprocess.run([os.path.join(folder, name), "-c", "import sys; print('%d.%d.%d' % "
+                                      "sys.version_info[:3])"], capture_output=True, text=True, timeout=20).stdout
+            except (OSError, subprocess.SubprocessError):
+                continue
+            if out.strip():
+                found.add(out.strip())
+print(json.dumps(sorted(found)))
+"""
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in version.split(".") if p.isdigit())
+
+
+def _python_matches(wanted: str, version: str) -> bool:
+    """``3.11`` matches ``3.11.2``; ``3.11.2`` only itself (as uv matches a request)."""
+    want, have = _version_key(wanted), _version_key(version)
+    return have[: len(want)] == want
 
 
 def _brings_ipykernel(lines: list[str]) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,8 @@ class LockEntry:
     packages: tuple[str, ...] = ()
     apt: tuple[str, ...] = ()
     builder: str = ""
+    #: ``HOST/REPO/ENV@sha256:…`` once pushed to (or pulled from) a registry: the image by its registry digest.
+    digest: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_toml(self) -> dict[str, Any]:
@@ -60,6 +62,8 @@ class LockEntry:
         data.pop("extra")
         data["packages"] = list(self.packages)
         data["apt"] = list(self.apt)
+        if not self.digest:
+            data.pop("digest")  # locks of never-pushed images keep their bytes
         return data
 
 
@@ -91,6 +95,7 @@ def read_lock(path: Path) -> dict[str, LockEntry]:
                 packages=tuple(raw.get("packages", ())),
                 apt=tuple(raw.get("apt", ())),
                 builder=raw.get("builder", ""),
+                digest=str(raw.get("digest", "")),
             )
         except (KeyError, TypeError) as exc:
             raise SpecError(
@@ -107,6 +112,10 @@ def write_lock_entry(path: Path, name: str, entry: LockEntry) -> None:
 
     with file_lock(f"lock-file:{path.resolve()}"):
         entries = read_lock(path)
+        previous = entries.get(name)
+        if not entry.digest and previous is not None and previous.digest and previous.image_id == entry.image_id:
+            # Relocking the same image keeps the digest a push recorded (a rebuilt image gets none).
+            entry = replace(entry, digest=previous.digest)
         entries[name] = entry
         body = tomli_w.dumps(
             {"version": LOCK_VERSION, "environments": {k: entries[k].to_toml() for k in sorted(entries)}}

@@ -28,8 +28,9 @@ from typing import TYPE_CHECKING, Any
 from ..errors import NotFoundError, RequestError
 from ..images.lock import atomic_write
 from ..spec.model import Resources
-from .parameters import inject_parameters
+from .parameters import inject_parameters, parameter_warnings
 from .provenance import CANCELLED, COMPLETED, FAILED, TIMED_OUT, RunRecord
+from .report import add_error_markers, hide_code, remove_error_markers
 
 if TYPE_CHECKING:
     from ..images.builder import EventCallback
@@ -42,6 +43,8 @@ __all__ = [
     "TIMED_OUT",
     "ExecuteRequest",
     "ExecutionResult",
+    "check_notebook_file",
+    "check_notebook_language",
     "default_output_path",
     "execute_notebook",
     "execute_notebook_async",
@@ -69,7 +72,10 @@ class ExecuteRequest:
         resources: overrides of the environment's resources for this run.
         timeout: seconds for the whole run from kernel start (not the image build); None: the effective
             ``resources.timeout``; 0: none.
-        cwd: the kernel's working folder; None: the notebook's folder.
+        cwd: the kernel's working folder (papermill's ``--cwd``), inside the workspace: the kernel starts in the
+            matching folder under ``/workspace``; None: the notebook's folder (the workspace itself when the
+            notebook is outside it).
+        report_mode: hide the code of every code cell in the output notebook (papermill's ``--report-mode``).
         labels: extra labels of the kernel's container (without the ``io.jupyter.containers.`` prefix),
             e.g. the server's job id, so that a restarted server can find the container of a job.
     """
@@ -82,6 +88,7 @@ class ExecuteRequest:
     timeout: float | None = None
     cwd: Path | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
+    report_mode: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "notebook", Path(self.notebook))
@@ -231,7 +238,9 @@ class _Run:
         self.parameters = dict(request.parameters)
         self.override = request.resources
         self.timeout = request.timeout
+        self.cwd_given = request.cwd is not None
         self.cwd = request.cwd.resolve() if request.cwd else self.input_path.parent
+        self.report_mode = bool(request.report_mode)
         self.labels = dict(request.labels)
         self._written_at = 0.0
         self._write_pending = False
@@ -261,12 +270,36 @@ class _Run:
             self.nb = nbformat.read(self.input_path, as_version=4)
         except Exception as exc:  # noqa: BLE001 - JSON or schema errors, reported with the file's name
             raise RequestError(f"{self.input_path} is not a readable notebook: {exc}") from None
+        self.env = self.manager.environment(self.environment)
+        check_notebook_language(self.nb, notebook=self.input_path, environment=self.environment)
+        self._check_cwd()
+        remove_error_markers(self.nb)  # a re-run of an output notebook: its old markers would mislead
+        for warning in parameter_warnings(self.nb, self.parameters):
+            self.log(f"warning: {warning}")
         if self.parameters:
             inject_parameters(self.nb, self.parameters)
-        self.env = self.manager.environment(self.environment)
+        if self.report_mode:
+            hide_code(self.nb)
         self.resources = self.manager.resources(self.environment, self.override)
         if self.timeout is None:
             self.timeout = self.resources.timeout
+
+    def _check_cwd(self) -> None:
+        """The kernel runs in the container, which sees the workspace only (at ``/workspace``)."""
+        if not self.cwd.is_dir():
+            raise RequestError(f"the working folder {self.cwd} does not exist; create it or choose another --cwd")
+        workspace = self.manager.workspace_dir()
+        if self.cwd == workspace or workspace in self.cwd.parents:
+            return
+        if self.cwd_given:
+            raise RequestError(
+                f"--cwd {self.cwd} is outside the workspace {workspace}, the only folder the container sees "
+                "(at /workspace); choose a folder inside it"
+            )
+        self.log(
+            f"warning: {shown_path(self.input_path)} is outside the workspace {workspace}: the kernel starts in "
+            "/workspace (the workspace), so paths relative to the notebook will not resolve"
+        )
 
     # ------------------------------------------------------------------ the run
     async def execute(self) -> ExecutionResult:
@@ -303,6 +336,7 @@ class _Run:
             resources=self.override,
             config=self.manager.config,
             extra_labels=self.labels,
+            target=self.manager.target,
         )
         client = _client_class(NotebookClient)(
             self.nb,
@@ -362,7 +396,13 @@ class _Run:
                 error["cell_index"] = self.current_cell
             return self.stop_reason, error
         if isinstance(exc, CellExecutionError):
-            return FAILED, self._cell_error(exc)
+            error = self._cell_error(exc)
+            if error["ename"] == "SystemExit" and error["evalue"] in ("", "0"):
+                # As papermill: sys.exit(), sys.exit(0) and `raise SystemExit` end the run here, successfully.
+                where = error["cell_index"]
+                self.log(f"cell {where} called sys.exit({error['evalue']}): the run ends there, completed")
+                return COMPLETED, None
+            return FAILED, error
         if isinstance(exc, DeadKernelError):
             reason = None
             if self.container_kernel is not None:
@@ -474,6 +514,10 @@ class _Run:
 
     def _finish(self, status: str, error: dict[str, Any] | None, seconds: float) -> None:
         self.record.finish(status, seconds=seconds, error=error)
+        if status != COMPLETED and error is not None:
+            # As papermill does: a colleague opening the output sees at the top where, and why, it stopped.
+            summary = f"{error['ename']}: {error['evalue']}" if error.get("ename") else error["message"]
+            add_error_markers(self.nb, error.get("cell_index"), summary)
         self._write()
 
     def _report(self, result: ExecutionResult) -> None:
@@ -514,6 +558,55 @@ def cell_error(nb: Any, index: int | None, exc: Any) -> dict[str, Any]:
         "traceback": traceback,
         "cell_index": index,
     }
+
+
+#: The language of the container kernel (ipykernel, see kernel/kernelspec.py).
+KERNEL_LANGUAGE = "python"
+
+
+def notebook_language(nb: Any) -> str | None:
+    """The notebook's language as papermill finds it: ``metadata.kernelspec.language``, else
+    ``metadata.language_info.name``; None when neither says."""
+    metadata = nb.get("metadata") or {}
+    for table, key in (("kernelspec", "language"), ("language_info", "name")):
+        value = (metadata.get(table) or {}).get(key)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return None
+
+
+def check_notebook_language(nb: Any, *, notebook: Path | str, environment: str) -> None:
+    """Refuse a notebook written for another language than the environment's kernel: its cells would run
+    in a Python kernel and its parameters would be written as Python.
+
+    Raises:
+        RequestError: naming the notebook, its language and what to do.
+    """
+    language = notebook_language(nb)
+    if language is None or language.lower().startswith(KERNEL_LANGUAGE):
+        return
+    field = "kernelspec.language" if (nb.metadata.get("kernelspec") or {}).get("language") else "language_info.name"
+    raise RequestError(
+        f"{notebook} is written in {language} (metadata.{field} = {language!r}), but environment "
+        f"{environment!r} provides a {KERNEL_LANGUAGE.capitalize()} kernel (ipykernel) only: its cells would fail "
+        f"and its parameters would be written in Python. Run it with a {language} kernel outside jupyter-containers, "
+        "or, if its code is Python, set the notebook's kernel to Python"
+    )
+
+
+def check_notebook_file(path: Path, *, notebook: str, environment: str) -> None:
+    """Before a job is accepted: ``path`` is a readable notebook whose language the environment's kernel runs.
+
+    Raises:
+        RequestError: naming ``notebook`` (the path as the caller gave it).
+    """
+    import nbformat
+
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except Exception as exc:  # noqa: BLE001 - JSON or schema errors, reported with the file's name
+        raise RequestError(f"notebook: {notebook} is not a readable notebook: {exc}") from None
+    check_notebook_language(nb, notebook=notebook, environment=environment)
 
 
 def shown_path(path: Path) -> str:

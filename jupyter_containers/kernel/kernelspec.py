@@ -25,6 +25,7 @@ def kernel_spec_dict(
     display_name: str | None = None,
     role: str | None = None,
     extra_labels: dict[str, str] | None = None,
+    target: str | None = None,
 ) -> dict[str, Any]:
     """The kernel.json of a container kernel for ``environment`` with resource overrides in spec units.
 
@@ -45,6 +46,8 @@ def kernel_spec_dict(
         config["role"] = role
     if extra_labels:
         config["extra_labels"] = dict(extra_labels)
+    if target:
+        config["target"] = target
     return {
         "argv": list(DEFAULT_ARGV),
         "display_name": display_name,
@@ -80,11 +83,12 @@ def install_kernel_spec(
     user: bool = False,
     prefix: str | None = None,
     kernel_spec_manager: KernelSpecManager | None = None,
+    target: str | None = None,
 ) -> str:
     """Install a kernelspec (like ``ipykernel install``) with ``kernel_spec_manager`` (built with the
     caller's ``parent=``, so it reads the same config); returns its folder."""
     name = name or kernel_name(environment, resources)
-    spec = kernel_spec_dict(environment, spec_file, resources, display_name=display_name)
+    spec = kernel_spec_dict(environment, spec_file, resources, display_name=display_name, target=target)
     ksm = kernel_spec_manager if kernel_spec_manager is not None else KernelSpecManager()
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "kernel.json").write_text(json.dumps(spec, indent=1))
@@ -104,6 +108,7 @@ class _InMemorySpec:
         resources: Resources | dict | None = None,
         role: str | None = None,
         extra_labels: dict[str, str] | None = None,
+        target: str | None = None,
         **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
@@ -111,7 +116,7 @@ class _InMemorySpec:
         # kernel_name first: setting it resets _kernel_spec.
         self.kernel_name = kernel_name(environment, raw)
         self._kernel_spec = KernelSpec(
-            **kernel_spec_dict(environment, spec_file, raw, role=role, extra_labels=extra_labels)
+            **kernel_spec_dict(environment, spec_file, raw, role=role, extra_labels=extra_labels, target=target)
         )
 
 

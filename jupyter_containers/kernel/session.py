@@ -14,6 +14,7 @@ their signatures and refuses replayed ones.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import threading
 import time
@@ -46,12 +47,13 @@ class ContainerSession:
     """One warm container kernel running cells for the local kernel."""
 
     def __init__(self, manager: Any, environment: str, resources: Resources):
-        self.manager = manager
+        # The manager of the environment's target (--target, else its own target =, else the configured engine).
+        self.manager = manager = manager.for_environment(environment)
         self.environment = environment
         #: Effective limits of the container (spec defaults merged with overrides; timeouts are per cell).
         self.resources = replace(resources, timeout=None)
         self.spec_file = Path(manager.spec_file())
-        self.key = session_key(self.spec_file, environment, self.resources)
+        self.key = session_key(self.spec_file, environment, self.resources, manager.target)
         self.km: Any = None
         self.image: str | None = None
         self.image_id: str | None = None
@@ -117,6 +119,7 @@ class ContainerSession:
             spec_file=self.spec_file,
             resources=self.resources,
             role=SESSION_ROLE,
+            target=self.manager.target,
             config=self.manager.config,
             context=self._context,
         )
@@ -327,8 +330,12 @@ class ContainerSession:
         stderr: Writer | None = None,
         display: DisplayHandler | None = None,
         timeout: float | None = None,
+        execution_count: int | None = None,
     ) -> RemoteResult | None:
         """Run ``code`` in the container, relaying its output live; returns its last expression's value.
+
+        ``execution_count`` is the local cell's number: a traceback then says ``Cell In[7]`` as the notebook
+        shows it, not the container kernel's own count of the cells it ran.
 
         Raises:
             RemoteError: the code raised (with the container's traceback).
@@ -369,6 +376,12 @@ class ContainerSession:
             )
             reply = self._wait(msg_id, on_iopub, timeout)
         if reply["status"] == "error":
+            remote = reply.get("execution_count")
+            if execution_count is not None and isinstance(remote, int) and remote != execution_count:
+                reply = {
+                    **reply,
+                    "traceback": renumber_traceback(reply.get("traceback") or [], remote, execution_count),
+                }
             raise remote_error(reply, self.environment)
         if reply["status"] != "ok":
             raise RunError(f"the container kernel did not run the cell (status {reply['status']!r})")
@@ -501,8 +514,16 @@ class ContainerSession:
         return transfer.pull(self, names)
 
 
-def session_key(spec_file: Path, environment: str, resources: Resources) -> tuple:
-    return (str(spec_file), environment, replace(resources, timeout=None))
+def renumber_traceback(lines: Iterable[str], remote: int, local: int) -> list[str]:
+    """IPython's ``Cell In[N]`` (and ``Input In [N]``, ``<ipython-input-N-…>``) of the container kernel's cell
+    ``remote`` as the local cell ``local`` (the number the notebook shows)."""
+    ansi = r"(?:\x1b\[[0-9;]*m)*"  # IPython colours the "In[N]" of "Cell In[N]"
+    pattern = re.compile(rf"((?:Cell|Input){ansi} {ansi}In ?\[|<ipython-input-){remote}(?=[\]-])")
+    return [pattern.sub(lambda m: f"{m.group(1)}{local}", line) for line in lines]
+
+
+def session_key(spec_file: Path, environment: str, resources: Resources, target: str | None = None) -> tuple:
+    return (str(spec_file), environment, replace(resources, timeout=None), target)
 
 
 def spec_stamp(path: Path) -> tuple[int, int] | None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..units import format_duration, format_size
 
-#: ``gpus``: a count, every GPU ("all"), or explicit device ids/UUIDs.
+#: ``gpus``: a count, every GPU ("all"), or explicit device ids (indexes, ``GPU-…`` UUIDs, ``MIG-…`` ids).
 Gpus = int | str | tuple[str, ...]
 
 
@@ -37,7 +37,11 @@ class Resources:
         },
     )
     gpus: Gpus | None = field(
-        default=None, metadata={"flags": ("--gpus",), "help": "GPUs: a count, 'all', or device ids such as '0,2'"}
+        default=None,
+        metadata={
+            "flags": ("--gpus",),
+            "help": "GPUs: a count, 'all', or device ids: indexes such as '0,2', GPU UUIDs (GPU-…), MIG ids (MIG-…)",
+        },
     )
     shm_size: int | None = field(default=None, metadata={"flags": ("--shm-size",), "help": "size of /dev/shm, e.g. 1g"})
     pids: int | None = field(default=None, metadata={"flags": ("--pids-limit",), "help": "maximum number of processes"})
@@ -110,10 +114,14 @@ class Environment:
     apt: tuple[str, ...] = ()
     requirements: tuple[str, ...] = ()
     post_build: tuple[str, ...] = ()
+    #: Build steps run as root (before ``post_build``, which runs as the environment's user).
+    post_build_root: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=lambda: _frozen_env(None))
     resources: Resources = field(default_factory=Resources)
     description: str | None = None
     source: Path | None = None
+    #: The ``[targets.NAME]`` it runs on unless a run names another (None: the configured engine).
+    target: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.env, MappingProxyType):
@@ -132,7 +140,7 @@ class Environment:
             out["base"] = self.base
         if self.python:
             out["python"] = self.python
-        for key in ("pip", "apt", "requirements", "post_build"):
+        for key in ("pip", "apt", "requirements", "post_build", "post_build_root"):
             value = getattr(self, key)
             if value:
                 out[key] = list(value)
@@ -141,7 +149,31 @@ class Environment:
         resources = self.resources.to_dict()
         if resources:
             out["resources"] = resources
+        if self.target:
+            out["target"] = self.target
         return out
+
+
+@dataclass(frozen=True)
+class Target:
+    """One ``[targets.NAME]`` table: a Docker engine to run on (see docs/remote.md).
+
+    ``engine`` is an address (``ssh://``, ``tcp://``, ``unix://``) or None with ``context`` (a Docker CLI
+    context); TLS paths are absolute (resolved against the spec's folder); ``workspace`` is ``"sync"``,
+    ``"mount"``, an absolute path on the engine's host, or None (``mount`` for local engines, else ``sync``).
+    """
+
+    name: str
+    engine: str | None = None
+    context: str | None = None
+    kind: str = "docker"
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_verify: bool = True
+    workspace: str | None = None
+    kernel_address: str | None = None
+    description: str | None = None
 
 
 @dataclass(frozen=True)
@@ -150,9 +182,14 @@ class SpecFile:
 
     path: Path
     environments: Mapping[str, Environment]
+    #: ``registry = "HOST/REPO"`` at the top of the file: where the team's environment images are shared.
+    registry: str | None = None
+    #: ``[targets.NAME]`` tables: where environments may run.
+    targets: Mapping[str, Target] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "environments", MappingProxyType(dict(self.environments)))
+        object.__setattr__(self, "targets", MappingProxyType(dict(self.targets)))
 
     @property
     def lock_path(self) -> Path:

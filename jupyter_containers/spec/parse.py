@@ -21,7 +21,7 @@ from ..errors import SpecError, SpecNotFoundError
 from ..units import MAX_GPUS, MAX_PIDS, parse_cpus, parse_duration, parse_size
 from .files import check_nesting, check_path_text, confine, nesting_error, read_text, resolve_roots
 from .model import Environment, Resources, SpecFile
-from .schema import ENV_NAME_HELP, ENV_NAME_PATTERN, SPEC_SCHEMA
+from .schema import ENV_NAME_HELP, ENV_NAME_PATTERN, MIN_PYTHON, MIN_PYTHON_TEXT, SPEC_SCHEMA
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -118,7 +118,19 @@ def spec_from_dict(
     for name, raw in data["environments"].items():
         key = _join(key_prefix, "environments." + _keypart(name))
         envs[name] = _environment(name, raw, path, key, roots)
-    return SpecFile(path=path, environments=envs)
+    from ..targets import parse_targets
+
+    targets = parse_targets(data.get("targets") or {}, path, key_prefix=key_prefix)
+    for name, env in envs.items():
+        if env.target is not None and env.target not in targets:
+            known = ", ".join(sorted(targets)) or "none"
+            raise SpecError(
+                f"target {show(env.target)} is not defined{_did_you_mean(env.target, targets)}; add a "
+                f"[targets.{env.target}] table with an engine (defined targets: {known})",
+                file=path,
+                key=_join(key_prefix, "environments." + _keypart(name) + ".target"),
+            )
+    return SpecFile(path=path, environments=envs, registry=data.get("registry"), targets=targets)
 
 
 def load_environment(name: str, path: Path | str | None = None, *, allowed_roots: AllowedRoots = ()) -> Environment:
@@ -308,6 +320,8 @@ def _environment(name: str, raw: Mapping[str, Any], path: Path, key: str, roots:
                 file=path,
                 key=ref_key,
             )
+    if raw.get("python") is not None:
+        check_python_version(raw["python"], file=path, key=f"{key}.python")
     return Environment(
         name=name,
         base=raw.get("base"),
@@ -316,11 +330,26 @@ def _environment(name: str, raw: Mapping[str, Any], path: Path, key: str, roots:
         apt=tuple(raw.get("apt", ())),
         requirements=requirements,
         post_build=tuple(raw.get("post_build", ())),
+        post_build_root=tuple(raw.get("post_build_root", ())),
         env=dict(raw.get("env", {})),
         resources=parse_resources(raw.get("resources", {}), file=path, key=f"{key}.resources"),
         description=raw.get("description"),
         source=path,
+        target=raw.get("target"),
     )
+
+
+def check_python_version(version: str, *, file: object = None, key: str | None = None, what: str = "Python") -> str:
+    """``version`` ("3.X" or "3.X.Y") when it is at least :data:`MIN_PYTHON`; a SpecError naming it otherwise."""
+    numbers = tuple(int(part) for part in version.split(".")[:2] if part.isdigit())
+    if len(numbers) < 2 or numbers < MIN_PYTHON:
+        raise SpecError(
+            f"{what} {show(version)} is not supported: environments need {MIN_PYTHON_TEXT} or newer (their kernel, "
+            f'ipykernel, needs it; uv cannot create older virtualenvs); ask for a newer one, such as "3.11"',
+            file=file,
+            key=key,
+        )
+    return version
 
 
 def check_requirement(requirement: str, *, file: object = None, key: str | None = None) -> str:
@@ -374,10 +403,12 @@ def parse_resources(raw: Mapping[str, Any], *, file: object = None, key: str | N
         return value
 
     def gpu_ids(ids: tuple[str, ...], shown: Any) -> tuple[str, ...]:
-        if not ids or any(not _GPU_ID_RE.fullmatch(i) for i in ids):
+        bad = next((i for i in ids if not _GPU_ID_RE.fullmatch(i)), None) if ids else ""
+        if bad is not None:
+            which = f": {show(bad)} is none of them" if bad and len(ids) > 1 else ""
             raise ValueError(
-                f"{show(shown)} is not a list of GPU device ids; use indexes or UUIDs such as ['0', '2'] "
-                "(letters, digits and '-', '_', '.', ':', '/')"
+                f"{show(shown)} is not a list of GPU device ids{which}; use indexes such as ['0', '2'], GPU UUIDs "
+                "(GPU-…) or MIG device ids (MIG-…, or GPU:instance such as 0:1), as 'nvidia-smi -L' lists them"
             )
         return tuple(dict.fromkeys(ids))  # "0,0" asks for GPU 0 once
 
@@ -439,7 +470,12 @@ def parse_resources(raw: Mapping[str, Any], *, file: object = None, key: str | N
     )
 
 
-_GPU_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}")
+#: A GPU as NVIDIA_VISIBLE_DEVICES names it: an index, a MIG instance by indexes (0:1), a GPU UUID
+#: (GPU-8-4-4-4-12 hex digits, prefixes too), a MIG device UUID (MIG-…, or the older MIG-GPU-…/gi/ci).
+_HEX_GROUPS = r"[0-9A-Fa-f]{1,32}(?:-[0-9A-Fa-f]{1,32}){0,7}"
+_GPU_ID_RE = re.compile(
+    rf"\d{{1,4}}(?::\d{{1,4}})?|GPU-{_HEX_GROUPS}|MIG-{_HEX_GROUPS}|MIG-GPU-{_HEX_GROUPS}/\d{{1,4}}/\d{{1,4}}"
+)
 _BARE_KEY_RE = re.compile(r"[A-Za-z0-9_-]+")
 
 

@@ -10,7 +10,16 @@ from typing import Any
 
 from ..units import CPUS_HELP, DURATION_HELP, MAX_CPUS, MAX_DURATION, MAX_GPUS, MAX_PIDS, MAX_SIZE, MIN_CPUS, SIZE_HELP
 
+#: The oldest Python an environment may ask for: ipykernel>=6.29 (every environment's kernel) needs 3.8,
+#: and uv itself cannot create a virtualenv below 3.6.
+MIN_PYTHON = (3, 8)
+MIN_PYTHON_TEXT = "Python " + ".".join(map(str, MIN_PYTHON))
 ENV_NAME_PATTERN = r"^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$"
+#: ``HOST[:PORT]/REPOSITORY[/MORE]``: a registry host (a dot, a colon or ``localhost``) and a repository path.
+REGISTRY_PATTERN = (
+    r"^(?:localhost|[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+|[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*:[0-9]{1,5})"
+    r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)+$"
+)
 ENV_NAME_HELP = (
     "lower-case letters, digits, '.', '_' and '-', starting and ending with a letter or digit "
     "(it becomes part of the image name)"
@@ -105,7 +114,13 @@ ENVIRONMENT_SCHEMA: dict[str, Any] = {
             "items": {"type": "string", "minLength": 1},
         },
         "post_build": {
-            "description": "a list of shell commands run at the end of the build",
+            "description": "a list of shell commands run at the end of the build, as the environment's user "
+            "(uid 1000, HOME=/home/jovyan)",
+            "type": "array",
+            "items": {"type": "string", "minLength": 1},
+        },
+        "post_build_root": {
+            "description": "a list of shell commands run as root (HOME=/root) before post_build",
             "type": "array",
             "items": {"type": "string", "minLength": 1},
         },
@@ -116,6 +131,57 @@ ENVIRONMENT_SCHEMA: dict[str, Any] = {
             "additionalProperties": {"type": "string"},
         },
         "resources": RESOURCES_SCHEMA,
+        "target": {
+            "description": "the name of a [targets.NAME] table: where this environment runs by default "
+            "(--target overrides it)",
+            "type": "string",
+            "pattern": ENV_NAME_PATTERN,
+        },
+    },
+}
+
+_PATH = {"type": "string", "minLength": 1}
+TARGET_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": 'one named place to run, such as [targets.gpu-box] with engine = "ssh://me@gpu-box"',
+    "additionalProperties": False,
+    "properties": {
+        "engine": {
+            "description": 'the Docker engine\'s address: "ssh://[USER@]HOST[:PORT]", "tcp://HOST:PORT" (with tls) '
+            'or "unix:///PATH"',
+            "type": "string",
+            "pattern": r"^(?:ssh|tcp|unix)://[^\s]+$",
+        },
+        "context": {
+            "description": "the name of a Docker CLI context ('docker context ls') instead of engine",
+            "type": "string",
+            "minLength": 1,
+        },
+        "kind": {
+            "description": 'the kind of target: "docker" (the only one so far)',
+            "type": "string",
+            "enum": ["docker"],
+        },
+        "tls": {
+            "description": "client TLS files of a tcp:// engine run with --tlsverify: { ca, cert, key, verify }",
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"ca": _PATH, "cert": _PATH, "key": _PATH, "verify": {"type": "boolean"}},
+        },
+        "workspace": {
+            "description": '"sync" (copy the project into a volume on the engine and changed files back; the '
+            'default for remote engines), "mount" (bind-mount the local folder: local engines), or an absolute path '
+            "on the engine's host where the project already is (a shared folder)",
+            "type": "string",
+            "pattern": r"^(?:sync|mount|/.*)$",
+        },
+        "kernel_address": {
+            "description": "the address this machine reaches the engine host's published kernel ports at "
+            "(tcp:// engines; default: the engine's host name)",
+            "type": "string",
+            "minLength": 1,
+        },
+        "description": {"description": "a short human description", "type": "string"},
     },
 }
 
@@ -128,6 +194,18 @@ SPEC_SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
     "required": ["environments"],
     "properties": {
+        "registry": {
+            "description": 'the team\'s image registry as "HOST[:PORT]/REPOSITORY", such as "registry.example.org/ml"; '
+            "build pulls an environment's image from it instead of building, push and pull use it",
+            "type": "string",
+            "pattern": REGISTRY_PATTERN,
+        },
+        "targets": {
+            "description": "one table per target (a Docker engine to run on), such as [targets.gpu-box]",
+            "type": "object",
+            "propertyNames": {"pattern": ENV_NAME_PATTERN},
+            "additionalProperties": TARGET_SCHEMA,
+        },
         "environments": {
             "description": "one table per environment, such as [environments.vision]",
             "type": "object",

@@ -32,6 +32,10 @@ CORE = [
     "jupyter_containers.manager",
     "jupyter_containers.frontend",
     "jupyter_containers.kernel.container",
+    "jupyter_containers.share.bundle",
+    "jupyter_containers.share.registry",
+    "jupyter_containers.share.binder",
+    "jupyter_containers.share.notebook",
 ]
 # jupyter_client (and so the kernel provisioner, sessions and jobs) imports tornado itself, through pyzmq's
 # ZMQStream; these must still never bring in the server.
@@ -41,6 +45,7 @@ NEEDS_JUPYTER_CLIENT = [
     "jupyter_containers.kernel.pool",
     "jupyter_containers.jobs.runner",
     "jupyter_containers.cli",
+    "jupyter_containers.share.reproduce",
 ]
 # The notebook front end is the magics plus the widgets they show (``%container ui``).
 FRONT_ENDS = {"cli": {"cli"}, "notebook": {"magics", "widgets"}, "server": {"server"}}
