@@ -1,0 +1,81 @@
+"""A real ``jupyter server`` subprocess with the extension, for tests that kill, restart or stop servers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+API = "jupyter-containers/api"
+
+
+class Server:
+    """``jupyter server`` on 127.0.0.1 with a random port and token, with the extension."""
+
+    def __init__(self, root: Path, state: Path, name: str, *options: str):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        self.url, self.token = f"http://127.0.0.1:{port}/", uuid.uuid4().hex
+        bin_dir = Path(sys.executable).parent
+        command = [
+            str(bin_dir / "jupyter"),
+            "server",
+            "--no-browser",
+            "--ip=127.0.0.1",
+            f"--port={port}",
+            f"--IdentityProvider.token={self.token}",
+            f"--ServerApp.root_dir={root}",
+            "--ServerApp.jpserver_extensions=jupyter_containers=True",
+            "--Builder.image_repository=jupyter-containers-test/{env}",
+            f"--JobManager.db={state / 'jobs.sqlite'}",
+            "--ContainersService.install_kernelspecs=False",
+            *options,
+        ]
+        if os.geteuid() == 0:
+            command.append("--allow-root")
+        env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(state / f"runtime-{name}")}
+        self.log = open(state / f"{name}.log", "w")
+        self.process = subprocess.Popen(command, cwd=root, stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        deadline = time.monotonic() + 90
+        while True:
+            assert self.process.poll() is None, f"the server exited; see {state / name}.log"
+            try:
+                self.request("engine")
+                return
+            except OSError:
+                assert time.monotonic() < deadline, f"the server did not answer; see {state / name}.log"
+                time.sleep(0.25)
+
+    def request(self, path: str, body: dict | None = None) -> dict:
+        """Our REST API: GET, or POST with ``body``."""
+        return self.call("POST" if body is not None else "GET", f"{API}/{path}", body)
+
+    def call(self, method: str, path: str, body: dict | None = None) -> dict:
+        """Any of the server's endpoints (``api/kernels`` …), authenticated with the server's token."""
+        request = urllib.request.Request(
+            f"{self.url}{path}",
+            data=json.dumps(body).encode() if body is not None else None,
+            method=method,
+            headers={"Authorization": f"token {self.token}"},
+        )
+        with self.opener.open(request, timeout=120) as response:
+            return json.loads(response.read() or b"null")
+
+    def stop(self, signum: int = signal.SIGTERM) -> None:
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signum)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.kill(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+        self.log.close()
