@@ -219,7 +219,10 @@ class JobManager(LoggingConfigurable):
         environment = body.get("environment")
         if not isinstance(environment, str):
             raise RequestError("environment: give the name of an environment of the spec file")
-        manager = self.service.get_manager()
+        target = body.get("target")
+        if target is not None and (not isinstance(target, str) or not target):
+            raise RequestError(f"target: give the name of a [targets.NAME] of the spec file, not {target!r}")
+        manager = self.service.get_manager().for_target(target)  # an unknown target: 400 naming it
         manager.environment(environment)  # 404 with a "did you mean" for unknown names
         parameters = validate_parameters(body.get("parameters") or {})  # lists and objects too, bounded
         report_mode = body.get("report_mode", False)
@@ -228,7 +231,12 @@ class JobManager(LoggingConfigurable):
         check_notebook_file(path, notebook=notebook, environment=environment)  # e.g. an R notebook: 400
         resources = self.service.validate_resources(body.get("resources"), environment=environment)
         job = self.store.create(
-            str(path.relative_to(self.root)), environment, str(manager.spec_file()), parameters, resources.to_dict()
+            str(path.relative_to(self.root)),
+            environment,
+            str(manager.spec_file()),
+            parameters,
+            resources.to_dict(),
+            target=target,
         )
         output = Path(self.outputs_dir) / f"{path.stem}-{job.id}.ipynb"
         self.store.update(job.id, output_path=str(output))
@@ -264,7 +272,7 @@ class JobManager(LoggingConfigurable):
                 )
                 result = execute_notebook(
                     request,
-                    manager=self.service.get_manager(),
+                    manager=self.service.get_manager().for_target(job.target),
                     log=lambda text: self.log.info("job %s: %s", job_id, text),
                     cancel=cancel,
                 )

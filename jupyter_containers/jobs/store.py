@@ -32,7 +32,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     started REAL,
     finished REAL,
     output_path TEXT,
-    error TEXT
+    error TEXT,
+    target TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created);
 """
@@ -52,6 +53,7 @@ class Job:
     finished: float | None = None
     output_path: str | None = None
     error: dict[str, Any] | None = None
+    target: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,6 +65,9 @@ class JobStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with closing(self._connect()) as db, db:
             db.executescript(SCHEMA)
+            columns = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
+            if "target" not in columns:  # a database of an earlier version
+                db.execute("ALTER TABLE jobs ADD COLUMN target TEXT")
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30)
@@ -70,7 +75,15 @@ class JobStore:
         db.execute("PRAGMA journal_mode=WAL")
         return db
 
-    def create(self, notebook: str, environment: str, spec_file: str, parameters: dict, resources: dict) -> Job:
+    def create(
+        self,
+        notebook: str,
+        environment: str,
+        spec_file: str,
+        parameters: dict,
+        resources: dict,
+        target: str | None = None,
+    ) -> Job:
         job = Job(
             id=uuid.uuid4().hex[:12],
             notebook=notebook,
@@ -78,11 +91,12 @@ class JobStore:
             spec_file=spec_file,
             parameters=parameters,
             resources=resources,
+            target=target,
         )
         with closing(self._connect()) as db, db:
             db.execute(
-                "INSERT INTO jobs (id, notebook, environment, spec_file, parameters, resources, status, created) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO jobs (id, notebook, environment, spec_file, parameters, resources, status, created, "
+                "target) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job.id,
                     notebook,
@@ -92,6 +106,7 @@ class JobStore:
                     json.dumps(resources),
                     job.status,
                     job.created,
+                    target,
                 ),
             )
         return job

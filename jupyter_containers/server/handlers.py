@@ -114,6 +114,13 @@ class EngineHandler(ContainersHandler):
         self.finish(json.dumps(await self.call(self.service.engine)))
 
 
+class TargetsHandler(ContainersHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.finish(json.dumps({"targets": await self.call(self.service.targets)}))
+
+
 class SchemaHandler(ContainersHandler):
     @web.authenticated
     @authorized
@@ -234,7 +241,7 @@ class JobsHandler(ContainersHandler):
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        body = self.body({"notebook", "environment", "parameters", "resources", "report_mode"})
+        body = self.body({"notebook", "environment", "parameters", "resources", "report_mode", "target"})
         job = await self.call(self.service.jobs.submit, body)
         self.set_status(201)
         self.set_header("Location", f"{self.base_url.rstrip('/')}{API}/jobs/{job.id}")
@@ -283,6 +290,7 @@ ID = r"(?P<{}>[A-Za-z0-9]+)"
 def handlers() -> list[tuple[str, type]]:
     return [
         (rf"{API}/engine", EngineHandler),
+        (rf"{API}/targets", TargetsHandler),
         (rf"{API}/schema", SchemaHandler),
         (rf"{API}/environments", EnvironmentsHandler),
         (rf"{API}/environments/{NAME}", EnvironmentHandler),

@@ -263,6 +263,15 @@ class ContainersService(LoggingConfigurable):
             return {"reachable": False, "error": str(exc)}
         return {"reachable": True, **info.to_dict()}  # "gpu": True, False or None (could not be told)
 
+    def targets(self) -> list[dict[str, Any]]:
+        """The configured engine and each ``[targets.NAME]`` of the spec file, with reachability, engine
+        version, CPUs, memory and GPUs (as ``jupyter-containers targets``); an unreachable one says why."""
+        from ..targets import describe
+
+        manager = self.get_manager()
+        names = [None, *sorted(manager.spec().targets)]
+        return [redact_data(describe(manager, name)) for name in names]
+
     # ------------------------------------------------------------------ request validation
     def validate_resources(self, raw: Any, *, key: str = "resources", environment: str | None = None) -> Resources:
         """Resources from a request body, checked against this server's bounds; anything else is refused.

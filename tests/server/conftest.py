@@ -22,6 +22,10 @@ memory = "256m"
 
 [environments.broken]
 post_build = ["echo the build breaks here >&2; exit 4"]
+
+# An engine address where nothing listens (port 9, discard): a target that is always unreachable.
+[targets.nowhere]
+engine = "tcp://127.0.0.1:9"
 """
 
 

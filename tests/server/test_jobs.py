@@ -139,6 +139,8 @@ async def test_cancel_stops_a_running_job_and_keeps_its_output(jp_fetch, jp_root
         ),
         ({"notebook": "nb.ipynb", "environment": "web", "report_mode": "yes"}, 400, "report_mode: give true or false"),
         ({"notebook": "r.ipynb", "environment": "web"}, 400, "r.ipynb is written in R"),
+        ({"notebook": "nb.ipynb", "environment": "web", "target": 5}, 400, "target: give the name of a [targets."),
+        ({"notebook": "nb.ipynb", "environment": "web", "target": "nowher"}, 400, "did you mean 'nowhere'"),
     ],
 )
 async def test_bad_job_requests_are_refused_with_a_reason(jp_fetch, jp_root_dir, body, code, message):
@@ -148,6 +150,27 @@ async def test_bad_job_requests_are_refused_with_a_reason(jp_fetch, jp_root_dir,
     nbformat.write(r_notebook, jp_root_dir / "r.ipynb")
     got_code, got_message = await error_of(jp_fetch, "jobs", method="POST", body=json.dumps(body))
     assert (got_code, message in got_message) == (code, True), got_message
+
+
+async def test_a_job_runs_on_the_target_it_names_and_targets_are_listed(jp_fetch, jp_root_dir):
+    """The target's engine is the one the job uses: an unreachable one fails the job, naming its address;
+    `GET targets` lists the configured engine and each [targets.NAME] with its reachability."""
+    # when the targets are listed
+    body = json.loads((await jp_fetch(API, "targets")).body)
+    rows = {row["name"]: row for row in body["targets"]}
+    # then the configured engine answers and the unreachable target says why
+    assert rows["(default)"]["reachable"] is True and rows["(default)"]["version"]
+    assert rows["nowhere"]["reachable"] is False and "127.0.0.1:9" in rows["nowhere"]["error"]
+    # when a job names that target
+    name = write_notebook(jp_root_dir, "elsewhere.ipynb", ["print('never')"])
+    response = await jp_fetch(
+        API, "jobs", method="POST", body=json.dumps({"notebook": name, "environment": "web", "target": "nowhere"})
+    )
+    job = json.loads(response.body)
+    assert job["target"] == "nowhere"
+    # then it fails there, saying which engine did not answer (not on the default engine)
+    done = await wait_for(jp_fetch, job["id"], ("failed", "completed"), seconds=120)
+    assert done["status"] == "failed" and "127.0.0.1:9" in done["error"]["message"], done
 
 
 async def test_unknown_job_is_404(jp_fetch):

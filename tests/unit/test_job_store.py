@@ -39,3 +39,24 @@ def test_list_is_newest_first(tmp_path):
     first = store.create("a.ipynb", "e", "s", {}, {})
     second = store.create("b.ipynb", "e", "s", {}, {})
     assert [j.id for j in store.list()] == [second.id, first.id]
+
+
+def test_a_database_of_an_earlier_version_gets_the_target_column(tmp_path):
+    import sqlite3
+
+    from jupyter_containers.jobs.store import SCHEMA, JobStore
+
+    # given a job database written before jobs had a target
+    path = tmp_path / "jobs.sqlite"
+    with sqlite3.connect(path) as db:
+        db.executescript(SCHEMA.replace(",\n    target TEXT", ""))
+        db.execute(
+            "INSERT INTO jobs (id, notebook, environment, spec_file, status, created) "
+            "VALUES ('old', 'a.ipynb', 'e', 's', 'completed', 1)"
+        )
+    assert "target" not in {row[1] for row in sqlite3.connect(path).execute("PRAGMA table_info(jobs)")}
+    # when a server opens it
+    store = JobStore(path)
+    # then its old jobs read back (no target) and new ones keep theirs
+    assert store.get("old").target is None
+    assert store.get(store.create("b.ipynb", "e", "s", {}, {}, target="gpu-box").id).target == "gpu-box"
