@@ -93,7 +93,8 @@ class JobManager(LoggingConfigurable):
             if job is None:
                 continue
             try:
-                manager = self.service.get_manager()
+                # The job's own engine: a job on a remote target left its container there.
+                manager = self.service.get_manager().for_target(job.target)
                 containers = manager.backend.list_containers(
                     all=True, labels={**manager.scope_filter(), "io.jupyter.containers.job": job_id}
                 )
