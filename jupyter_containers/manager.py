@@ -405,6 +405,8 @@ class ContainersManager(LoggingConfigurable):
                     "created": container.created,
                     "resources": resources,
                     "gpus": resources.get("gpus") if isinstance(resources, dict) else None,
+                    # The Jupyter kernel a kernel container serves (the sidebar finds its notebook by it).
+                    "kernel_id": container.label("kernel-id"),
                     "usage": measured.to_dict() if measured is not None else None,
                 }
             )
@@ -425,8 +427,24 @@ class ContainersManager(LoggingConfigurable):
     def container_logs(self, container_id: str, *, tail: int | None = 500) -> str:
         return self.backend.container(self.find_container(container_id).id).logs(tail=tail)
 
-    def stop_container(self, container_id: str) -> None:
-        self.backend.remove_container(self.find_container(container_id).id)
+    def stop_container(self, container_id: str, *, by: str = "jupyter-containers stop") -> None:
+        """Stop and remove one of this workspace's containers. A kernel's owner (the notebook) is told why:
+        a marker in the kernel's socket folder makes its death read "stopped by its user from ``by``", not
+        "exited with code -1"."""
+        from .kernel.container import STOPPED_MARKER, runtime_root
+
+        container = self.find_container(container_id)
+        root = runtime_root().resolve()
+        for source in container.mounts:
+            folder = Path(source)
+            if folder.parent.resolve() == root and (folder / "kernel.json").is_file():
+                try:
+                    (folder / STOPPED_MARKER).write_text(
+                        f"its container was stopped by its user, from {by}", encoding="utf-8"
+                    )
+                except OSError:
+                    pass  # the message is a courtesy; the stop goes on
+        self.backend.remove_container(container.id)
 
     # ------------------------------------------------------------------ kernels, sessions, notebooks
     def session(

@@ -30,6 +30,8 @@ from ..units import format_size
 #: Where the socket folder appears inside the container.
 CONTAINER_RUNTIME_DIR = "/run/jupyter-containers"
 CONNECTION_FILE = f"{CONTAINER_RUNTIME_DIR}/kernel.json"
+#: A file in a kernel's socket folder saying who stopped its container on purpose (ContainersManager.stop_container).
+STOPPED_MARKER = "stopped-by"
 DEFAULT_ARGV = ["python", "-m", "ipykernel_launcher", "-f", "{connection_file}"]
 #: The kernel's ports inside its own container (remote engines; each container has its own network namespace).
 REMOTE_PORTS = {"shell_port": 50001, "iopub_port": 50002, "stdin_port": 50003, "control_port": 50004, "hb_port": 50005}
@@ -285,7 +287,18 @@ class ContainerKernel:
                 f"the kernel ran out of its {size} memory limit and was killed (exit code {state.exit_code}); "
                 "raise --memory (or resources.memory in the spec) and restart it"
             )
+        stopped = self.stopped_by()
+        if stopped:
+            return stopped
         return f"the kernel's container exited with code {state.exit_code}"
+
+    def stopped_by(self) -> str | None:
+        """Who stopped the kernel's container on purpose (the sidebar, `jupyter-containers stop`): the
+        :data:`STOPPED_MARKER` they left in its socket folder, else None."""
+        try:
+            return (self.socket_dir / STOPPED_MARKER).read_text(encoding="utf-8").strip() or None
+        except OSError:
+            return None
 
     def remove(self, *, keep_socket_dir: bool = False) -> None:
         """Remove the container and the socket folder (with the key) -- the folder even when the engine fails

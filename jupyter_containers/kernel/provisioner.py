@@ -71,7 +71,8 @@ class ContainerProvisioner(KernelProvisionerBase):
                 self.environment,
                 self._resources(manager),
                 role=self.role,
-                extra_labels=self.extra_labels,
+                # The kernel id too: the sidebar names the notebook that would lose its state when stopped.
+                extra_labels={**self.extra_labels, **({"kernel-id": self.kernel_id} if self.kernel_id else {})},
                 locked=self.locked,
             )
         try:

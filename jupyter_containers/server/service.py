@@ -241,7 +241,7 @@ class ContainersService(LoggingConfigurable):
         return self._merged.get((listed, figures), merge)
 
     def stop_container(self, container_id: str) -> None:
-        self.get_manager().stop_container(container_id)
+        self.get_manager().stop_container(container_id, by="the JupyterLab sidebar")
         # The engine's event follows within milliseconds; the client that stopped it may ask before that.
         self._listing.invalidate()
 

@@ -177,6 +177,8 @@ export interface IContainer {
   resources: IResources;
   gpus: GpuRequest | null | undefined;
   usage: IUsage | null;
+  /** The Jupyter kernel a kernel container serves (null for sessions, jobs' runs and commands). */
+  kernel_id?: string | null;
 }
 
 export type JobStatus =

@@ -69,7 +69,15 @@ const plugin: JupyterFrontEndPlugin<void> = {
       model,
       openPath: path => void commands.execute('docmanager:open', { path }),
       runNotebook: () =>
-        void commands.execute(CommandIDs.runInContainer, { origin: 'panel' })
+        void commands.execute(CommandIDs.runInContainer, { origin: 'panel' }),
+      notebookOf: kernelId => {
+        for (const session of app.serviceManager.sessions.running()) {
+          if (session.kernel?.id === kernelId) {
+            return session.path;
+          }
+        }
+        return null;
+      }
     });
     shell.add(panel, 'left', { rank: 600 });
     restorer?.add(panel, ContainersPanel.ID);

@@ -45,7 +45,9 @@ export class ContainersPanel extends SidePanel {
 
     this.addWidget(new EngineSection(this.model));
     this.addWidget(new EnvironmentsSection(this.model));
-    this.addWidget(new ContainersSection(this.model));
+    this.addWidget(
+      new ContainersSection(this.model, options.notebookOf ?? (() => null))
+    );
     this.addWidget(
       new JobsSection({
         model: this.model,
@@ -78,5 +80,7 @@ export namespace ContainersPanel {
     openPath: (path: string) => void;
     /** Start the "Run in container…" dialog without a notebook chosen. */
     runNotebook: () => void;
+    /** The path of the notebook whose kernel has this id, if one is open (Stop names it). */
+    notebookOf?: (kernelId: string) => string | null;
   }
 }

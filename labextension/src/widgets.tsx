@@ -3,6 +3,7 @@
  * part changes. Elements carry stable `data-*` attributes (environment names, container and
  * job ids, statuses) so that tests and users' scripts can find them.
  */
+import { Dialog, showDialog } from '@jupyterlab/apputils';
 import { ReactWidget } from '@jupyterlab/ui-components';
 import { ISignal } from '@lumino/signaling';
 import * as React from 'react';
@@ -298,10 +299,45 @@ function BuildProgress(props: { log: IBuildLog }): JSX.Element {
  * Running containers with CPU and memory bars against their limits, GPUs, and Stop.
  */
 export class ContainersSection extends Section {
-  constructor(model: ContainersModel) {
+  constructor(
+    model: ContainersModel,
+    notebookOf: (kernelId: string) => string | null = () => null
+  ) {
     super({ model, name: 'containers' });
+    this._notebookOf = notebookOf;
     this.watch(model.containersChanged, model.engineChanged);
   }
+
+  /**
+   * Ask before stopping: name what loses its state (the notebook whose kernel it is, when one is
+   * open), then stop. The notebook is told, on its next cell, that its user stopped it from here.
+   */
+  private async _confirmStop(container: IContainer): Promise<void> {
+    const notebook = container.kernel_id
+      ? this._notebookOf(container.kernel_id)
+      : null;
+    const name = container.environment ?? container.name;
+    const loses = notebook
+      ? `The notebook ${notebook} loses its kernel: its variables are gone, and its next cell says it was stopped from this sidebar.`
+      : container.role === 'session'
+        ? "A notebook's %%container session loses its variables; its next cell says it was stopped from this sidebar."
+        : 'Whatever runs in it is stopped, and its state is lost.';
+    const result = await showDialog({
+      title: `Stop ${name}?`,
+      body: `${container.role ?? 'container'} ${container.id.slice(0, 12)}. ${loses}`,
+      buttons: [
+        Dialog.cancelButton(),
+        Dialog.warnButton({ label: 'Stop', ariaLabel: 'Stop the container' })
+      ]
+    });
+    if (result.button.accept) {
+      await this.act(container.id, () =>
+        this.model.stopContainer(container.id)
+      );
+    }
+  }
+
+  private _notebookOf: (kernelId: string) => string | null;
 
   render(): JSX.Element {
     const { data, error } = this.model.containers;
@@ -357,11 +393,7 @@ export class ContainersSection extends Section {
             className="jp-Button jp-mod-styled jp-mod-small jp-mod-warn jp-Containers-button jp-Containers-stop"
             disabled={stopping}
             title={`Stop and remove ${container.name}`}
-            onClick={() =>
-              this.act(container.id, () =>
-                this.model.stopContainer(container.id)
-              )
-            }
+            onClick={() => void this._confirmStop(container)}
           >
             {stopping ? 'Stopping…' : 'Stop'}
           </button>

@@ -201,6 +201,23 @@ async def test_the_kept_listing_follows_the_engines_events(jp_fetch, jp_serverap
         manager.backend.remove_container(container.id)
 
 
+async def test_a_notebook_whose_container_is_stopped_from_the_sidebar_is_told_so(jp_fetch, jp_serverapp):
+    from jupyter_containers.errors import RunError
+
+    # given a %%container session of this workspace, running
+    service = jp_serverapp.web_app.settings["jupyter_containers_service"]
+    session = await asyncio.to_thread(service.get_manager().session, "web")
+    try:
+        # when the sidebar stops its container
+        response = await jp_fetch(API, "containers", session.container_id, method="DELETE")
+        assert response.code == 204
+        # then the next cell says that its user stopped it from the sidebar (not "exited with code -1")
+        with pytest.raises(RunError, match="stopped by its user, from the JupyterLab sidebar"):
+            await asyncio.to_thread(session.execute, "1 + 1")
+    finally:
+        await asyncio.to_thread(session.stop)
+
+
 async def test_only_our_containers_can_be_stopped(jp_fetch):
     code, body = await error_of(jp_fetch, "containers", "0123456789ab", method="DELETE")
     assert code == 404
@@ -240,6 +257,7 @@ async def test_container_kernels_appear_with_their_resources_without_any_file(jp
         manager = service.get_manager()
         containers = [c for c in manager.containers(usage=False) if c["role"] == "kernel"]
         assert [c["environment"] for c in containers] == ["web"]
+        assert containers[0]["kernel_id"] == kernel["id"]  # the sidebar finds the kernel's notebook by it
     finally:
         await jp_fetch("api", "kernels", kernel["id"], method="DELETE")
     assert not [c for c in service.get_manager().containers(usage=False) if c["role"] == "kernel"]

@@ -171,8 +171,18 @@ def test_running_container_shows_usage_and_stops(page, sidebar, lab):
                 shutil.copyfile(ARTIFACTS / "sidebar.png", docs / "sidebar.png")
             else:
                 warnings.warn("docs/images/sidebar.png not updated: other containers were running", stacklevel=1)
-        # when Stop is clicked
+        # when Stop is clicked, it asks first, naming what loses its state; Cancel keeps the container
         item.locator("button.jp-Containers-stop").click()
+        dialog = page.locator(".jp-Dialog")
+        dialog.wait_for()
+        assert "Stop ui?" in dialog.inner_text() and "its state is lost" in dialog.inner_text()
+        screenshot(page, "08-stop-confirm")
+        dialog.locator("button.jp-mod-reject").click()
+        dialog.wait_for(state="detached")
+        assert container.id in [c.id for c in manager.backend.list_containers()]
+        # and when it is confirmed
+        item.locator("button.jp-Containers-stop").click()
+        page.locator(".jp-Dialog button.jp-mod-warn").click()
         # then the container is gone, from the sidebar and from the engine
         item.wait_for(state="detached")
         assert container.id not in [c.id for c in manager.backend.list_containers(all=True)]
