@@ -17,7 +17,7 @@ from typing import Any
 from traitlets import Bool, Float, Instance, Int, Unicode, default
 from traitlets.config import LoggingConfigurable
 
-from ..errors import NotFoundError, RequestError, SpecError
+from ..errors import ContainersError, NotFoundError, RequestError, SpecError
 from ..frontend import RESOURCE_FIELDS
 from ..images.lock import read_lock
 from ..manager import ContainersManager
@@ -201,8 +201,15 @@ class ContainersService(LoggingConfigurable):
         build, new = self.builds.start(str(manager.spec_file()), name)
         return build.to_dict(), new
 
-    def _run_build(self, spec_file: str, name: str, on_event: Any) -> Any:
-        return ContainersManager.discover(spec_file, parent=self).build(name, on_event=on_event)
+    def _run_build(self, spec_file: str, name: str, on_event: Any) -> dict[str, Any]:
+        """One build for the tracker: the build's result, with the image's size (the sidebar's summary)."""
+        manager = ContainersManager.discover(spec_file, parent=self)
+        result = manager.build(name, on_event=on_event).to_dict()
+        try:
+            result["image_size"] = {i.id: i.size for i in manager.backend.list_images()}.get(result["image_id"])
+        except ContainersError:
+            result["image_size"] = None
+        return result
 
     def build(self, build_id: str) -> Any:
         build = self.builds.get(build_id)

@@ -44,6 +44,17 @@ class Build:
             "result": self.result,
             "error": self.error,
             "events": len(self.events),
+            "summary": self.summary(),
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """What the sidebar shows of a build once it ended: steps, how many were cached, seconds, image size."""
+        done = [e for e in self.events if e["kind"] == "done"]
+        return {
+            "steps": len(done),
+            "cached": sum(1 for e in done if e["cached"]),
+            "seconds": round((self.finished or time.time()) - self.started, 1),
+            "image_size": (self.result or {}).get("image_size"),
         }
 
     def add(self, event: BuildEvent) -> None:
@@ -82,7 +93,7 @@ class Build:
 class BuildTracker:
     """All builds this process started, newest kept per environment; one running build per environment."""
 
-    def __init__(self, run_build: Callable[[str, str, Callable[[BuildEvent], None]], Any], keep: int = 50):
+    def __init__(self, run_build: Callable[[str, str, Callable[[BuildEvent], None]], dict[str, Any]], keep: int = 50):
         self._run_build = run_build
         self._lock = threading.Lock()
         self._builds: dict[str, Build] = {}
@@ -121,7 +132,7 @@ class BuildTracker:
 
         try:
             result = self._run_build(build.spec_file, build.environment, build.add)
-            build.finish("built", result=result.to_dict())
+            build.finish("built", result=result)
         except BuildError as exc:
             build.finish("failed", error={"message": str(exc), "step": exc.step, "log_tail": exc.log_tail})
         except ContainersError as exc:

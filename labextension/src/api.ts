@@ -96,6 +96,13 @@ export interface IBuild {
   events: number;
   /** True when a build request joined a build that was already running. */
   joined?: boolean;
+  /** Once it ended: steps run, how many came from the cache, seconds, the image's size in bytes. */
+  summary?: {
+    steps: number;
+    cached: number;
+    seconds: number;
+    image_size: number | null;
+  };
 }
 
 export type BuildEventKind = 'step' | 'done' | 'log' | 'info';

@@ -164,7 +164,12 @@ export class ContainersModel implements IDisposable {
       this._environmentsChanged
     );
     for (const env of environments) {
-      if (env.status === 'building' && env.build) {
+      // A running build is followed live; an ended one (built before this page loaded) is fetched once,
+      // so that its log and summary stay viewable.
+      if (
+        env.build &&
+        (env.status === 'building' || !this._logs.has(env.name))
+      ) {
         this._follow(env.name, env.build);
       }
     }

@@ -221,6 +221,9 @@ export class EnvironmentsSection extends Section {
         {status === 'failed' && env.build?.error && (
           <BuildFailure error={env.build.error} />
         )}
+        {!building && log && log.build.status !== 'building' && (
+          <LastBuild log={log} />
+        )}
       </li>
     );
   }
@@ -256,6 +259,59 @@ function BuildFailure(props: { error: IBuildError }): JSX.Element {
         </details>
       )}
     </div>
+  );
+}
+
+/**
+ * The last build of an environment once it ended: a summary line (steps, cached, time, image size)
+ * and its whole log on demand -- open, at the failing step, when it failed.
+ */
+function LastBuild(props: { log: IBuildLog }): JSX.Element {
+  const { build, events } = props.log;
+  const failed = build.status === 'failed';
+  const summary = build.summary;
+  const parts = [failed ? 'Last build failed' : 'Last build'];
+  if (summary) {
+    parts.push(
+      `${Private.plural(summary.steps, 'step')} (${summary.cached} cached)`,
+      Private.duration(summary.seconds)
+    );
+    if (summary.image_size) {
+      parts.push(Private.bytes(summary.image_size));
+    }
+  }
+  const failing = React.useRef<HTMLSpanElement>(null);
+  React.useEffect(() => {
+    failing.current?.scrollIntoView({ block: 'nearest' });
+  }, [events.length]);
+  const failedStep = failed ? build.error?.step : undefined;
+  const lastStep = failedStep
+    ? [...events].reverse().find(e => e.kind === 'step')
+    : undefined;
+  return (
+    <details
+      className="jp-Containers-details jp-Containers-lastBuild"
+      data-build-id={build.id}
+      data-status={build.status}
+      open={failed}
+    >
+      <summary>{parts.join(' · ')}</summary>
+      <pre className="jp-Containers-log jp-Containers-buildLog">
+        {events.map((event, index) =>
+          event === lastStep ? (
+            <span
+              key={index}
+              ref={failing}
+              className="jp-Containers-failingStep"
+            >
+              {Private.logLine(event) + '\n'}
+            </span>
+          ) : (
+            Private.logLine(event) + '\n'
+          )
+        )}
+      </pre>
+    </details>
   );
 }
 

@@ -76,6 +76,10 @@ async def test_build_streams_its_log_and_ends_built(jp_fetch):
     assert "event: build" in text and "event: end" in text
     end = json.loads(text.split("event: end\ndata: ", 1)[1].split("\n", 1)[0])
     assert end["status"] == "built"
+    # with a summary for the sidebar's "Last build": steps, cached, seconds, the image's size
+    summary = end["summary"]
+    assert summary["steps"] >= 3 and 0 <= summary["cached"] <= summary["steps"]
+    assert summary["seconds"] > 0 and summary["image_size"] > 10 * 2**20
     # and the environment now shows as built
     _, env = await fetch_json(jp_fetch, "environments", "web")
     assert env["status"] == "built"

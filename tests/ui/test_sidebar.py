@@ -53,11 +53,21 @@ def test_build_shows_its_log_and_ends_built(page, sidebar):
     )
     assert env.locator('[role="progressbar"]').count() == 1
     screenshot(page, "02-building")
-    # and ends built, without the log
+    # and ends built, the live log replaced by the last build's summary, its log kept (folded)
     page.wait_for_selector(f'{SIDEBAR} [data-environment="ui"][data-status="built"]', timeout=BUILD_SECONDS * 1000)
-    assert env.locator(".jp-Containers-buildLog").count() == 0
+    last = env.locator('.jp-Containers-lastBuild[data-status="built"]')
+    last.wait_for()
+    assert env.locator(".jp-Containers-build-progress").count() == 0
+    assert last.get_attribute("open") is None
+    summary = last.locator("summary").inner_text()
+    assert summary.startswith("Last build · ") and "cached" in summary and "MiB" in summary, summary
+    last.locator("summary").click()
+    assert "▶" in last.locator(".jp-Containers-buildLog").inner_text()
     assert env.locator("button.jp-Containers-build").inner_text() == "Rebuild"
     screenshot(page, "03-built")
+    # and after a reload the last build is still there
+    page.reload()
+    page.locator(f'{SIDEBAR} [data-environment="ui"] .jp-Containers-lastBuild').wait_for()
 
 
 def test_notebook_runs_as_a_job_and_its_output_opens(page, sidebar, lab):
@@ -211,6 +221,11 @@ def test_failed_build_shows_the_step_and_the_log_tail(page, sidebar, lab):
         error.wait_for()
         assert "post_build_0" in error.inner_text()
         assert "the build breaks here" in error.locator(".jp-Containers-log").inner_text()
+        # and its whole log stays open at the failing step
+        last = env.locator('.jp-Containers-lastBuild[data-status="failed"]')
+        last.wait_for()
+        assert last.get_attribute("open") is not None
+        assert "post_build" in last.locator(".jp-Containers-failingStep").inner_text()
         env.scroll_into_view_if_needed()
         screenshot(page, "09-build-failed")
     finally:
