@@ -407,6 +407,8 @@ class ContainersManager(LoggingConfigurable):
                     "gpus": resources.get("gpus") if isinstance(resources, dict) else None,
                     # The Jupyter kernel a kernel container serves (the sidebar finds its notebook by it).
                     "kernel_id": container.label("kernel-id"),
+                    # The server's notebook job it runs, if any.
+                    "job": container.label("job"),
                     "usage": measured.to_dict() if measured is not None else None,
                 }
             )

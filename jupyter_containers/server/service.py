@@ -240,12 +240,34 @@ class ContainersService(LoggingConfigurable):
             (key, ids), lambda: manager.backend.usage(list(ids)), reuse=reuse, max_age=LIVE_MAX_AGE
         )
 
+        current = self._current_images(manager)
+
         def merge() -> tuple[list[dict[str, Any]], str]:
-            rows = [{**c, "usage": figures[c["id"]].to_dict() if c["id"] in figures else None} for c in listed]
+            rows = [
+                {
+                    **c,
+                    "usage": figures[c["id"]].to_dict() if c["id"] in figures else None,
+                    # Runs an older image than the environment's current build (restart it on the new one).
+                    "outdated": bool(current.get(c["environment"])) and c["image"] != current.get(c["environment"]),
+                }
+                for c in listed
+            ]
             return rows, json.dumps({"containers": rows})
 
-        # Keyed on the two results themselves (compared by value; the same objects compare at once).
-        return self._merged.get((listed, figures), merge)
+        # Keyed on the results themselves (compared by value; the same objects compare at once).
+        return self._merged.get((listed, figures, current), merge)
+
+    def _current_images(self, manager: ContainersManager) -> dict[str, str]:
+        """Environment → the image its spec builds now, when that image exists (the environments' cached
+        status: computed once per change of the spec, its files or the engine's images)."""
+        try:
+            return {
+                env["name"]: env["image"]
+                for env in self.environments()
+                if env.get("status") == "built" and env.get("image")
+            }
+        except ContainersError:
+            return {}
 
     def stop_container(self, container_id: str) -> None:
         self.get_manager().stop_container(container_id, by="the JupyterLab sidebar")

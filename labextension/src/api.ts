@@ -186,6 +186,10 @@ export interface IContainer {
   usage: IUsage | null;
   /** The Jupyter kernel a kernel container serves (null for sessions, jobs' runs and commands). */
   kernel_id?: string | null;
+  /** The server's notebook job it runs, if any. */
+  job?: string | null;
+  /** It runs an older image than its environment's current build. */
+  outdated?: boolean;
 }
 
 export type JobStatus =

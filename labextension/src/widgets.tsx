@@ -4,6 +4,7 @@
  * job ids, statuses) so that tests and users' scripts can find them.
  */
 import { Dialog, showDialog } from '@jupyterlab/apputils';
+import { KernelAPI } from '@jupyterlab/services';
 import { ReactWidget } from '@jupyterlab/ui-components';
 import { ISignal } from '@lumino/signaling';
 import * as React from 'react';
@@ -393,6 +394,28 @@ export class ContainersSection extends Section {
     }
   }
 
+  /** Whose container it is: the notebook of a kernel, a %%container session, a job, a command. */
+  private _owner(container: IContainer): string {
+    if (container.kernel_id) {
+      const notebook = this._notebookOf(container.kernel_id);
+      return notebook ? `kernel of ${notebook}` : 'kernel (no open notebook)';
+    }
+    if (container.job) {
+      return `job ${container.job}`;
+    }
+    if (container.role === 'session') {
+      return '%%container session of a notebook';
+    }
+    return container.role === 'run'
+      ? 'command (jupyter-containers run)'
+      : (container.role ?? 'container');
+  }
+
+  private async _restartKernel(kernelId: string): Promise<void> {
+    await KernelAPI.restartKernel(kernelId, this.model.api.serverSettings);
+    await this.model.refreshContainers();
+  }
+
   private _notebookOf: (kernelId: string) => string | null;
 
   render(): JSX.Element {
@@ -454,8 +477,38 @@ export class ContainersSection extends Section {
             {stopping ? 'Stopping…' : 'Stop'}
           </button>
         </div>
+        <div className="jp-Containers-meta jp-Containers-owner">
+          {this._owner(container)}
+          {container.created
+            ? ` · up ${Private.duration(Date.now() / 1000 - Number(container.created))}`
+            : ''}
+        </div>
         <div className="jp-Containers-meta" title={container.image}>
           {container.id.slice(0, 12)} · {container.status}
+          {container.outdated && (
+            <>
+              {' · '}
+              <span
+                className="jp-Containers-outdated"
+                title={`${container.image} is older than the environment's current build`}
+              >
+                older image
+              </span>
+              {container.kernel_id && (
+                <button
+                  className="jp-Button jp-mod-styled jp-mod-small jp-Containers-button jp-Containers-restart"
+                  title="Restart the kernel: a new container on the current image (its variables are lost)"
+                  onClick={() =>
+                    void this.act(container.id, () =>
+                      this._restartKernel(container.kernel_id as string)
+                    )
+                  }
+                >
+                  Restart on the new image
+                </button>
+              )}
+            </>
+          )}
         </div>
         <Private.Bar
           kind="cpu"

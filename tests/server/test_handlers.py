@@ -157,6 +157,38 @@ async def test_containers_show_usage_and_can_be_stopped(jp_fetch, jp_serverapp):
         manager.backend.remove_container(container.id)
 
 
+async def test_containers_say_whose_they_are_and_whether_their_image_is_outdated(jp_fetch, jp_serverapp):
+    """A container on another image than its environment's current build is `outdated` (the sidebar offers to
+    restart a kernel on the new image); a job's container names its job."""
+    from jupyter_containers.backends.base import RunRequest, labels
+
+    service = jp_serverapp.web_app.settings["jupyter_containers_service"]
+    manager = service.get_manager()
+    result = await asyncio.to_thread(manager.build, "web")
+    base = manager.environment("web").base or "jupyter-containers/base:bookworm"
+    started = []
+    try:
+        for image, extra in ((result.image, {"job": "0123456789ab"}), (base, {})):
+            request = RunRequest(
+                image=image, command=["sleep", "60"], labels=labels(env="web", role="run", **extra, **manager.scope())
+            )
+            container = await asyncio.to_thread(manager.backend.create, request)
+            started.append(container.id)
+            await asyncio.to_thread(container.start)
+        for _ in range(100):
+            _, data = await fetch_json(jp_fetch, "containers")
+            rows = {c["id"]: c for c in data["containers"]}
+            if all(cid in rows for cid in started):
+                break
+            await asyncio.sleep(0.1)
+        current, older = rows[started[0]], rows[started[1]]
+        assert (current["outdated"], current["job"]) == (False, "0123456789ab")
+        assert (older["outdated"], older["job"]) == (True, None)
+    finally:
+        for cid in started:
+            manager.backend.remove_container(cid)
+
+
 async def test_the_kept_listing_follows_the_engines_events(jp_fetch, jp_serverapp, monkeypatch):
     """The listing is kept between container events: with the age limit out of the way, a container that
     starts or goes shows in the next listings only because its event invalidated the kept one."""

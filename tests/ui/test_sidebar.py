@@ -164,6 +164,10 @@ def test_running_container_shows_usage_and_stops(page, sidebar, lab):
         )
         assert "of 1 CPU" in item.inner_text()
         assert "of 128 MiB" in item.inner_text()
+        # and whose it is, and for how long it has run (it runs the environment's current image)
+        owner = item.locator(".jp-Containers-owner").inner_text()
+        assert owner.startswith("command (jupyter-containers run) · up "), owner
+        assert item.locator(".jp-Containers-outdated").count() == 0
         time.sleep(1)  # let the bars' transitions finish for the picture
         screenshot(page, "07-container")
         # the README's picture: the sidebar down to its last section
