@@ -21,6 +21,13 @@ export class RunDialogBody
     const node = this.node as HTMLFormElement;
     node.addEventListener('submit', event => event.preventDefault());
 
+    if (options.error) {
+      // The server refused the last attempt: say why above the form, and mark the field it names.
+      const error = document.createElement('div');
+      error.className = 'jp-Containers-error jp-Containers-dialogError';
+      error.textContent = options.error;
+      node.appendChild(error);
+    }
     this._notebook = Private.input('notebook', options.notebook ?? '');
     this._notebook.placeholder = 'path/to/notebook.ipynb';
     this._notebook.required = true;
@@ -68,6 +75,19 @@ export class RunDialogBody
       'Values are JSON (0.5, true, [1, 2], "text") or else plain text; they are set right after the notebook’s “parameters” cell.';
     node.appendChild(help);
     this._showDefaults();
+    if (options.error) {
+      const named = Array.from(
+        node.querySelectorAll<HTMLInputElement | HTMLTextAreaElement>(
+          'input, textarea'
+        )
+      ).find(field =>
+        new RegExp(`\\b(resources\\.)?${field.name}\\b`).test(
+          options.error ?? ''
+        )
+      );
+      named?.classList.add('jp-mod-invalid');
+      named?.setAttribute('aria-invalid', 'true');
+    }
   }
 
   /** What the fields hold, to open the form again as it was. */
@@ -193,6 +213,8 @@ export namespace RunDialogBody {
     environment?: string;
     /** Field texts by name (resources and `parameters`), e.g. from `rawValues()`. */
     values?: { [name: string]: string };
+    /** Why the server refused the last request: shown above the form, the field it names marked. */
+    error?: string;
   }
 
   export interface IValue {
@@ -241,11 +263,15 @@ export function parseParameters(text: string): {
 }
 
 /**
- * Ask for a job until the form is valid or the user cancels; `null` when cancelled.
+ * Ask for a job until the form is valid or the user cancels (`null`); with the form's texts, to ask again,
+ * as filled in, when the server refuses the request.
  */
-export async function askForJob(
+export async function askForJobWithValues(
   options: RunDialogBody.IOptions
-): Promise<IJobRequest | null> {
+): Promise<{
+  request: IJobRequest;
+  values: { [name: string]: string };
+} | null> {
   let current = options;
   for (;;) {
     const body = new RunDialogBody(current);
@@ -259,7 +285,10 @@ export async function askForJob(
       return null;
     }
     if (result.value.request) {
-      return result.value.request;
+      return {
+        request: result.value.request,
+        values: body.rawValues().values ?? {}
+      };
     }
     await showDialog({
       title: 'Cannot run the notebook',

@@ -25,7 +25,7 @@ import { ReadonlyPartialJSONObject } from '@lumino/coreutils';
 import { IDisposable } from '@lumino/disposable';
 
 import { ContainersAPI, IEnvironment } from './api';
-import { askForJob } from './dialog';
+import { askForJobWithValues, RunDialogBody } from './dialog';
 import { containersIcon } from './icons';
 import { ContainersModel } from './model';
 import { ContainersPanel } from './panel';
@@ -116,27 +116,36 @@ const plugin: JupyterFrontEndPlugin<void> = {
           );
           return;
         }
-        const request = await askForJob({
+        // Asked again, as filled in, with the server's reason, until it is accepted or cancelled.
+        let form: RunDialogBody.IOptions = {
           environments,
           notebook: notebookPath(args),
           environment: lastEnvironment
-        });
-        if (!request) {
-          return;
-        }
-        lastEnvironment = request.environment;
-        try {
-          const job = await model.submitJob(request);
-          shell.activateById(panel.id);
-          Notification.success(
-            `Job ${job.id}: ${job.notebook} runs in ${job.environment} (${job.status}).`,
-            { autoClose: 5000 }
-          );
-        } catch (error) {
-          await showErrorMessage(
-            'Cannot run the notebook',
-            error instanceof Error ? error.message : String(error)
-          );
+        };
+        for (;;) {
+          const asked = await askForJobWithValues(form);
+          if (!asked) {
+            return;
+          }
+          const { request, values } = asked;
+          lastEnvironment = request.environment;
+          try {
+            const job = await model.submitJob(request);
+            shell.activateById(panel.id);
+            Notification.success(
+              `Job ${job.id}: ${job.notebook} submitted to ${job.environment}; the sidebar follows it.`,
+              { autoClose: 5000 }
+            );
+            return;
+          } catch (error) {
+            form = {
+              environments,
+              notebook: request.notebook,
+              environment: request.environment,
+              values,
+              error: error instanceof Error ? error.message : String(error)
+            };
+          }
         }
       }
     });

@@ -89,9 +89,18 @@ def test_notebook_runs_as_a_job_and_its_output_opens(page, sidebar, lab):
     dialog.wait_for()
     assert dialog.locator('input[name="notebook"]').input_value() == "hello.ipynb"
     dialog.locator('select[name="environment"]').select_option("ui")
-    dialog.locator('input[name="memory"]').fill("300m")
+    dialog.locator('input[name="memory"]').fill("2 gigs")
     dialog.locator('input[name="timeout"]').fill("5m")
     dialog.locator('textarea[name="parameters"]').fill('greeting = "bonjour"')
+    page.locator(".jp-Dialog .jp-Dialog-button.jp-mod-accept").click()
+    # and the server refuses a value: the form comes back as filled in, saying why, the field marked
+    again = page.locator(".jp-Dialog .jp-Containers-runDialog:has(.jp-Containers-dialogError)")
+    again.wait_for()
+    assert "memory" in again.locator(".jp-Containers-dialogError").inner_text()
+    assert again.locator('input[name="memory"].jp-mod-invalid').input_value() == "2 gigs"
+    assert again.locator('textarea[name="parameters"]').input_value() == 'greeting = "bonjour"'
+    screenshot(page, "04-run-dialog-refused")
+    again.locator('input[name="memory"]').fill("300m")
     screenshot(page, "04-run-dialog")
     page.locator(".jp-Dialog .jp-Dialog-button.jp-mod-accept").click()
     # then the job shows in the sidebar and completes
