@@ -433,19 +433,16 @@ class ContainersManager(LoggingConfigurable):
         """Stop and remove one of this workspace's containers. A kernel's owner (the notebook) is told why:
         a marker in the kernel's socket folder makes its death read "stopped by its user from ``by``", not
         "exited with code -1"."""
-        from .kernel.container import STOPPED_MARKER, runtime_root
+        from .kernel.container import STOPPED_MARKER, socket_folder
 
         container = self.find_container(container_id)
-        root = runtime_root().resolve()
-        for source in container.mounts:
-            folder = Path(source)
-            if folder.parent.resolve() == root and (folder / "kernel.json").is_file():
-                try:
-                    (folder / STOPPED_MARKER).write_text(
-                        f"its container was stopped by its user, from {by}", encoding="utf-8"
-                    )
-                except OSError:
-                    pass  # the message is a courtesy; the stop goes on
+        folder = socket_folder(container)
+        if folder is not None:
+            try:
+                message = f"its container was stopped by its user, from {by}"
+                (folder / STOPPED_MARKER).write_text(message, encoding="utf-8")
+            except OSError:
+                pass  # the message is a courtesy; the stop goes on
         self.backend.remove_container(container.id)
 
     # ------------------------------------------------------------------ kernels, sessions, notebooks

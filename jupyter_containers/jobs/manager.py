@@ -147,7 +147,8 @@ class JobManager(LoggingConfigurable):
     def _reattach(self, job: Job, manager: Any, container: Any) -> bool:
         """Start re-attaching to a job's live kernel in a worker thread; False when that is not possible
         (no socket folder, no output notebook): the caller stops it instead."""
-        from .reattach import Reattached, socket_folder
+        from ..kernel.container import socket_folder
+        from .reattach import Reattached
 
         folder = socket_folder(container)
         output = self.root / (job.output_path or "")

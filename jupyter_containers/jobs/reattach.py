@@ -33,7 +33,6 @@ from typing import Any, cast
 
 from ..backends.base import ContainerInfo
 from ..images.lock import atomic_write
-from ..kernel.container import runtime_root
 from .provenance import CANCELLED, COMPLETED, FAILED, TIMED_OUT, RunRecord
 
 #: Seconds a re-found kernel gets to answer a kernel_info request on its control channel.
@@ -51,21 +50,7 @@ _LAST_ERROR = (
     "else None)(__import__('sys'))"
 )
 
-#: (ename, evalue) of a cell error that ends a run successfully: sys.exit(), sys.exit(0), raise SystemExit.
-EXIT_SUCCESS = (("SystemExit", ""), ("SystemExit", "0"))
-
 _OUTPUT_TYPES = ("stream", "display_data", "execute_result", "error")
-
-
-def socket_folder(container: ContainerInfo) -> Path | None:
-    """The kernel's socket folder among a container's mounts: ours (under the runtime root) with a
-    connection file."""
-    root = runtime_root().resolve()
-    for source in container.mounts:
-        path = Path(source)
-        if path.parent.resolve() == root and (path / "kernel.json").is_file():
-            return path
-    return None
 
 
 def host_connection_info(folder: Path) -> dict[str, Any]:
@@ -154,7 +139,7 @@ class Reattached:
         from nbclient import NotebookClient
         from nbclient.exceptions import CellExecutionError, DeadKernelError
 
-        from .runner import _client_class, cell_error
+        from .runner import _client_class, cell_error, exit_is_success
 
         assert self.kc is not None and self.record is not None
         running = self._running_cell()
@@ -168,7 +153,7 @@ class Reattached:
                 if raised is not None and not self._stop_reason:
                     ename, evalue = raised
                     error = cell_error(self.nb, running, SimpleNamespace(ename=ename, evalue=evalue))
-                    return _exit_is_success(FAILED, error)
+                    return exit_is_success(FAILED, error)
             client = _client_class(NotebookClient)(
                 self.nb,
                 on_output=self._write_soon,
@@ -196,7 +181,7 @@ class Reattached:
         if self._stop_reason:
             status = self._stop_reason
             error = {"message": "cancelled" if status == CANCELLED else "timed out", "cell_index": self._cell()}
-        return _exit_is_success(status, error)
+        return exit_is_success(status, error)
 
     def _running_cell(self) -> int | None:
         """The cell the previous server was running: the record's ``cell``, else the first code cell after
@@ -319,13 +304,6 @@ class Reattached:
             self.kc = None
         self.manager.backend.remove_container(self.container.id)
         shutil.rmtree(self.folder, ignore_errors=True)
-
-
-def _exit_is_success(status: str, error: dict[str, Any] | None) -> tuple[str, dict[str, Any] | None]:
-    """As in a normal run (and papermill): a cell that called sys.exit() or sys.exit(0) ends the run, completed."""
-    if status == FAILED and error is not None and (error.get("ename"), error.get("evalue")) in EXIT_SUCCESS:
-        return COMPLETED, None
-    return status, error
 
 
 def resume(reattached: Reattached) -> tuple[str, dict[str, Any] | None] | None:

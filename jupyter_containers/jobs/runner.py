@@ -397,12 +397,11 @@ class _Run:
             return self.stop_reason, error
         if isinstance(exc, CellExecutionError):
             error = self._cell_error(exc)
-            if error["ename"] == "SystemExit" and error["evalue"] in ("", "0"):
-                # As papermill: sys.exit(), sys.exit(0) and `raise SystemExit` end the run here, successfully.
-                where = error["cell_index"]
-                self.log(f"cell {where} called sys.exit({error['evalue']}): the run ends there, completed")
-                return COMPLETED, None
-            return FAILED, error
+            status, kept = exit_is_success(FAILED, error)
+            if status == COMPLETED:
+                where, code = error["cell_index"], error["evalue"]
+                self.log(f"cell {where} called sys.exit({code}): the run ends there, completed")
+            return status, kept
         if isinstance(exc, DeadKernelError):
             reason = None
             if self.container_kernel is not None:
@@ -538,6 +537,17 @@ class _Run:
         from nbformat.v4.nbjson import writes
 
         atomic_write(self.output_path, writes(self.nb) + "\n")
+
+
+#: (ename, evalue) of a cell error that ends a run successfully: sys.exit(), sys.exit(0), raise SystemExit.
+EXIT_SUCCESS = (("SystemExit", ""), ("SystemExit", "0"))
+
+
+def exit_is_success(status: str, error: dict[str, Any] | None) -> tuple[str, dict[str, Any] | None]:
+    """As papermill: a cell that called sys.exit() or sys.exit(0) ends the run there, completed."""
+    if status == FAILED and error is not None and (error.get("ename"), error.get("evalue")) in EXIT_SUCCESS:
+        return COMPLETED, None
+    return status, error
 
 
 def cell_error(nb: Any, index: int | None, exc: Any) -> dict[str, Any]:

@@ -52,6 +52,17 @@ def runtime_root() -> Path:
     return root
 
 
+def socket_folder(container: Any) -> Path | None:
+    """A kernel's socket folder among a container's mounts (a ``ContainerInfo``): ours, under the runtime
+    root, with a connection file; None for containers that are no local kernel."""
+    root = runtime_root().resolve()
+    for source in container.mounts:
+        path = Path(source)
+        if path.parent.resolve() == root and (path / "kernel.json").is_file():
+            return path
+    return None
+
+
 class ContainerKernel:
     """Socket folder + container for one kernel. Blocking calls; async callers use a thread."""
 

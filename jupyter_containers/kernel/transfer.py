@@ -106,13 +106,7 @@ def pull(session: ContainerSession, names: Iterable[str]) -> dict[str, Any]:
     paths = {name: session.socket_dir / f"out-{token}-{name}.pkl" for name in names}
     try:
         problems = _transfer(session, {}, {name: f"{CONTAINER_RUNTIME_DIR}/{p.name}" for name, p in paths.items()})
-        for name, problem in problems.items():
-            if problem == "missing":
-                raise SessionError(
-                    f"no variable named {name!r} in the container kernel of {session.environment!r}; "
-                    "assign it in the cell (or check its spelling)"
-                )
-            raise SessionError(f"variable {name!r} cannot be sent back from the container: {problem}")
+        _raise_pull_problems(session, problems)
         values: dict[str, Any] = {}
         for name, path in paths.items():
             try:
@@ -172,13 +166,7 @@ def _pull_remote(session: ContainerSession, names: list[str], token: str) -> dic
     paths = {name: f"{CONTAINER_RUNTIME_DIR}/out-{token}-{name}.pkl" for name in names}
     try:
         problems = _transfer(session, {}, paths)
-        for name, problem in problems.items():
-            if problem == "missing":
-                raise SessionError(
-                    f"no variable named {name!r} in the container kernel of {session.environment!r}; "
-                    "assign it in the cell (or check its spelling)"
-                )
-            raise SessionError(f"variable {name!r} cannot be sent back from the container: {problem}")
+        _raise_pull_problems(session, problems)
         values: dict[str, Any] = {}
         for name, path in paths.items():
             buf = io.BytesIO()
@@ -239,3 +227,14 @@ def _missing_package_hint(problem: str, environment: str) -> str:
     if "Can't get attribute" in problem and "__main__" in problem:
         return "; it refers to a class or function defined in this notebook: define it in a %%container cell too"
     return ""
+
+
+def _raise_pull_problems(session: Any, problems: dict[str, str]) -> None:
+    """The first variable the container kernel could not send back, as the error the user reads."""
+    for name, problem in problems.items():
+        if problem == "missing":
+            raise SessionError(
+                f"no variable named {name!r} in the container kernel of {session.environment!r}; "
+                "assign it in the cell (or check its spelling)"
+            )
+        raise SessionError(f"variable {name!r} cannot be sent back from the container: {problem}")
