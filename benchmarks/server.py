@@ -25,14 +25,10 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -45,6 +41,7 @@ from traitlets.config import Config  # noqa: E402
 
 from jupyter_containers.backends.base import labels  # noqa: E402
 from jupyter_containers.manager import ContainersManager  # noqa: E402
+from tests.server.process import Server  # noqa: E402
 
 ENV = "srvbench"
 REPOSITORY_TEMPLATE = "jupyter-containers-bench/{env}"
@@ -52,7 +49,6 @@ REPOSITORY = REPOSITORY_TEMPLATE.format(env=ENV)
 BASE_IMAGE = "jupyter-containers/base:bookworm"
 BENCH_LABEL = "io.jupyter.containers.benchmark"
 RUN_ID = f"server-{uuid.uuid4().hex[:8]}"
-API = "jupyter-containers/api"
 T_LINE = re.compile(r"\bT (\d+\.\d+)")
 
 SPEC = """
@@ -73,75 +69,6 @@ def workspace(folder: Path, lines: int) -> Path:
     folder.mkdir(parents=True)
     (folder / "containers.toml").write_text(SPEC.format(env=ENV, nonce=uuid.uuid4().hex, lines=lines))
     return folder
-
-
-# ---------------------------------------------------------------------- the server
-class Server:
-    """``jupyter server`` on 127.0.0.1 with a random port and token; stopped by its PID."""
-
-    def __init__(self, root: Path, state: Path):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        self.url, self.token = f"http://127.0.0.1:{port}/", uuid.uuid4().hex
-        config = state / "jupyter_server_config.py"
-        config.write_text(
-            f"c.Builder.image_repository = {REPOSITORY_TEMPLATE!r}\n"
-            "c.ServerApp.jpserver_extensions = {'jupyter_containers': True}\n"
-        )
-        bin_dir = Path(sys.executable).parent
-        command = [
-            str(bin_dir / "jupyter"),
-            "server",
-            "--no-browser",
-            "--ip=127.0.0.1",
-            f"--port={port}",
-            f"--IdentityProvider.token={self.token}",
-            f"--ServerApp.root_dir={root}",
-            f"--config={config}",
-            f"--JobManager.db={state / 'jobs.sqlite'}",
-            "--ContainersService.install_kernelspecs=False",
-        ]
-        if os.geteuid() == 0:
-            command.append("--allow-root")
-        env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(state / "runtime"), "PATH": f"{bin_dir}:{os.environ['PATH']}"}
-        self.log_path = state / "server.log"
-        self._log = open(self.log_path, "w")
-        self.process = subprocess.Popen(command, cwd=root, stdout=self._log, stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + 90
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"jupyter server exited with {self.process.returncode}; see {self.log_path}")
-            try:
-                self.request("engine")
-                return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"jupyter server did not answer within 90 s; see {self.log_path}") from None
-                time.sleep(0.25)
-
-    def open(self, path: str, *, method: str = "GET", headers: dict | None = None, timeout: float = 60):
-        request = urllib.request.Request(
-            f"{self.url}{API}/{path}",
-            method=method,
-            data=b"{}" if method == "POST" else None,
-            headers={"Authorization": f"token {self.token}", **(headers or {})},
-        )
-        return urllib.request.urlopen(request, timeout=timeout)
-
-    def request(self, path: str, **kwargs) -> dict:
-        with self.open(path, **kwargs) as response:
-            return json.loads(response.read() or b"null")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.kill(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
-        self._log.close()
 
 
 # ---------------------------------------------------------------------- 1. listing containers
@@ -228,7 +155,7 @@ def docker_stats(client: docker.DockerClient, container_id: str, repeats: int = 
 # ---------------------------------------------------------------------- 2. build-log latency
 def latencies_via_server(server: Server) -> tuple[list[float], list[float]]:
     """Receive time - printed time of every ``T`` line an SSE client gets; also engine -> tracker part."""
-    build = server.request(f"environments/{ENV}/build", method="POST")
+    build = server.request(f"environments/{ENV}/build", {})
     say(f"server build {build['id']} started")
     total, to_tracker = [], []
     with server.open(f"builds/{build['id']}/log", headers={"Accept": "text/event-stream"}, timeout=600) as response:
@@ -314,7 +241,7 @@ def main() -> None:
         state = tmp / "state"
         state.mkdir()
         say("starting jupyter server")
-        server = Server(root, state)
+        server = Server(root, state, "server", image_repository=REPOSITORY_TEMPLATE)
         say(f"server at {server.url} (PID {server.process.pid}, log {server.log_path})")
 
         # 2 first: the build is quicker on an engine that is not also running 100 containers.

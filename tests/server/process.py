@@ -12,14 +12,25 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
+from typing import Any
 
 API = "jupyter-containers/api"
 
 
 class Server:
-    """``jupyter server`` on 127.0.0.1 with a random port and token, with the extension."""
+    """``jupyter server`` on 127.0.0.1 with a random port and token, with the extension; stopped by its PID.
 
-    def __init__(self, root: Path, state: Path, name: str, *options: str):
+    Also the server of ``benchmarks/server.py`` (with its own ``image_repository``).
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        state: Path,
+        name: str,
+        *options: str,
+        image_repository: str = "jupyter-containers-test/{env}",
+    ):
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
@@ -34,15 +45,20 @@ class Server:
             f"--IdentityProvider.token={self.token}",
             f"--ServerApp.root_dir={root}",
             "--ServerApp.jpserver_extensions=jupyter_containers=True",
-            "--Builder.image_repository=jupyter-containers-test/{env}",
+            f"--Builder.image_repository={image_repository}",
             f"--JobManager.db={state / 'jobs.sqlite'}",
             "--ContainersService.install_kernelspecs=False",
             *options,
         ]
         if os.geteuid() == 0:
             command.append("--allow-root")
-        env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(state / f"runtime-{name}")}
-        self.log = open(state / f"{name}.log", "w")
+        env = {
+            **os.environ,
+            "JUPYTER_RUNTIME_DIR": str(state / f"runtime-{name}"),
+            "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
+        self.log_path = state / f"{name}.log"
+        self.log = open(self.log_path, "w")
         self.process = subprocess.Popen(command, cwd=root, stdout=self.log, stderr=subprocess.STDOUT, env=env)
         self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         deadline = time.monotonic() + 90
@@ -58,6 +74,16 @@ class Server:
     def request(self, path: str, body: dict | None = None) -> dict:
         """Our REST API: GET, or POST with ``body``."""
         return self.call("POST" if body is not None else "GET", f"{API}/{path}", body)
+
+    def open(self, path: str, *, method: str = "GET", headers: dict | None = None, timeout: float = 60) -> Any:
+        """Our REST API's raw response (to read a stream such as a build log's server-sent events)."""
+        request = urllib.request.Request(
+            f"{self.url}{API}/{path}",
+            method=method,
+            data=b"{}" if method == "POST" else None,
+            headers={"Authorization": f"token {self.token}", **(headers or {})},
+        )
+        return self.opener.open(request, timeout=timeout)
 
     def call(self, method: str, path: str, body: dict | None = None) -> dict:
         """Any of the server's endpoints (``api/kernels`` …), authenticated with the server's token."""

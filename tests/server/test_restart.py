@@ -46,33 +46,35 @@ def wait_for(predicate, what: str, seconds: float = 600) -> None:
         time.sleep(0.25)
 
 
-def test_a_killed_server_keeps_the_running_cells_output_and_the_next_one_cleans_up(tmp_path):
-    from jupyter_containers.backends.docker import DockerBackend
-
-    backend = DockerBackend()
-    # given a workspace with a notebook whose second cell prints, then runs for a long time
+def workspace_with_notebook(tmp_path: Path, name: str, cells: list[str]) -> tuple[Path, Path]:
+    """A server root (the workspace of SPEC) holding notebook ``name`` of ``cells``, and a state folder."""
     (tmp_path / "root").mkdir()
     root = make_workspace(tmp_path / "root", SPEC, config=None)
     state = tmp_path / "state"
     state.mkdir()
     nb = nbformat.v4.new_notebook()
-    nb.cells = [
-        nbformat.v4.new_code_cell("print('first cell')"),
-        nbformat.v4.new_code_cell("import time\nprint('partial output', flush=True)\ntime.sleep(300)"),
-    ]
-    nbformat.write(nb, root / "long.ipynb")
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in cells]
+    nbformat.write(nb, root / name)
+    return root, state
+
+
+def test_a_killed_server_keeps_the_running_cells_output_and_the_next_one_cleans_up(tmp_path):
+    from jupyter_containers.backends.docker import DockerBackend
+
+    backend = DockerBackend()
+    # given a workspace with a notebook whose second cell prints, then runs for a long time
+    root, state = workspace_with_notebook(
+        tmp_path,
+        "long.ipynb",
+        ["print('first cell')", "import time\nprint('partial output', flush=True)\ntime.sleep(300)"],
+    )
     first = Server(root, state, "first")
     second = None
     try:
         job = first.request("jobs", {"notebook": "long.ipynb", "environment": "slow"})
         output = root / job["output_path"]
         # when the second cell has printed (the output notebook shows it while the cell still runs)
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            if "partial output" in printed(output):
-                break
-            time.sleep(0.25)
-        assert "partial output" in printed(output), "the running cell's output never reached the notebook"
+        wait_for(lambda: "partial output" in printed(output), "the running cell's output reaching the notebook")
         assert job_containers(backend, job["id"]), "the job's container is not labelled with its job"
         # and the server is killed outright
         first.stop(signal.SIGKILL)
@@ -101,20 +103,16 @@ def test_the_next_server_reattaches_to_a_live_kernel_and_runs_the_remaining_cell
 
     backend = DockerBackend()
     # given a job whose second cell prints, then waits for a file that the test writes after the restart
-    (tmp_path / "root").mkdir()
-    root = make_workspace(tmp_path / "root", SPEC, config=None)
-    state = tmp_path / "state"
-    state.mkdir()
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [
-        nbformat.v4.new_code_cell("print('first cell')"),
-        nbformat.v4.new_code_cell(
+    root, state = workspace_with_notebook(
+        tmp_path,
+        "wait.ipynb",
+        [
+            "print('first cell')",
             "import os, time\nprint('partial output', flush=True)\n"
-            "while not os.path.exists('/workspace/go'):\n    time.sleep(0.1)\nprint('after the restart')"
-        ),
-        nbformat.v4.new_code_cell("print('the next cell')"),
-    ]
-    nbformat.write(nb, root / "wait.ipynb")
+            "while not os.path.exists('/workspace/go'):\n    time.sleep(0.1)\nprint('after the restart')",
+            "print('the next cell')",
+        ],
+    )
     first = Server(root, state, "first")
     second = None
     try:
