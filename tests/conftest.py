@@ -201,6 +201,26 @@ def tls_registry(tmp_path_factory: pytest.TempPathFactory):
     running.close()
 
 
+@pytest.fixture(scope="session")
+def swarm(tmp_path_factory: pytest.TempPathFactory, tls_registry):
+    """A real three-node Docker Swarm for the whole session, started when a test first asks for it (~15 s):
+    three Docker-in-Docker engines (tests/engines.py), ``.manager`` and two ``.workers``, each advertising two
+    fake GPUs as ``NVIDIA-GPU`` generic resources and trusting the session's TLS registry (every node pulls
+    from it). At the end every node leaves the swarm and the engines are removed with their volumes."""
+    from jupyter_containers.backends.docker import DockerBackend
+
+    from . import engines
+
+    assert tls_registry.ca is not None
+    running = engines.start_swarm(
+        DockerBackend(api_timeout=600).api,
+        tmp_path_factory.mktemp("swarm"),
+        trust=[(tls_registry.address, tls_registry.ca.read_text())],
+    )
+    yield running
+    running.close()
+
+
 @pytest.fixture
 def docker_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty Docker config folder as DOCKER_CONFIG for this test (credentials go there, never ~/.docker)."""

@@ -31,7 +31,7 @@ import shutil
 import subprocess
 import tarfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -153,7 +153,8 @@ sys.exit(main(sys.argv[1:]))
 DOCKERD_COMMAND = (
     "dockerd --host unix:///var/run/docker.sock --host tcp://0.0.0.0:2376 \\\n"
     "  --tlsverify --tlscacert /etc/docker/tls/ca.pem --tlscert /etc/docker/tls/server-cert.pem \\\n"
-    '  --tlskey /etc/docker/tls/server-key.pem --cgroup-parent "${SECOND_ENGINE_CGROUP_PARENT:-/second-engine}"'
+    '  --tlskey /etc/docker/tls/server-key.pem --cgroup-parent "${SECOND_ENGINE_CGROUP_PARENT:-/second-engine}" \\\n'
+    "  ${SECOND_ENGINE_DOCKERD_ARGS:-}"
 )
 
 START_SCRIPT = (
@@ -402,6 +403,8 @@ class SecondEngine:
     main_api: Any
     #: Seconds each phase of the start took: image (build or look-up), credentials, start, images (loading).
     timings: dict[str, float]
+    #: The engine's host name (a Swarm node's name).
+    hostname: str = SSH_ALIAS
 
     def api(self, *, timeout: float = 300) -> Any:
         """A docker.APIClient to the inner engine over TCP+TLS (a new one per call)."""
@@ -584,9 +587,16 @@ def start_second_engine(
     timeout: float = 90,
     lifetime: int = 6 * 3600,
     timings: dict[str, float] | None = None,
+    hostname: str = SSH_ALIAS,
+    dockerd_args: str = "",
+    tls: tuple[TlsFiles, TlsFiles] | None = None,
 ) -> SecondEngine:
     """Build (if needed) and start the engine container, wait until the inner engine answers over TLS, and
     load ``images`` from the main engine into it. ``timings`` receives the seconds each phase took.
+
+    ``hostname`` names the engine's host (Swarm nodes need distinct ones); ``dockerd_args`` are appended to the
+    inner dockerd's command line (e.g. ``--node-generic-resource NVIDIA-GPU=gpu0``), on a restart too; ``tls``:
+    the (server, client) files of :func:`make_tls` to use instead of new ones (a swarm's nodes share them).
 
     Raises RuntimeError naming what failed, with the container's log tail, after at most ``timeout`` seconds of
     waiting for the inner engine.
@@ -602,7 +612,7 @@ def start_second_engine(
     timings["image"] = time.monotonic() - started
 
     started = time.monotonic()
-    server_tls, client_tls = make_tls(folder / "tls")
+    server_tls, client_tls = tls or make_tls(folder / "tls")
     ssh_key = make_ssh_key(folder)
     hook_log = folder / "nvidia-container-runtime-hook.log"
     hook_log.touch()
@@ -639,13 +649,14 @@ def start_second_engine(
     created = main_api.create_container(
         tag,
         name=name,
-        hostname=SSH_ALIAS,
+        hostname=hostname,
         labels=labels,
         ports=[TLS_PORT, 22],
         environment={
             "SECOND_ENGINE_CGROUP_PARENT": cgroup_parent,
             "SECOND_ENGINE_LIFETIME": str(int(lifetime)),
             "NVIDIA_HOOK_STANDIN_LOG": str(hook_log),  # dockerd passes its environment to the hook
+            "SECOND_ENGINE_DOCKERD_ARGS": dockerd_args,
         },
         host_config=host_config,
     )
@@ -678,6 +689,7 @@ def start_second_engine(
             cgroup_parent=cgroup_parent,
             main_api=main_api,
             timings=timings,
+            hostname=hostname,
         )
         _write_ssh_files(folder, ssh_key, engine.ssh_port)
         _wait_until_ready(engine, timeout)
@@ -770,7 +782,11 @@ def remove_cgroups(cgroup_parent: str, root: Path = Path("/sys/fs/cgroup")) -> N
         top = hierarchy / name
         if not top.is_dir():
             continue
-        for folder in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        try:
+            inner = [p for p in top.rglob("*") if p.is_dir()]
+        except OSError:
+            inner = []  # the kernel removed it (or a part of it) meanwhile
+        for folder in sorted(inner, key=lambda p: len(p.parts), reverse=True):
             try:
                 folder.rmdir()
             except OSError:
@@ -803,6 +819,127 @@ def remove_orphaned_engines(api: Any) -> list[str]:
         if top.name not in alive and time.time() - top.stat().st_mtime > 60:
             remove_cgroups("/" + top.name)
     return removed
+
+
+# --------------------------------------------------------------------------------------------- a swarm
+#: What each node of the test swarm advertises as GPUs: named generic resources (fake, two per node).
+SWARM_GPU_KIND = "NVIDIA-GPU"
+
+
+@dataclass
+class EngineSwarm:
+    """A real multi-node Docker Swarm: Docker-in-Docker engines, ``nodes[0]`` the manager, the others workers.
+
+    Each node advertises ``gpus_per_node`` fake GPUs as named generic resources (``NVIDIA-GPU=gpu0`` …), so
+    Swarm places GPU reservations and sets ``DOCKER_RESOURCE_NVIDIA_GPU`` in the task's container. The manager
+    is reached by the tests over TCP+TLS (``nodes[0].tls_url``); ports the swarm publishes (the routing mesh)
+    at ``nodes[0].address()``.
+    """
+
+    nodes: list[SecondEngine]
+    #: Swarm node id → the engine of that node.
+    node_ids: dict[str, SecondEngine]
+
+    @property
+    def manager(self) -> SecondEngine:
+        return self.nodes[0]
+
+    @property
+    def workers(self) -> list[SecondEngine]:
+        return self.nodes[1:]
+
+    def by_hostname(self, hostname: str) -> SecondEngine:
+        for node in self.nodes:
+            if node.hostname == hostname:
+                return node
+        raise KeyError(hostname)
+
+    def close(self) -> None:
+        """Swarm mode off on every node (workers first), then the engines removed with their volumes."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        for node in reversed(self.nodes):
+            try:
+                node.api(timeout=10).leave_swarm(force=True)
+            except Exception:  # noqa: BLE001 - a node whose engine a test killed: its state goes with its volume
+                pass
+        with ThreadPoolExecutor(max(1, len(self.nodes))) as pool:
+            list(pool.map(lambda node: node.close(), self.nodes))
+        if self.nodes:
+            shutil.rmtree(self.nodes[0].folder.parent / "tls", ignore_errors=True)
+
+
+def start_swarm(
+    main_api: Any,
+    folder: Path,
+    *,
+    workers: int = 2,
+    gpus_per_node: int = 2,
+    timeout: float = 120,
+    trust: Sequence[tuple[str, str]] = (),
+) -> EngineSwarm:
+    """Start ``1 + workers`` engines in parallel (each with ``gpus_per_node`` fake GPUs as generic resources),
+    make the first a swarm manager on its bridge address and join the others as workers.
+
+    ``trust``: ``(registry address, CA PEM)`` pairs each node's engine trusts (its own /etc/docker/certs.d), so
+    every node pulls from a TLS registry on the bridge gateway. The base image is loaded on the manager only:
+    workers pull what they run from the registry, as on a real swarm.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(index: int) -> SecondEngine:
+        name = "manager" if index == 0 else f"worker{index}"
+        args = " ".join(f"--node-generic-resource {SWARM_GPU_KIND}=gpu{g}" for g in range(gpus_per_node))
+        return start_second_engine(
+            main_api,
+            folder / name,
+            images=(BASE_IMAGE,) if index == 0 else (),
+            timeout=timeout,
+            hostname=name,
+            dockerd_args=args,
+            tls=shared_tls,
+        )
+
+    folder.mkdir(parents=True, exist_ok=True)
+    shared_tls = make_tls(folder / "tls")
+
+    with ThreadPoolExecutor(1 + workers) as pool:
+        futures = [pool.submit(one, i) for i in range(1 + workers)]
+    started: list[SecondEngine] = []
+    errors = []
+    for future in futures:
+        try:
+            started.append(future.result())
+        except Exception as exc:  # noqa: BLE001 - collected: every started engine is removed below
+            errors.append(exc)
+    swarm = EngineSwarm(nodes=started, node_ids={})
+    try:
+        if errors:
+            raise errors[0]
+        for node in swarm.nodes:
+            for address, ca in trust:
+                target = f"/etc/docker/certs.d/{address}"
+                node._exec(f"mkdir -p {target} && cat > {target}/ca.crt <<'EOF'\n{ca}EOF")
+        manager = swarm.manager.api()
+        advertise = swarm.manager.address()
+        manager.init_swarm(advertise_addr=advertise, listen_addr="0.0.0.0:2377")
+        token = manager.inspect_swarm()["JoinTokens"]["Worker"]
+        for worker in swarm.workers:
+            worker.api().join_swarm([f"{advertise}:2377"], token, listen_addr="0.0.0.0:2377")
+        deadline = time.monotonic() + timeout
+        while True:
+            ready = [n for n in manager.nodes() if n["Status"]["State"] == "ready"]
+            if len(ready) == len(swarm.nodes):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {len(ready)} of {len(swarm.nodes)} swarm nodes became ready: {ready}")
+            time.sleep(0.2)
+        for node in ready:
+            swarm.node_ids[node["ID"]] = swarm.by_hostname(node["Description"]["Hostname"])
+    except BaseException:
+        swarm.close()
+        raise
+    return swarm
 
 
 def main(argv: list[str] | None = None) -> int:

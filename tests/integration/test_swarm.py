@@ -1,0 +1,331 @@
+"""Runs, notebook jobs, kernels and ``%%container`` sessions on a real three-node Docker Swarm.
+
+All real: the session's ``swarm`` (three Docker-in-Docker engines, one manager and two workers, each advertising
+two fake GPUs as ``NVIDIA-GPU`` generic resources) and its TLS registry with htpasswd auth (every node pulls from
+it; the credentials go with each service). Only the GPUs are fake: nothing here has one, so the test checks
+what Swarm assigned (``CUDA_VISIBLE_DEVICES``), not a CUDA device.
+
+The workspace lives under /var/tmp (the engines mount the host's /tmp): a swarm target has no /workspace
+unless it names a folder every node has, so nothing reaches a task but the images, the API and its channels.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+pytestmark = pytest.mark.engine
+
+SPEC = """
+[targets.sw]
+kind = "swarm"
+engine = "{engine}"
+tls = {{ ca = "{ca}", cert = "{cert}", key = "{key}" }}
+registry = "{registry}/swarm-test"
+constraints = ["node.role==worker"]
+
+[targets.sw.nodes]
+{nodes}
+
+[environments.sw]
+description = "the swarm test environment"
+pip = []
+
+[environments.sw.resources]
+cpus = 0.5
+memory = "256m"
+"""
+
+
+@pytest.fixture(scope="module")
+def project(swarm, tls_registry):
+    root = Path(tempfile.mkdtemp(prefix="jc-swarm-", dir="/var/tmp"))
+    root.chmod(0o755)
+    tls = swarm.manager.tls
+    nodes = "\n".join(f'{node.hostname} = "{node.tls_url}"' for node in swarm.nodes)
+    (root / "containers.toml").write_text(
+        SPEC.format(
+            engine=swarm.manager.tls_url,
+            ca=tls.ca,
+            cert=tls.cert,
+            key=tls.key,
+            registry=tls_registry.address,
+            nodes=nodes,
+        )
+    )
+    (root / "jupyter_containers_config.py").write_text(
+        "c.Builder.image_repository = 'jupyter-containers-test/{env}'\nc.SwarmBackend.placement_timeout = 4.0\n"
+    )
+    # The registry's credentials, for the push and for the nodes' pulls (sent along with each service).
+    saved = os.environ.get("DOCKER_CONFIG")
+    os.environ["DOCKER_CONFIG"] = str(tls_registry.docker_config(root / ".docker"))
+    yield root
+    if saved is None:
+        os.environ.pop("DOCKER_CONFIG", None)
+    else:
+        os.environ["DOCKER_CONFIG"] = saved
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def manager(project, engine_config):
+    from jupyter_containers.config import discover_config
+    from jupyter_containers.manager import ContainersManager
+
+    config = discover_config(project, base=engine_config)
+    made = ContainersManager(spec_path=project / "containers.toml", config=config, target="sw")
+    made.build("sw")
+    yield made
+    from jupyter_containers.kernel.pool import get_pool
+
+    get_pool().stop_all()
+    for service in made.backend.api.services(filters={"label": "io.jupyter.containers.managed"}):
+        made.backend.api.remove_service(service["ID"])
+    made.backend.close()
+
+
+def _services(manager) -> list[dict]:
+    return manager.backend.api.services(filters={"label": "io.jupyter.containers.managed"})
+
+
+def test_nodes_are_listed_with_their_gpus(manager, swarm):
+    nodes = {n.name: n for n in manager.backend.nodes()}
+    assert sorted(nodes) == ["manager", "worker1", "worker2"]
+    assert all(n.gpus == 2 and n.state == "ready" and n.cpus > 0 and n.memory > 0 for n in nodes.values())
+    assert nodes["worker1"].address == swarm.workers[0].address()
+    # and the registry every node pulls from answers the manager's engine (what `setup --target` checks)
+    assert manager.backend.registry_check().endswith("answers")
+
+
+def test_a_run_is_placed_on_a_worker_with_its_gpus_and_limits(manager):
+    from jupyter_containers.spec.model import Resources
+
+    out: list[bytes] = []
+    # when a command asks for 2 of a node's GPUs, half a CPU and 256 MiB
+    _, effective, result = manager.run(
+        "sw",
+        [
+            "sh",
+            "-c",
+            "echo node=$JUPYTER_CONTAINERS_NODE gpus=$CUDA_VISIBLE_DEVICES uid=$(id -u); "
+            "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/cpu/cpu.cfs_quota_us",
+        ],
+        resources=Resources(gpus=2),
+        stdout=out.append,
+    )
+    text = b"".join(out).decode()
+    # then it ran on a worker (the target's constraint), as a non-root user, with the two GPUs Swarm assigned
+    assert result.exit_code == 0, text
+    assert "node=worker" in text and "uid=1000" in text
+    gpus = text.split("gpus=")[1].split()[0].split(",")
+    assert sorted(gpus) == ["gpu0", "gpu1"]
+    # and the limits are in its cgroup
+    assert "268435456" in text and "50000" in text
+    # and the service is gone
+    assert _services(manager) == []
+
+
+def test_a_notebook_job_runs_on_a_worker_and_its_output_comes_back(manager, project):
+    from jupyter_containers.jobs.runner import ExecuteRequest
+    from jupyter_containers.spec.model import Resources
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("n = 1", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(
+            "import os; print(os.environ['JUPYTER_CONTAINERS_NODE'], os.environ['CUDA_VISIBLE_DEVICES'], n * 7)"
+        ),
+    ]
+    source = project / "job.ipynb"
+    nbformat.write(nb, source)
+    output = project / "job.out.ipynb"
+    result = manager.execute(
+        ExecuteRequest(
+            notebook=source,
+            environment="sw",
+            output_path=output,
+            parameters={"n": 6},
+            resources=Resources(gpus=1, constraints=("node.hostname==worker2",)),
+        ),
+        log=lambda _: None,
+    )
+    assert result.status == "completed", result
+    printed = json.dumps(nbformat.read(output, as_version=4).cells[-1].outputs)
+    assert "worker2 gpu" in printed and "42" in printed
+    assert _services(manager) == []
+
+
+def test_a_session_on_a_worker_takes_variables_in_and_out(manager, project, capsys):
+    """``%%container --in/--out``: the values travel through the worker's engine (its node's entry in the target's
+    nodes table), the cells over the kernel's CurveZMQ channels on that node's published ports."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from jupyter_containers.kernel.pool import get_pool
+
+    before = os.getcwd()
+    os.chdir(project)
+    try:
+        ip = InteractiveShell.instance()
+        ip.run_line_magic("load_ext", "jupyter_containers")
+        ip.user_ns["numbers"] = list(range(5))
+        result = ip.run_cell(
+            "%%container sw --target sw --constraint node.hostname==worker1 --in numbers --out total\n"
+            "import os\ntotal = sum(numbers)\nprint(os.environ['JUPYTER_CONTAINERS_NODE'], total)"
+        )
+        assert result.error_in_exec is None, result.error_in_exec
+        assert "worker1 10" in capsys.readouterr().out
+        assert ip.user_ns["total"] == 10
+        session = next(s for s in get_pool().list() if s.manager.target == "sw")
+        info = session.km.get_connection_info()
+        assert info["transport"] == "tcp" and info["curve_publickey"] and info["key"]
+        # and the session is a service of ours, placed on worker1
+        listed = {c.id: c for c in session.manager.backend.list_containers()}
+        assert listed[session.container_id].node == "worker1"
+        session.stop()
+        assert session.container_id not in {s["ID"] for s in _services(manager)}
+    finally:
+        os.chdir(before)
+
+
+def test_a_provisioner_kernel_runs_on_a_worker(manager, project):
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import KernelManager
+
+    from jupyter_containers.kernel.kernelspec import kernel_spec_dict
+
+    spec_dir = project / ".kernels" / "containers-sw"
+    spec_dir.mkdir(parents=True)
+    spec = kernel_spec_dict("sw", project / "containers.toml", target="sw")
+    (spec_dir / "kernel.json").write_text(json.dumps(spec))
+    ksm = KernelSpecManager(kernel_dirs=[str(project / ".kernels")])
+    km = KernelManager(kernel_name="containers-sw", kernel_spec_manager=ksm, config=manager.config)
+    km.start_kernel(cwd=str(project))
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+        reply = kc.execute_interactive("import os; print(os.environ['JUPYTER_CONTAINERS_NODE'])", timeout=60)
+        assert reply["content"]["status"] == "ok"
+        service = km.provisioner.kernel.container_id
+        assert service in {s["ID"] for s in _services(manager)}
+        # and an interrupt goes through the worker's engine
+        done = threading.Event()
+        threading.Timer(1.0, lambda: (km.interrupt_kernel(), done.set())).start()
+        reply = kc.execute_interactive("import time; time.sleep(60)", timeout=30)
+        assert done.is_set() and reply["content"]["ename"] == "KeyboardInterrupt"
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+    assert service not in {s["ID"] for s in _services(manager)}
+
+
+@pytest.mark.parametrize(
+    ("resources", "missing"),
+    [({"gpus": 3}, "no node has 3 GPUs (most: 2)"), ({"memory": "500g"}, "no node has 500 GiB of memory")],
+)
+def test_a_request_no_node_can_hold_fails_saying_what_the_nodes_have(manager, resources, missing):
+    from jupyter_containers.errors import EngineRefusedError
+    from jupyter_containers.spec.parse import parse_resources
+
+    with pytest.raises(EngineRefusedError) as caught:
+        manager.run("sw", ["true"], resources=parse_resources(resources))
+    message = str(caught.value)
+    assert missing in message
+    assert "worker1 (ready: " in message and "2 GPUs" in message
+    assert _services(manager) == []
+
+
+def test_a_task_that_stays_pending_is_removed_after_the_placement_timeout(manager):
+    """Capacity exists but is held: worker1's two GPUs by a session, a run asking for one more there waits
+    (Swarm would keep it pending forever) and fails after c.SwarmBackend.placement_timeout (4 s here)."""
+    from jupyter_containers.errors import EngineRefusedError
+    from jupyter_containers.spec.model import Resources
+
+    holder = manager.session("sw", Resources(gpus=2, constraints=("node.hostname==worker1",)))
+    try:
+        with pytest.raises(EngineRefusedError) as caught:
+            manager.run("sw", ["true"], resources=Resources(gpus=1, constraints=("node.hostname==worker1",)))
+        assert "no node of the swarm took the task within 4s" in str(caught.value)
+        assert "other tasks hold it" in str(caught.value)
+    finally:
+        holder.stop()
+    assert _services(manager) == []
+
+
+def test_stopping_a_job_removes_its_service(manager):
+    from jupyter_containers.spec.model import Resources
+
+    results: list = []
+    worker = threading.Thread(
+        target=lambda: results.append(_quietly(manager.run, "sw", ["sleep", "120"], resources=Resources())),
+        daemon=True,
+    )
+    worker.start()
+    deadline = time.monotonic() + 60
+    while not _running(manager) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    (running,) = _running(manager)
+    # when it is stopped as the sidebar or 'jupyter-containers stop' does
+    manager.stop_container(running.id)
+    worker.join(30)
+    # then the run ended and its service is gone
+    assert not worker.is_alive() and results
+    assert _services(manager) == []
+
+
+def test_a_job_whose_worker_dies_is_reported_failed(manager, project, swarm):
+    from jupyter_containers.jobs.runner import ExecuteRequest
+    from jupyter_containers.spec.model import Resources
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("import time; print('started', flush=True); time.sleep(300)")]
+    source = project / "dies.ipynb"
+    nbformat.write(nb, source)
+    worker = swarm.by_hostname("worker2")
+    killer = threading.Thread(target=_kill_when_running, args=(manager, worker), daemon=True)
+    killer.start()
+    try:
+        result = manager.execute(
+            ExecuteRequest(
+                notebook=source,
+                environment="sw",
+                output_path=project / "dies.out.ipynb",
+                resources=Resources(constraints=("node.hostname==worker2",)),
+            ),
+            log=lambda _: None,
+        )
+        assert result.status == "failed"
+        assert "worker2" in json.dumps(result.error) and "down" in json.dumps(result.error)
+    finally:
+        killer.join(60)
+        worker.start_engine()
+    assert _services(manager) == []
+
+
+def _kill_when_running(manager, worker) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if any(c.node == "worker2" for c in _running(manager)):
+            time.sleep(2)  # the kernel answers, the cell runs
+            worker.kill_engine()
+            return
+        time.sleep(0.2)
+
+
+def _running(manager) -> list:
+    return [c for c in manager.backend.list_containers() if c.state == "running"]
+
+
+def _quietly(fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - what the test checks is that it returned at all
+        return exc

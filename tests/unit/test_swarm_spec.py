@@ -1,0 +1,214 @@
+"""The pure parts of the Swarm backend: the service spec sent to the manager, the placement check that stands in
+for Swarm's silence about requests no node can hold, and the ``kind = "swarm"`` target table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from jupyter_containers.backends.base import Mount, NodeInfo, RunRequest
+from jupyter_containers.backends.swarm import (
+    GO_MARKER,
+    check_constraint,
+    matches,
+    placement_problem,
+    registry_reference,
+    service_spec,
+)
+from jupyter_containers.errors import RequestError, SpecError
+from jupyter_containers.spec.model import Resources
+from jupyter_containers.spec.parse import parse_resources
+from jupyter_containers.targets import backend_settings, parse_targets, workspace_mode
+
+GiB = 1 << 30
+
+
+def node(name: str, cpus: float = 2, memory: int = 8 * GiB, gpus: int = 2, state: str = "ready", **labels: str):
+    return NodeInfo(name=name, address="10.0.0.1", cpus=cpus, memory=memory, gpus=gpus, state=state, labels=labels)
+
+
+NODES = [node("manager"), node("worker1", gpu="a100"), node("worker2")]
+RAW = {n.name: {"Spec": {"Role": "manager" if n.name == "manager" else "worker"}} for n in NODES}
+
+
+def spec_of(resources: Resources, **kwargs):
+    request = RunRequest(
+        image="reg:5000/ml/demo:abc",
+        command=["python", "-m", "ipykernel_launcher"],
+        resources=resources,
+        labels={"io.jupyter.containers.env": "demo"},
+        publish=kwargs.pop("publish", ()),
+        mounts=kwargs.pop("mounts", ()),
+        working_dir="/workspace",
+    )
+    return service_spec(
+        request,
+        image=request.image,
+        user="1000:1000",
+        constraints=kwargs.pop("constraints", ["node.role==worker"]),
+        gpu_resource="NVIDIA-GPU",
+        **kwargs,
+    )
+
+
+def test_limits_are_reservations_and_gpus_a_generic_resource():
+    spec = spec_of(Resources(cpus=1.5, memory=2 * GiB, gpus=2, pids=256, constraints=("node.labels.gpu==a100",)))
+    task = spec["TaskTemplate"]
+    assert task["Resources"]["Limits"] == {"NanoCPUs": 1_500_000_000, "MemoryBytes": 2 * GiB, "Pids": 256}
+    assert task["Resources"]["Reservations"] == {
+        "NanoCPUs": 1_500_000_000,
+        "MemoryBytes": 2 * GiB,
+        "GenericResources": [{"DiscreteResourceSpec": {"Kind": "NVIDIA-GPU", "Value": 2}}],
+    }
+    assert task["Placement"]["Constraints"] == ["node.role==worker", "node.labels.gpu==a100"]
+    # one task, never restarted behind the kernel's back
+    assert spec["Mode"] == {"ReplicatedJob": {"MaxConcurrent": 1, "TotalCompletions": 1}}
+    assert task["RestartPolicy"]["Condition"] == "none"
+    container = task["ContainerSpec"]
+    assert container["User"] == "1000:1000" and container["CapabilityDrop"] == ["ALL"] and container["Init"]
+    assert "JC_GPU_RESOURCE=NVIDIA-GPU" in container["Env"]
+    assert (
+        container["Labels"]["io.jupyter.containers.managed"]
+        == "true"
+        == spec["Labels"]["io.jupyter.containers.managed"]
+    )
+    # the command runs behind the shim, after the image's own entrypoint
+    assert container["Args"][0:2] == ["sh", "-c"] and container["Args"][-3:] == ["python", "-m", "ipykernel_launcher"]
+    assert "Command" not in container
+
+
+def test_kernel_ports_are_published_on_the_tasks_node_and_files_awaited():
+    spec = spec_of(Resources(), publish=(50001, 50002), wait_for_files=True)
+    assert spec["EndpointSpec"]["Ports"] == [
+        {"Protocol": "tcp", "TargetPort": 50001, "PublishMode": "host"},
+        {"Protocol": "tcp", "TargetPort": 50002, "PublishMode": "host"},
+    ]
+    assert f"JC_WAIT_FOR={GO_MARKER}" in spec["TaskTemplate"]["ContainerSpec"]["Env"]
+
+
+def test_shm_is_a_tmpfs_and_mounts_pass_through():
+    spec = spec_of(Resources(shm_size=GiB), mounts=(Mount(Path("/shared/p"), "/workspace"),))
+    mounts = spec["TaskTemplate"]["ContainerSpec"]["Mounts"]
+    assert {"Type": "bind", "Source": "/shared/p", "Target": "/workspace", "ReadOnly": False} in mounts
+    assert {"Type": "tmpfs", "Target": "/dev/shm", "TmpfsOptions": {"SizeBytes": GiB}} in mounts
+
+
+@pytest.mark.parametrize(
+    ("resources", "message"),
+    [
+        (Resources(gpus="all"), "ask for a number of GPUs"),
+        (Resources(gpus=("0", "2")), "--gpus 0,2"),
+        (Resources(memory=GiB, memory_swap=2 * GiB), "no swap setting"),
+        (Resources(constraints=("gpu==a100",)), "is not KEY==VALUE"),
+    ],
+)
+def test_what_a_service_cannot_express_is_refused(resources, message):
+    with pytest.raises(RequestError, match=message.replace("(", r"\(")):
+        spec_of(resources)
+
+
+def test_reschedule_makes_a_failed_task_start_again():
+    assert spec_of(Resources(), restart_attempts=2)["TaskTemplate"]["RestartPolicy"] == {
+        "Condition": "on-failure",
+        "MaxAttempts": 2,
+    }
+
+
+def test_constraints_are_checked_like_swarm():
+    assert check_constraint(" node.labels.gpu == a100 ") == ("node.labels.gpu", "==", "a100")
+    assert matches(NODES[1], ["node.labels.gpu==a100", "node.role!=manager"], RAW["worker1"])
+    assert not matches(NODES[2], ["node.labels.gpu==a100"], RAW["worker2"])  # a missing label equals nothing
+    assert matches(NODES[2], ["node.labels.gpu!=a100", "node.hostname==worker2"], RAW["worker2"])
+
+
+def test_a_request_no_node_can_hold_says_what_the_nodes_have():
+    message = placement_problem(Resources(gpus=3), ["node.role==worker"], NODES, RAW)
+    assert message is not None
+    assert message.startswith("no node has 3 GPUs (most: 2) (asked for 3 GPUs on a node with node.role==worker)")
+    assert "worker1 (ready: 2 CPUs, 8 GiB, 2 GPUs, labels gpu=a100)" in message
+    memory = placement_problem(Resources(memory=500 * GiB), [], NODES, RAW)
+    assert memory is not None and "no node has 500 GiB of memory (most: 8 GiB)" in memory
+    # each fits somewhere, but not together on one node
+    mixed = [node("a", cpus=8, gpus=0), node("b", cpus=1, gpus=2)]
+    both = placement_problem(Resources(cpus=4, gpus=1), [], mixed)
+    assert both is not None and "all of it at once" in both
+
+
+def test_constraints_no_node_matches_and_nodes_down_are_named():
+    unmatched = placement_problem(Resources(), ["node.labels.gpu==h100"], NODES, RAW)
+    assert unmatched is not None and "no ready node matches the placement constraints" in unmatched
+    down = placement_problem(Resources(), [], [node("w", state="down")])
+    assert down is not None and "no node of the swarm is ready" in down and "w (down:" in down
+
+
+def test_what_fits_is_not_refused():
+    assert placement_problem(Resources(cpus=2, memory=8 * GiB, gpus=2), ["node.role==worker"], NODES, RAW) is None
+    assert placement_problem(Resources(), [], NODES) is None
+
+
+def test_the_registry_reference_keeps_the_content_addressed_tag():
+    assert registry_reference("jupyter-containers/demo:0123abcd", "reg:5000/ml") == "reg:5000/ml/demo:0123abcd"
+    assert registry_reference("demo", "reg:5000/ml/") == "reg:5000/ml/demo:latest"
+
+
+def test_run_level_constraints_parse_and_bad_ones_name_the_key():
+    assert parse_resources({"constraints": ["node.labels.gpu==a100"]}).constraints == ("node.labels.gpu==a100",)
+    with pytest.raises(SpecError, match="constraints: 'gpu' is not a placement constraint"):
+        parse_resources({"constraints": ["gpu"]})
+
+
+def test_a_swarm_target_table(tmp_path):
+    raw = {
+        "sw": {
+            "kind": "swarm",
+            "engine": "ssh://manager",
+            "registry": "reg:5000/ml",
+            "constraints": ["node.labels.gpu==a100"],
+            "nodes": {"worker1": "ssh://worker1"},
+            "generic_resource": "GPU",
+        }
+    }
+    target = parse_targets(raw, tmp_path / "containers.toml")["sw"]
+    assert (
+        target.kind == "swarm"
+        and target.registry == "reg:5000/ml"
+        and dict(target.nodes) == {"worker1": "ssh://worker1"}
+    )
+    settings = backend_settings(target)
+    assert settings["base_url"] == "ssh://manager" and settings["registry"] == "reg:5000/ml"
+    assert settings["constraints"] == ["node.labels.gpu==a100"] and settings["node_engines"] == {
+        "worker1": "ssh://worker1"
+    }
+    assert settings["gpu_resource"] == "GPU"
+    assert workspace_mode(target, "ssh://manager") == "none"
+
+
+@pytest.mark.parametrize(
+    ("table", "key", "message"),
+    [
+        ({"engine": "ssh://m", "constraints": ["node.role==worker"]}, "targets.t.constraints", 'for kind = "swarm"'),
+        ({"kind": "swarm", "engine": "ssh://m", "workspace": "sync"}, "targets.t.workspace", "needs a single engine"),
+        ({"kind": "swarm", "engine": "ssh://m", "namespace": "ml"}, "targets.t.namespace", 'kind = "kubernetes"'),
+    ],
+)
+def test_swarm_fields_in_the_wrong_place_name_the_key(tmp_path, table, key, message):
+    with pytest.raises(SpecError, match=message) as caught:
+        parse_targets({"t": table}, tmp_path / "containers.toml")
+    assert caught.value.key == key
+
+
+def test_files_put_before_the_start_arrive_in_one_archive_with_the_go_ahead_last():
+    import io
+    import tarfile
+
+    from jupyter_containers.backends.swarm import _combined, _tar
+
+    archive = _combined(
+        [("/run", _tar({"jupyter-containers/kernel.json": b"{}"}, "1000", "1000"))], GO_MARKER, "1000", "1000"
+    )
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        members = tar.getmembers()
+        assert [m.name for m in members] == ["run/jupyter-containers/kernel.json", GO_MARKER.lstrip("/")]
+        assert all(m.uid == 1000 and m.mode == 0o600 for m in members)
+        assert tar.extractfile(members[0]).read() == b"{}"  # type: ignore[union-attr]
