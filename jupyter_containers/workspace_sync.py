@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from traitlets import List, Unicode
+from traitlets import Float, List, Unicode
 from traitlets.config import LoggingConfigurable
 
 from .backends.base import RunRequest, labels
@@ -57,7 +57,24 @@ def walk():
             if stat.S_ISREG(st.st_mode):
                 out[os.path.relpath(path, root)] = [st.st_size, st.st_mtime_ns]
     return out
-if mode == "up":
+if mode == "live":
+    # In a running kernel's own container: only the files changed since the last sync, none when none did.
+    try:
+        with open("/tmp/.jc-live/base.json") as fh:
+            base = json.load(fh)
+    except (OSError, ValueError):
+        base = {}
+    now = walk()
+    changed = sorted(rel for rel, figures in now.items() if base.get(rel) != figures)
+    if changed:
+        os.makedirs("/tmp/.jc-live/out", exist_ok=True)
+        with tarfile.open("/tmp/.jc-live/out/changes.tar", "w") as tar:
+            for rel in changed:
+                tar.add(os.path.join(root, rel), arcname=rel, recursive=False)
+        with open("/tmp/.jc-live/out/manifest.json", "w") as fh:
+            json.dump(now, fh)
+    print("changed" if changed else "unchanged")
+elif mode == "up":
     with open("/tmp/jc-sync/delete.json") as fh:
         for rel in json.load(fh):
             try:
@@ -89,6 +106,13 @@ class WorkspaceSync(LoggingConfigurable):
         [".git", "__pycache__", ".ipynb_checkpoints", ".venv", "node_modules", ".mypy_cache", ".pytest_cache"],
         config=True,
         help="File and folder names never synced to or from a remote engine's workspace volume.",
+    )
+    live_interval = Float(
+        2.0,
+        config=True,
+        help="Seconds between checks for files a running remote kernel or %%container session wrote (they come "
+        "back while it runs, not only when it stops); 0: only when it stops. A check with nothing changed is "
+        "one process started in the kernel's container (a walk of /workspace by size and mtime).",
     )
 
     def __init__(self, manager: Any, **kwargs: Any):
@@ -311,10 +335,118 @@ class WorkspaceSync(LoggingConfigurable):
                     state["local"][rel] = [st.st_size, st.st_mtime_ns]
         return fetched, size, conflicts
 
+    # ------------------------------------------------------------------ down, while a kernel runs
+    def down_live(self, container: Any, *, warn: Callable[[str], None] | None = None) -> dict[str, Any]:
+        """:meth:`down` through a running kernel's own container (which has the volume), not a helper one.
+
+        The container's walk compares /workspace with the manifest of the last sync (copied in once per change
+        of it); only files that changed since come back. Nothing changed: one ``docker exec``.
+        """
+        started = time.perf_counter()
+        warn = warn or (lambda text: self.log.warning("%s", text))
+        with file_lock(f"sync:{self.backend.address}:{self.volume}"):
+            state = self._load()
+            uid, _, gid = self.backend.container_user().partition(":")
+            base = json.dumps(state["remote"], sort_keys=True).encode()
+            digest = hashlib.sha256(base).hexdigest()
+            if self.__dict__.get("_live_base") != (container.id, digest):
+                container.put_archive("/tmp", _tar({".jc-live/base.json": base}, uid, gid))
+                self.__dict__["_live_base"] = (container.id, digest)
+            answer = _exec_output(container, ["python", "-c", _SCRIPT, "live", json.dumps(sorted(self.exclude))])
+            if "unchanged" in answer or "changed" not in answer:
+                return {"fetched": 0, "bytes": 0, "conflicts": [], "seconds": time.perf_counter() - started}
+            with tempfile.TemporaryFile() as fh:
+                for chunk in container.get_archive("/tmp/.jc-live/out"):
+                    fh.write(chunk)
+                fh.seek(0)
+                with tarfile.open(fileobj=fh) as outer:
+                    manifest = _member(outer, "out/manifest.json")
+                    changes = _member(outer, "out/changes.tar")
+                    remote = json.loads(manifest.read() if manifest else b"{}")
+                    fetched, size, conflicts = self._apply(changes, state, warn)
+            self._save({"local": state["local"], "remote": remote})
+        self.last = {
+            "fetched": fetched,
+            "bytes": size,
+            "conflicts": conflicts,
+            "seconds": time.perf_counter() - started,
+        }
+        return self.last
+
     def remove(self) -> None:
         """Remove the volume (and this machine's record of it)."""
         self.backend.remove_volume(self.volume)
         self.state_file.unlink(missing_ok=True)
+
+
+class LiveSync:
+    """Brings back, every ``live_interval`` seconds while a remote kernel runs, the files it wrote
+    (:meth:`WorkspaceSync.down_live`); :meth:`poke` asks for a check now (e.g. after a cell)."""
+
+    def __init__(self, sync: WorkspaceSync, container: Any, *, warn: Callable[[str], None] | None = None):
+        import threading
+
+        self.sync, self.container, self.warn = sync, container, warn
+        self._wake = threading.Event()
+        self._stopped = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="jupyter-containers-live-sync", daemon=True)
+
+    def start(self) -> LiveSync:
+        if self.sync.live_interval > 0:
+            self._thread.start()
+        return self
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    def check(self) -> dict[str, Any] | None:
+        """One check now, in this thread (None: the kernel's container is gone or the engine refused)."""
+        from .errors import ContainersError
+
+        with self._lock:
+            if self._stopped.is_set():
+                return None
+            try:
+                return self.sync.down_live(self.container, warn=self.warn)
+            except (ContainersError, OSError, ValueError, tarfile.TarError) as exc:
+                self.sync.log.debug("live sync of %s: %s", self.sync.volume, exc)
+                return None
+
+    def stop(self) -> None:
+        """No more checks (the kernel stops: its final sync is :meth:`WorkspaceSync.down`)."""
+        with self._lock:
+            self._stopped.set()
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stopped.is_set():
+            self._wake.wait(self.sync.live_interval)
+            self._wake.clear()
+            if not self._stopped.is_set():
+                self.check()
+
+
+def _exec_output(container: Any, command: list[str], limit: int = 1 << 16) -> str:
+    """The stdout of ``command`` run in ``container`` (the engine's 8-byte-header frames taken apart)."""
+    import struct
+
+    stream = container.exec_stream(command)
+    try:
+        data = b""
+        while chunk := stream.recv(1 << 16):
+            data += chunk
+            if len(data) > limit:
+                break
+    finally:
+        stream.close()
+    out = b""
+    while len(data) >= 8:
+        kind, length = struct.unpack(">BxxxI", data[:8])
+        if kind == 1:
+            out += data[8 : 8 + length]
+        data = data[8 + length :]
+    return out.decode("utf-8", "replace")
 
 
 def _parents(paths: list[str]) -> list[str]:

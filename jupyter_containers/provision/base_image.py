@@ -38,9 +38,14 @@ def ensure_base_image(
     offline_tag: str = OFFLINE_TAG,
     allow_pull: bool = True,
     allow_bootstrap: bool = True,
+    source: ContainerBackend | None = None,
     log: Log = print,
 ) -> str:
-    """The image reference to use as the project's default base, pulling or bootstrapping it if needed.
+    """The image reference to use as the project's default base, pulling, sending or bootstrapping it if needed.
+
+    ``source``: another engine (this machine's, when ``backend`` is a remote target's) whose copy of ``name``
+    or ``offline_tag`` is sent over (``docker save`` there, ``docker load`` here, through both engines' APIs)
+    when the engine lacks both and cannot pull ``name``: the same image, byte for byte, with no registry.
 
     Hot path (the engine has ``name`` or ``offline_tag``): two image inspections, no registry access, so a
     machine without a registry never waits for a pull again once its base exists.
@@ -62,6 +67,10 @@ def ensure_base_image(
         else:
             log(f"base: pulled {name}")
             return name
+    if source is not None and source.address != backend.address:
+        sent = send_image(source, backend, [name, offline_tag], log=log)
+        if sent is not None:
+            return sent
     if allow_bootstrap:
         with file_lock(f"jupyter-containers-bootstrap:{offline_tag}"):
             if backend.image_id(offline_tag):  # another process bootstrapped it while we waited
@@ -75,6 +84,30 @@ def ensure_base_image(
         f"'docker load -i image.tar' of an image saved elsewhere (tag it {name} or {offline_tag}), or allow "
         "the offline bootstrap (c.Builder.bootstrap_offline_base = True, or 'jupyter-containers setup' as root)."
     )
+
+
+def send_image(
+    source: ContainerBackend, target: ContainerBackend, candidates: list[str], *, log: Log = print
+) -> str | None:
+    """Copy the first of ``candidates`` that ``source`` has onto ``target`` (save there, load here, through a
+    temporary file: an engine's load needs the whole stream); None when ``source`` has none of them."""
+    try:
+        reference = next((c for c in candidates if source.image_id(c)), None)
+    except ContainersError as exc:
+        log(f"base: cannot look at {source.address} for a base image to send: {one_line(exc)}")
+        return None
+    if reference is None:
+        return None
+    log(f"base: sending {reference} from {source.address} to {target.address}")
+    started = time.monotonic()
+    with tempfile.TemporaryFile(dir=WORK_DIR if WORK_DIR.is_dir() else None) as fh:
+        size = source.save_images([reference], fh)
+        fh.seek(0)
+        target.load_images(fh)
+    if not target.image_id(reference):
+        raise BackendError(f"sent {reference} to {target.address}, but the engine there does not have it afterwards")
+    log(f"base: sent {reference} ({size / 2**20:.0f} MiB in {time.monotonic() - started:.1f} s)")
+    return reference
 
 
 def bootstrap_base_image(

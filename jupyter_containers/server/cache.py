@@ -125,6 +125,8 @@ class EngineWatch:
                     self._connected = True
                 for event in stream:
                     kind = getattr(event, "type", "")
+                    if str(getattr(event, "action", "")).startswith("exec_"):
+                        continue  # a process started in a container (the live sync, a relay): no listing changes
                     if kind in self._counts:
                         with self._lock:
                             self._counts[kind] += 1

@@ -22,6 +22,8 @@ class Build:
     id: str
     environment: str
     spec_file: str
+    #: The ``[targets.NAME]`` it builds on (None: the configured engine).
+    target: str | None = None
     status: str = "building"  # building | built | failed
     started: float = field(default_factory=time.time)
     finished: float | None = None
@@ -37,6 +39,7 @@ class Build:
             "id": self.id,
             "environment": self.environment,
             "spec_file": self.spec_file,
+            "target": self.target,
             "status": self.status,
             "started": self.started,
             "finished": self.finished,
@@ -93,21 +96,26 @@ class Build:
 class BuildTracker:
     """All builds this process started, newest kept per environment; one running build per environment."""
 
-    def __init__(self, run_build: Callable[[str, str, Callable[[BuildEvent], None]], dict[str, Any]], keep: int = 50):
+    def __init__(
+        self,
+        run_build: Callable[[str, str, Callable[[BuildEvent], None], str | None], dict[str, Any]],
+        keep: int = 50,
+    ):
         self._run_build = run_build
         self._lock = threading.Lock()
         self._builds: dict[str, Build] = {}
-        self._running: dict[tuple[str, str], Build] = {}
+        self._running: dict[tuple[str, str, str | None], Build] = {}
         self.keep = keep
 
-    def start(self, spec_file: str, environment: str) -> tuple[Build, bool]:
-        """The running build of that environment (joined) or a new one; the bool says whether it is new."""
-        key = (spec_file, environment)
+    def start(self, spec_file: str, environment: str, target: str | None = None) -> tuple[Build, bool]:
+        """The running build of that environment on that target (joined) or a new one; the bool says whether it
+        is new (a build of the same environment on another engine is another build)."""
+        key = (spec_file, environment, target)
         with self._lock:
             running = self._running.get(key)
             if running is not None:
                 return running, False
-            build = Build(id=uuid.uuid4().hex[:12], environment=environment, spec_file=spec_file)
+            build = Build(id=uuid.uuid4().hex[:12], environment=environment, spec_file=spec_file, target=target)
             self._builds[build.id] = build
             self._running[key] = build
             self._trim()
@@ -117,11 +125,12 @@ class BuildTracker:
     def get(self, build_id: str) -> Build | None:
         return self._builds.get(build_id)
 
-    def running(self, spec_file: str, environment: str) -> Build | None:
-        return self._running.get((spec_file, environment))
+    def running(self, spec_file: str, environment: str, target: str | None = None) -> Build | None:
+        return self._running.get((spec_file, environment, target))
 
-    def latest(self, spec_file: str, environment: str) -> Build | None:
-        candidates = [b for b in self._builds.values() if (b.spec_file, b.environment) == (spec_file, environment)]
+    def latest(self, spec_file: str, environment: str, target: str | None = None) -> Build | None:
+        key = (spec_file, environment, target)
+        candidates = [b for b in self._builds.values() if (b.spec_file, b.environment, b.target) == key]
         return max(candidates, key=lambda b: b.started) if candidates else None
 
     def all(self) -> list[Build]:
@@ -131,7 +140,7 @@ class BuildTracker:
         from ..errors import BuildError, ContainersError
 
         try:
-            result = self._run_build(build.spec_file, build.environment, build.add)
+            result = self._run_build(build.spec_file, build.environment, build.add, build.target)
             build.finish("built", result=result)
         except BuildError as exc:
             build.finish("failed", error={"message": str(exc), "step": exc.step, "log_tail": exc.log_tail})
@@ -141,7 +150,7 @@ class BuildTracker:
             build.finish("failed", error={"message": f"{exc.__class__.__name__}: {exc}"})
         finally:
             with self._lock:
-                self._running.pop((build.spec_file, build.environment), None)
+                self._running.pop((build.spec_file, build.environment, build.target), None)
 
     def _trim(self) -> None:
         finished = sorted((b for b in self._builds.values() if b.status != "building"), key=lambda b: b.started)

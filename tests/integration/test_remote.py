@@ -127,14 +127,87 @@ def test_a_conflicting_local_edit_is_kept_and_the_containers_copy_saved_beside_i
     assert "notes.txt" in warnings[0]
 
 
-def test_oom_and_timeout_say_what_to_change(managers):
-    manager = managers["tls"]
+@pytest.mark.parametrize("target", ["tls", "ssh"])
+def test_oom_and_timeout_say_what_to_change(managers, target):
+    manager = managers[target]
     with pytest.raises(OutOfMemoryError, match="raise --memory"):
         run(manager, "python -c 'b = bytearray(400 << 20); print(len(b))'", memory="64m")
     started = time.monotonic()
     with pytest.raises(RunTimeoutError, match="raise --timeout"):
         run(manager, "sleep 30", timeout="2s")
     assert time.monotonic() - started < 20
+
+
+def test_prune_removes_workspace_volumes_no_container_uses(managers, project, capsys, monkeypatch):
+    from jupyter_containers.backends.base import RunRequest, labels
+    from jupyter_containers.cli import main
+
+    manager = managers["tls"]
+    sync = manager.workspace_sync()
+    image = managers["default"].build("remote").image
+    sync.up(image)
+    assert sync.volume in manager.backend.list_volumes()
+    # given a running container that has the volume, prune keeps it
+    request = RunRequest(
+        image=image, command=["sleep", "60"], mounts=[sync.mount()], labels=labels(role="run", **manager.ownership())
+    )
+    user = manager.backend.create(request)
+    user.start()
+    try:
+        assert sync.volume not in manager.prune()["volumes"]
+        assert sync.volume in manager.backend.list_volumes()
+    finally:
+        user.remove()
+    # when no container has it, prune on that target (over ssh: the same engine) removes it
+    monkeypatch.chdir(project)
+    assert main(["prune", "--target", "ssh"]) == 0
+    out = capsys.readouterr().out
+    assert "1 unused workspace volumes" in out and sync.volume in out
+    assert sync.volume not in manager.backend.list_volumes()
+    # and the next run sends the workspace again, whole
+    result, out, _ = run(manager, "cat /workspace/data.txt")
+    assert result.exit_code == 0 and out == "hello from a remote workspace\n"
+
+
+def test_setup_sends_the_local_base_image_to_a_target_that_lacks_it(managers, project, capsys, monkeypatch):
+    """``setup --target``: the remote engine has no such base and cannot pull it; the local engine's copy goes
+    over (a one-file image stands in for the base: what is checked is the transfer, not what is in it)."""
+    import io
+    import tarfile
+    import uuid
+
+    from jupyter_containers.cli import main
+
+    local, remote = managers["default"].backend, managers["ssh"].backend
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("etc/sent-base")
+        info.size = 5
+        tar.addfile(info, io.BytesIO(b"base\n"))
+    buf.seek(0)
+    image_id = local.import_image(buf, changes=["LABEL io.jupyter.containers.test=setup-send"])
+    tag = f"jupyter-containers-test/sent-base:{uuid.uuid4().hex[:8]}"
+    local.tag_image(image_id, tag)
+    monkeypatch.chdir(project)
+    try:
+        assert remote.image_id(tag) is None
+        code = main(
+            ["setup", "--target", "ssh", "--base", tag, "--offline-tag", f"{tag}-none", "--no-pull", "--no-install"]
+        )
+        out = capsys.readouterr().out
+        assert code == 0, out
+        assert f"sending {tag}" in out and "ready:" in out
+        assert remote.image_id(tag) == local.image_id(tag)
+        # and the next setup finds it there at once
+        assert main(["setup", "--target", "ssh", "--base", tag, "--no-pull", "--no-install"]) == 0
+        assert "sending" not in capsys.readouterr().out
+    finally:
+        for backend in (local, remote):
+            try:
+                backend.remove_image(tag)
+            except Exception:  # noqa: BLE001 - cleanup goes on
+                pass
+        local.remove_image(image_id)
 
 
 def test_extra_host_mounts_are_refused_on_a_remote_target(managers, project):

@@ -95,6 +95,25 @@ def test_an_interrupt_reaches_the_remote_kernel(session):
     assert session.execute("6 * 7").data["text/plain"] == "42"
 
 
+def test_a_file_a_running_kernel_writes_comes_back_while_it_runs(session, project):
+    """Live sync: the session keeps running; its write arrives here within a few checks (live_interval 2 s)."""
+    name = f"live-{session.manager.target}.txt"
+    session.execute(f"open({name!r}, 'w').write('written while running')")
+    deadline = time.monotonic() + 20
+    while not (project / name).exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert (project / name).read_text() == "written while running"
+    assert session.is_alive()
+    # and a changed file comes back again; a check with nothing changed fetches nothing
+    session.execute(f"open({name!r}, 'w').write('second version')")
+    deadline = time.monotonic() + 20
+    while (project / name).read_text() != "second version" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert (project / name).read_text() == "second version"
+    stats = session.kernel.live_sync.check()
+    assert stats is not None and stats["fetched"] == 0
+
+
 def test_a_plain_client_without_the_curve_key_gets_nothing(session, managers):
     """Nothing of ours listens unencrypted: the kernel's published ports only speak CURVE with its key."""
     info = session.km.get_connection_info()
@@ -191,7 +210,8 @@ def test_a_provisioner_kernel_runs_there(managers, project):
     assert container not in [c.id for c in managers["ssh"].backend.list_containers(all=True)]
 
 
-def test_execute_with_parameters_writes_its_outputs_back(managers, project):
+@pytest.mark.parametrize("target", ["tls", "ssh"])
+def test_execute_with_parameters_writes_its_outputs_back(managers, project, target):
     from jupyter_containers.jobs.runner import ExecuteRequest
 
     # given a notebook with a parameters cell that writes a file into the workspace
@@ -202,9 +222,10 @@ def test_execute_with_parameters_writes_its_outputs_back(managers, project):
     ]
     source = project / "params.ipynb"
     nbformat.write(nb, source)
-    output = project / "params.out.ipynb"
-    # when it is executed on the tls target with a parameter
-    result = managers["tls"].execute(
+    output = project / f"params-{target}.out.ipynb"
+    (project / "from-notebook.txt").unlink(missing_ok=True)
+    # when it is executed on the target with a parameter
+    result = managers[target].execute(
         ExecuteRequest(notebook=source, environment="remote", output_path=output, parameters={"n": 6}),
         log=lambda _: None,
     )
@@ -234,9 +255,86 @@ def test_the_containers_listing_shows_remote_usage(session):
     assert again[0]["usage"]["cpu_percent"] is not None
 
 
-def test_a_kernel_without_network_on_a_remote_target_is_refused_clearly(managers):
-    from jupyter_containers.errors import RequestError
-    from jupyter_containers.spec.model import Resources
+@pytest.fixture(scope="module")
+def shell(project):
+    """An in-process IPython shell with the magics loaded, in the project (its %%container cells run there)."""
+    import os
 
-    with pytest.raises(RequestError, match="--network none cannot run on the remote engine"):
-        managers["tls"].session("remote", Resources(network=False))
+    from IPython.core.interactiveshell import InteractiveShell
+
+    before = os.getcwd()
+    os.chdir(project)
+    ip = InteractiveShell.instance()
+    ip.run_line_magic("load_ext", "jupyter_containers")
+    yield ip
+    os.chdir(before)
+
+
+@pytest.mark.parametrize("target", ["tls", "ssh"])
+def test_container_cells_without_network_run_over_the_engines_connection(shell, managers, target, capsys):
+    """``%%container --network none`` on a remote target: no published port, the channels carried by the relay
+    over the engine's own TLS or ssh connection, variables in and out, an interrupt."""
+    import _thread
+    from threading import Timer
+
+    from jupyter_containers.kernel.pool import get_pool
+
+    magic = f"remote --target {target} --network none"
+    shell.user_ns["numbers"] = list(range(5))
+    # when a cell runs without a network
+    result = shell.run_cell(
+        f"%%container {magic} --in numbers --out total\n"
+        "import os, socket\n"
+        "total = sum(numbers)\n"
+        "print(sorted(os.listdir('/sys/class/net')), total)"
+    )
+    # then it ran there, with only a loopback interface, and its value came back
+    assert result.error_in_exec is None, result.error_in_exec
+    assert "['lo'] 10" in capsys.readouterr().out
+    assert shell.user_ns["total"] == 10
+    session = next(s for s in get_pool().list() if s.manager.target == target and s.resources.network is False)
+    inspected = managers[target].backend.api.inspect_container(session.container_id)
+    assert inspected["HostConfig"]["NetworkMode"] == "none" and not inspected["NetworkSettings"]["Ports"]
+    info = session.km.get_connection_info()
+    assert info["ip"] == "127.0.0.1" and info["key"]
+    assert all(a.startswith("127.") for port in [info["shell_port"]] for a in _listening_here().get(port, []))
+    # and an interrupt reaches it, the kernel keeping its state
+    timer = Timer(1.0, _thread.interrupt_main)
+    timer.start()
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        session.execute("import time; time.sleep(60)")
+    assert time.monotonic() - started < 10
+    assert session.execute("total * 2").data["text/plain"] == "20"
+    session.stop()
+
+
+def test_a_provisioner_kernel_without_network_runs_and_is_interrupted(managers, project):
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import KernelManager
+
+    from jupyter_containers.kernel.kernelspec import kernel_spec_dict
+
+    spec_dir = project / ".kernels-offline" / "containers-offline"
+    spec_dir.mkdir(parents=True)
+    spec = kernel_spec_dict("remote", project / "containers.toml", {"network": "none"}, target="tls")
+    (spec_dir / "kernel.json").write_text(json.dumps(spec))
+    ksm = KernelSpecManager(kernel_dirs=[str(project / ".kernels-offline")])
+    km = KernelManager(kernel_name="containers-offline", kernel_spec_manager=ksm, config=managers["tls"].config)
+    km.start_kernel(cwd=str(project))
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+        reply = kc.execute_interactive("import os; print(sorted(os.listdir('/sys/class/net')))", timeout=60)
+        assert reply["content"]["status"] == "ok"
+        container = km.provisioner.kernel.container_id
+        assert managers["tls"].backend.api.inspect_container(container)["HostConfig"]["NetworkMode"] == "none"
+        done = threading.Event()
+        threading.Timer(1.0, lambda: (km.interrupt_kernel(), done.set())).start()
+        reply = kc.execute_interactive("import time; time.sleep(60)", timeout=30)
+        assert done.is_set() and reply["content"]["ename"] == "KeyboardInterrupt"
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+    assert container not in [c.id for c in managers["tls"].backend.list_containers(all=True)]
