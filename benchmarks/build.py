@@ -6,10 +6,16 @@ Three figures, each against the naive baseline (``FROM base`` + ``COPY requireme
 bundle copied in + ``python3 -m venv /venv && /venv/bin/pip install -r requirements.txt``), both built
 through the identical engine API (``POST /build?version=2``, the engine's BuildKit) via ``DockerBackend.build``:
 
-1. cold build: ours with ``no_cache`` and a fresh, empty uv cache mount vs the naive Dockerfile with nocache;
+1. cold build: ours with ``no_cache`` and a fresh, empty uv cache mount vs the naive Dockerfile with nocache,
+   and vs the fair naive Dockerfile, whose requirements.txt also names ipykernel (ours is kernel-ready);
 2. rebuild of the unchanged spec: ``ContainersManager.build`` in process (ms) and the whole
    ``jupyter-containers build ENV --json -q`` command, vs a fully cached naive build;
-3. one small package added: to requirements.txt (like the naive user) and to the spec's ``pip`` list.
+3. edits, each on top of the previous one, as a user makes them: a small package added to requirements.txt
+   (like the naive user), one version changed there (``--bump``: pinned below the version the cold build got,
+   i.e. its previous release), another small package added to the spec's ``pip`` list; each against the naive
+   rebuild of the same requirements.txt (its pip layer runs again).
+4. with ``--kernel-import MODULE`` (the heavy case: ``--packages "torch transformers" --kernel-import torch``):
+   a container kernel's cold start, from asking for a session to the first output of a cell importing it.
 
 Progress goes to stderr, the results table to stdout. Every image the run created is removed at the end
 (unless ``--keep``), and so is the uv cache mount it created, by its build-cache record id.
@@ -53,7 +59,8 @@ REPOSITORY = "jupyter-containers-bench/{env}"
 NAIVE_REPOSITORY = "jupyter-containers-bench/naive"
 BENCH_LABEL = "io.jupyter.containers.benchmark"
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
-UV_CACHE_TARGET = "/root/.cache/uv"
+UV_CACHE_TARGET = "/tmp/jupyter-containers/uv-cache"  # dockerfile.UV_CACHE_DIR
+KERNEL = "ipykernel>=6.29"  # what every environment of ours gets: the fair naive baseline installs it too
 _UV_LINE = re.compile(r"^(Using|Resolved|Prepared|Installed|Uninstalled|Bytecode compiled|Audited)\b")
 
 
@@ -71,6 +78,8 @@ class Timed:
     steps: list[tuple[str, float, bool]] = field(default_factory=list)
     export: float = 0.0
     uv_lines: list[str] = field(default_factory=list)
+    #: Seconds spent waiting for other builds on the engine (the one-build-at-a-time slot), not counted.
+    waited: float = 0.0
 
 
 class Recorder:
@@ -81,9 +90,16 @@ class Recorder:
         self.timed = Timed()
         self.last_done = 0.0
         self.first_step = 0.0
+        self.waiting = 0.0
 
     def __call__(self, event) -> None:
         now = time.perf_counter()
+        if self.waiting:
+            self.timed.waited += now - self.waiting
+            self.waiting = 0.0
+        if event.kind == "info" and event.text.startswith("waiting for"):
+            self.waiting = now
+            return
         if event.kind == "step":
             self.first_step = self.first_step or now
             self.started.setdefault(event.step, now)
@@ -104,9 +120,10 @@ def timed_build(run, recorder: Recorder | None = None) -> Timed:
     start = time.perf_counter()
     run(recorder)
     end = time.perf_counter()
-    recorder.timed.seconds = end - start
+    waited = recorder.timed.waited
+    recorder.timed.seconds = end - start - waited
     recorder.timed.export = end - recorder.last_done if recorder.last_done else 0.0
-    recorder.timed.before = recorder.first_step - start if recorder.first_step else 0.0
+    recorder.timed.before = recorder.first_step - start - waited if recorder.first_step else 0.0
     return recorder.timed
 
 
@@ -150,6 +167,7 @@ class Bench:
         self.naive_tags: set[str] = set()
         self.our_tags: set[str] = set()
         self.rows: list[tuple[str, str, str, str, str, str]] = []
+        self.started_at = time.time()
 
     # -------------------------------------------------------------- project folder
     def requirements_txt(self, requirements: list[str]) -> str:
@@ -181,8 +199,7 @@ class Bench:
         env = self.manager.environment(ENV)
         self.base, self.base_id = self.builder.resolve_base(env)
         info = self.backend.engine_info()
-        self.engine = f"Docker {info['version']} (API {info['api_version']}), {info['storage_driver']}"
-        self.engine += f", {info['cpus']} CPUs"
+        self.engine = f"Docker {info.version} (API {info.api_version}), {info.storage_driver}, {info.cpus} CPUs"
         self.uv_caches_before = self.uv_cache_records()
         say(f"engine: {self.engine}")
         say(f"base: {self.base} ({self.base_id[:19]})")
@@ -204,13 +221,18 @@ class Bench:
         return timed, build
 
     def naive(self, requirements: list[str], tag: str, *, no_cache: bool = False) -> Timed:
+        if self.args.edit_baseline == "cold" and tag != "cold" and hasattr(self, "cold_naive"):
+            # The naive rebuild after an edit of requirements.txt reruns its one pip layer from scratch (pip
+            # caches nothing through this machine's proxy): the cold naive build is that rebuild (heavy case).
+            say("  (the naive cold build stands for this naive rebuild: --edit-baseline cold)")
+            return self.cold_naive
         context = naive_context(self.base, self.requirements_txt(requirements).encode())
         reference = f"{NAIVE_REPOSITORY}:{tag}-{self.run_id}"
         self.naive_tags.add(reference)
 
         def run(recorder: Recorder) -> None:
             # The same one-build-at-a-time slot as our builds (BuildKit 20.10 panics on parallel builds).
-            with self.manager.builder.engine_slot():
+            with self.manager.builder.engine_slot(recorder):
                 events = self.backend.build(
                     context,
                     tag=reference,
@@ -241,7 +263,13 @@ class Bench:
         naive = self.naive(self.packages, "cold", no_cache=True)
         say(f"  naive: {naive.seconds:.1f} s")
         self.cold_ours, self.cold_naive = ours, naive
-        self.add_row("1. cold build (s)", ours.seconds, naive.seconds, 0.4)
+        self.add_row("1. cold build (s)", ours.seconds, naive.seconds, self.args.cold_goal)
+        if self.args.fair:
+            say("1/3 cold build, fair naive: pip, nocache, ipykernel in requirements.txt too")
+            fair = self.naive([*self.packages, KERNEL], "fair", no_cache=True)
+            say(f"  fair naive: {fair.seconds:.1f} s")
+            self.cold_fair = fair
+            self.add_row("1'. cold build vs naive + ipykernel (s)", ours.seconds, fair.seconds, self.args.cold_goal)
 
     def rebuild(self) -> None:
         say("2/3 rebuild of the unchanged spec, in process (ContainersManager.build)")
@@ -283,20 +311,85 @@ class Bench:
 
     def small_added(self) -> None:
         small = self.small
+        added = [*self.packages, small]
         say(f"3/3 '{small}' added to requirements.txt, naive rebuild (pip layer reruns)")
-        naive = self.naive([*self.packages, small], "add")
+        naive = self.naive(added, "add")
         say(f"  naive: {naive.seconds:.1f} s")
         say(f"3/3 '{small}' added to requirements.txt, ours")
-        self.write_project([*self.packages, small], [])
-        req, _ = self.ours()
-        say(f"  ours (requirements.txt): {req.seconds:.1f} s")
-        say(f"3/3 '{small}' added to the spec's pip list instead, ours")
-        self.write_project(self.packages, [small])
-        pip, _ = self.ours()
-        say(f"  ours (pip list): {pip.seconds:.1f} s")
-        self.add_naive, self.add_req, self.add_pip = naive, req, pip
+        self.write_project(added, [])
+        req, build = self.ours()
+        say(f"  ours (requirements.txt): {req.seconds:.1f} s{self.how(build)}")
+        self.add_naive, self.add_req = naive, req
         self.add_row(f"3i. +{small} in requirements.txt (s)", req.seconds, naive.seconds, 0.1)
-        self.add_row(f"3ii. +{small} in spec pip list (s)", pip.seconds, naive.seconds, 0.1)
+        self.edits = [("3i", build)]
+
+        bumped = added
+        cold = {p.split("==")[0].lower(): p.split("==")[1] for p in self.cold_lock.packages} if self.cold_lock else {}
+        if self.args.bump and self.args.bump.lower() in cold:
+            pin = f"{self.args.bump}<{cold[self.args.bump.lower()]}"
+            bumped = [pin if p == self.args.bump else p for p in added]
+            if pin not in bumped:
+                bumped.append(pin)
+            say(f"3/3 one version changed in requirements.txt ({pin}: its previous release), naive rebuild")
+            naive_bump = self.naive(bumped, "bump")
+            say(f"  naive: {naive_bump.seconds:.1f} s")
+            self.write_project(bumped, [])
+            bump, build = self.ours()
+            got = next((p for p in build.lock.packages if p.lower().startswith(self.args.bump.lower() + "==")), "?")
+            say(f"  ours ({pin} → {got}): {bump.seconds:.1f} s{self.how(build)}")
+            self.add_bump_naive, self.add_bump = naive_bump, bump
+            self.add_row(f"3iii. {pin} in requirements.txt (s)", bump.seconds, naive_bump.seconds, 0.2)
+            self.edits.append(("3iii", build))
+        small2 = self.args.small2
+        say(f"3/3 '{small2}' added to the spec's pip list, naive rebuild (the naive user adds it to requirements.txt)")
+        naive2 = self.naive([*bumped, small2], "add2")
+        say(f"  naive: {naive2.seconds:.1f} s")
+        self.write_project(bumped, [small2])
+        pip, build = self.ours()
+        say(f"  ours (pip list): {pip.seconds:.1f} s{self.how(build)}")
+        self.add_pip, self.add_pip_naive = pip, naive2
+        self.add_row(f"3ii. +{small2} in spec pip list (s)", pip.seconds, naive2.seconds, 0.1)
+        self.edits.append(("3ii", build))
+        self.last_image = build.image
+
+    @staticmethod
+    def how(build) -> str:
+        return f" (incremental: one layer on {build.incremental_from[:19]})" if build.incremental_from else " (full)"
+
+    def kernel_start(self) -> None:
+        """Cold start of a container kernel in the last image: session asked for → first output of the import."""
+        from jupyter_containers.kernel.session import ContainerSession
+
+        module = self.args.kernel_import
+        code = f"import time as _t; _s = _t.perf_counter(); import {module}; print('imported', _t.perf_counter() - _s)"
+        samples, imports = [], []
+        for i in range(self.args.kernel_repeat):
+            say(f"4. kernel cold start {i + 1}/{self.args.kernel_repeat}: a new container kernel, 'import {module}'")
+            # Limits no session has yet: a new container each time (the pool keys sessions by resources).
+            resources = Resources(memory=(4096 + i) << 20)
+            session = ContainerSession(self.manager, ENV, resources)
+            first: list[float] = []
+            out: list[str] = []
+            started = time.perf_counter()
+            try:
+                session.start()
+                session.execute(
+                    code,
+                    stdout=lambda text, first=first, out=out: (first.append(time.perf_counter()), out.append(text)),
+                )
+            finally:
+                session.stop()
+            samples.append(first[0] - started if first else float("nan"))
+            imports.append(float("".join(out).split()[-1]) if out else float("nan"))
+            say(f"  first output after {samples[-1]:.2f} s (the import itself: {imports[-1]:.2f} s)")
+        self.kernel_samples, self.import_samples = samples, imports
+        self.add_row(
+            f"4. kernel cold start to first output of 'import {module}' (s)",
+            statistics.median(samples),
+            statistics.median(imports),
+            None,
+            2.0,
+        )
 
     def add_row(self, figure: str, ours: float, base: float, goal_ratio: float | None, goal_abs: float | None = None):
         ratio = ours / base if base else float("inf")
@@ -306,6 +399,12 @@ class Bench:
             goal, met = f"≤ {goal_abs:g}", ours <= goal_abs
         fmt = "{:.1f}" if "(ms)" in figure or ours >= 1 else "{:.3f}"
         self.rows.append((figure, fmt.format(ours), fmt.format(base), f"{ratio:.3f}", goal, "yes" if met else "no"))
+
+    def layers(self, reference: str) -> int:
+        try:
+            return len(self.api.inspect_image(reference)["RootFS"]["Layers"])
+        except Exception:  # noqa: BLE001 - removed meanwhile
+            return 0
 
     # -------------------------------------------------------------- facts
     def versions(self) -> tuple[list[str], list[str]]:
@@ -350,7 +449,10 @@ class Bench:
                     say(f"could not remove {reference}: {exc}")
             say(f"removed {len(self.our_tags | self.naive_tags)} images")
         shutil.rmtree(self.folder, ignore_errors=True)
-        say("the layers this run built stay in the engine's build cache: 'docker builder prune' reclaims them")
+        if self.args.prune_layers:
+            self.prune_layers()
+        else:
+            say("the layers this run built stay in the engine's build cache: 'docker builder prune' reclaims them")
         # Engine 20.10's build cache prune understands the filters id, parent, type, description, inuse,
         # shared, private and until. A cache mount's description names the first command that used it, not
         # its id, so the record this run created is found by difference and pruned by its own record id.
@@ -372,6 +474,32 @@ class Bench:
         self.api._raise_for_status(response)
         freed = response.json().get("SpaceReclaimed", 0)
         say(f"pruned this run's uv cache mount (build cache record {new[0][:12]}, {freed / 1e6:.0f} MB)")
+
+    def prune_layers(self) -> None:
+        """Remove this run's large layers from the build cache, by record id.
+
+        A record does not name the build it came from (nor the uv cache id of its mounts), so this takes the
+        records created since this run started, larger than 200 MB, made by a naive pip step or one of our uv
+        steps: the heavy case's layers. Other sessions' builds of that size in the same minutes would go too
+        (they rebuild; nothing breaks).
+        """
+        started = getattr(self, "started_at", 0.0)
+        commands = ("/venv/bin/pip install -r /app/requirements.txt", "UV_CACHE_DIR=/tmp/jupyter-containers/uv-cache")
+        records = self.api.df().get("BuildCache") or []
+        doomed = [
+            r["ID"]
+            for r in records
+            if r.get("Type") == "regular"
+            and (r.get("Size") or 0) > 200e6
+            and any(c in r.get("Description", "") for c in commands)
+            and _epoch(r.get("CreatedAt", "")) >= started - 1
+        ]
+        freed = 0
+        for rid in doomed:
+            response = self.api.post(self.api._url("/build/prune"), params={"filters": json.dumps({"id": [rid]})})
+            if response.ok:
+                freed += response.json().get("SpaceReclaimed", 0)
+        say(f"pruned {len(doomed)} build cache records of this run's large layers ({freed / 1e9:.1f} GB)")
 
     # -------------------------------------------------------------- report
     def report(self) -> None:
@@ -398,6 +526,8 @@ class Bench:
             print(f"ours has besides (its kernel layer): {' '.join(extra)}")
         naive_image = f"{NAIVE_REPOSITORY}:cold-{self.run_id}"
         print(f"image sizes: ours {self.size(self.cold_image)}, naive {self.size(naive_image)}")
+        for name, build in getattr(self, "edits", []):
+            print(f"  after {name}: {self.size(build.image)}, {self.layers(build.image)} layers")
         print()
         header = ("figure", "ours", "baseline", "ratio", "goal", "met")
         widths = [max(len(str(r[i])) for r in [header, *self.rows]) for i in range(len(header))]
@@ -409,8 +539,13 @@ class Bench:
         print(
             "baselines: 1 naive nocache build; 2a/2b fully cached naive build (median "
             f"{statistics.median(self.naive_cached):.3f} s of {len(self.naive_cached)}); "
-            "3 naive rebuild after adding the package to requirements.txt"
+            "3 naive rebuild after the same edit of requirements.txt; 4 (baseline column) the import alone"
         )
+        if hasattr(self, "kernel_samples"):
+            print(
+                f"4 samples (s): {' '.join(f'{s:.2f}' for s in self.kernel_samples)}; imports alone: "
+                f"{' '.join(f'{s:.2f}' for s in self.import_samples)}"
+            )
         print(f"2a samples (ms): {' '.join(f'{s * 1000:.1f}' for s in self.inproc_samples)}")
         print(f"2b samples (s):  {' '.join(f'{s:.3f}' for s in self.cli_samples)}")
         print(f"1 includes the lock probe (a container run listing the packages): ~{self.lock_seconds:.1f} s")
@@ -418,11 +553,18 @@ class Bench:
         for title, timed in (
             ("1. cold, ours", self.cold_ours),
             ("1. cold, naive", self.cold_naive),
+            *((("1'. cold, naive + ipykernel", self.cold_fair),) if hasattr(self, "cold_fair") else ()),
             ("3. +small, naive", self.add_naive),
             ("3i. +small in requirements.txt, ours", self.add_req),
+            *(
+                (("3iii. bump, naive", self.add_bump_naive), ("3iii. bump, ours", self.add_bump))
+                if hasattr(self, "add_bump")
+                else ()
+            ),
             ("3ii. +small in pip list, ours", self.add_pip),
         ):
-            print(f"where the time went, {title}: {timed.seconds:.1f} s")
+            waited = f" (not counted: {timed.waited:.1f} s waiting for other builds)" if timed.waited else ""
+            print(f"where the time went, {title}: {timed.seconds:.1f} s{waited}")
             print(f"  {timed.before:7.2f} s  before the first step (plan, context tar, upload)")
             for name, seconds, cached in timed.steps:
                 print(f"  {seconds:7.2f} s  {'CACHED ' if cached else ''}{name[:100]}")
@@ -446,7 +588,30 @@ def _epoch(stamp: str) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--packages", default="numpy pandas scikit-learn", help="the environment's packages")
-    parser.add_argument("--small", default="six", help="the small package added in figure 3")
+    parser.add_argument("--small", default="six", help="the small package added to requirements.txt in figure 3i")
+    parser.add_argument(
+        "--bump", default="numpy", help="the package whose version changes in figure 3iii ('' skips it)"
+    )
+    parser.add_argument("--small2", default="idna", help="the small package added to the spec's pip list in 3ii")
+    parser.add_argument("--kernel-import", default="", help="time a kernel's cold start importing this module (4)")
+    parser.add_argument("--kernel-repeat", type=int, default=3, help="kernel cold starts timed (median)")
+    parser.add_argument("--cold-goal", type=float, default=0.4, help="the cold build's goal, as a ratio to naive")
+    parser.add_argument(
+        "--no-fair", dest="fair", action="store_false", help="skip the naive build with ipykernel (figure 1')"
+    )
+    parser.add_argument(
+        "--edit-baseline",
+        choices=["build", "cold"],
+        default="build",
+        help="the naive side of the edits (3): build it again, or take the naive cold build (its pip layer reruns "
+        "from scratch anyway; saves gigabytes and minutes in the heavy case)",
+    )
+    parser.add_argument(
+        "--prune-layers",
+        action="store_true",
+        help="at the end, remove from the build cache the large layers (> 200 MB) of pip and uv steps created "
+        "during the run: the heavy case leaves gigabytes otherwise",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the images this run built")
     parser.add_argument("--keep-uv-cache", action="store_true", help="do not prune this run's uv cache mount")
     parser.add_argument("--repeat", type=int, default=15, help="in-process rebuilds timed (median)")
@@ -461,6 +626,8 @@ def main(argv: list[str] | None = None) -> int:
         bench.cold()
         bench.rebuild()
         bench.small_added()
+        if args.kernel_import:
+            bench.kernel_start()
         bench.report()
     finally:
         bench.cleanup()

@@ -19,17 +19,26 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from traitlets import Bool, Instance, List, Unicode
+from traitlets import Bool, Instance, Int, List, Unicode
 from traitlets.config import LoggingConfigurable
 
 from .. import __version__
-from ..backends.base import BuildEvent, ContainerBackend, RunRequest, labels, owner_labels
+from ..backends.base import LABEL_PREFIX, BuildEvent, ContainerBackend, RunRequest, labels, owner_labels
 from ..errors import BackendError, BuildError, EngineRefusedError, NotFoundError, SpecError
 from ..paths import file_lock
 from ..redact import redact
 from ..spec.model import Environment, Resources
 from . import hostconfig
-from .dockerfile import UV_CACHE_ID, BuildInputs, render, uv_index_config
+from .dockerfile import (
+    IMAGE_ENV,
+    UV_CACHE_ID,
+    BuildInputs,
+    frame_inputs,
+    render,
+    render_delta,
+    resolves,
+    uv_index_config,
+)
 from .lock import PROBE_SCRIPT, LockEntry, read_lock, write_lock_entry
 
 EventCallback = Callable[[BuildEvent], None]
@@ -49,6 +58,11 @@ class BuildPlan:
     locked: bool
     ca_bundle: Path | None
     buildargs: Mapping[str, str] = field(default_factory=dict)
+    #: What the Dockerfile was rendered from (an incremental build renders its own Dockerfile from them).
+    inputs: BuildInputs | None = None
+    #: Hash of everything but the requirement files and the pip list (see Builder.frame); "" when an
+    #: incremental build on top of a previous image could not install what a cold build installs.
+    frame: str = ""
 
 
 @dataclass(frozen=True)
@@ -61,6 +75,8 @@ class BuildResult:
     lock: LockEntry | None = None
     #: The registry reference the image was pulled from instead of building it (share/registry.py), if any.
     pulled: str = ""
+    #: The image id an incremental build synced (one layer on top of it), "" for a full build.
+    incremental_from: str = ""
 
     def to_dict(self) -> dict:
         out = {
@@ -72,6 +88,8 @@ class BuildResult:
         }
         if self.pulled:
             out["pulled"] = self.pulled
+        if self.incremental_from:
+            out["incremental_from"] = self.incremental_from
         return out
 
 
@@ -144,6 +162,15 @@ class Builder(LoggingConfigurable):
         help="BuildKit cache mount holding uv's download cache, shared by builds so small changes rebuild fast.",
     )
 
+    incremental_builds = Int(
+        8,
+        config=True,
+        help="How many edits of an environment's requirement files or pip list in a row are built as one layer on "
+        "top of its previous image (that syncs it to the edited spec: the same packages as a cold build, in about "
+        "a second) before a full build starts again from the base (each such layer keeps the replaced files of "
+        "the layers below, so the image grows a little). 0: always build every layer.",
+    )
+
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)
         #: base image id → the Python versions it has (None: unknown); see base_pythons
@@ -175,7 +202,59 @@ class Builder(LoggingConfigurable):
         spec_hash = digest.hexdigest()
         tag = f"{self.image_repository.format(env=env.name)}:{spec_hash[:16]}"
         buildargs = hostconfig.proxy_build_args() if self.inject_proxy else {}
-        return BuildPlan(env, base, base_id, dockerfile, files, spec_hash, tag, locked, ca, buildargs)
+        frame = self.frame(env, inputs, index, base_id)
+        return BuildPlan(env, base, base_id, dockerfile, files, spec_hash, tag, locked, ca, buildargs, inputs, frame)
+
+    def frame(self, env: Environment, inputs: BuildInputs, index: bytes | None, base_id: str) -> str:
+        """The hash of everything that shapes the image except the requirement files and the pip list.
+
+        Two builds with the same frame differ only in the packages their install layers synced the virtualenv
+        to, so the later one can be built as one sync layer on top of the earlier image (render_delta). ""
+        when that would not give what a cold build gives: locked or hash-checking installs (no resolution),
+        post-build steps (they ran on the old packages), or a spec ``env`` that overrides the image's own ENV
+        names (a sync could not run without it, as the install layers of a cold build do).
+        """
+        if not resolves(inputs) or env.post_build or env.post_build_root or set(env.env) & set(IMAGE_ENV):
+            return ""
+        dockerfile, files = render(env, frame_inputs(inputs))
+        if index is not None:
+            files[".jc/uv.toml"] = index
+        digest = hashlib.sha256()
+        for part in (
+            f"builder={__version__}",
+            f"uv={_uv_version()}",
+            f"base={base_id}",
+            f"kernel={inputs.kernel}",
+            dockerfile,
+            *[f"{name}:{hashlib.sha256(files[name]).hexdigest()}" for name in sorted(files)],
+        ):
+            digest.update(part.encode() + b"\0")
+        return digest.hexdigest()[:32]
+
+    def previous_image(self, plan: BuildPlan) -> tuple[str, str, int] | None:
+        """``(tag, image id, depth)`` of the environment's last build when the plan can be built on top of it.
+
+        The last build is the one the lock records; it qualifies when the engine still has it under that tag,
+        it was rendered from the same frame, and fewer than ``incremental_builds`` incremental layers lie on it.
+        """
+        if not plan.frame or self.incremental_builds <= 0 or plan.locked:
+            return None
+        entry = self.lock_entry(plan.environment)
+        if entry is None or self.backend.image_id(entry.image) != entry.image_id:
+            return None
+        try:
+            image_labels = self.backend.image_labels(entry.image_id)
+        except NotFoundError:
+            return None
+        if image_labels.get(f"{LABEL_PREFIX}.frame") != plan.frame:
+            return None
+        try:
+            depth = int(image_labels.get(f"{LABEL_PREFIX}.incremental-depth") or 0)
+        except ValueError:
+            return None
+        if depth >= self.incremental_builds:
+            return None
+        return entry.image, entry.image_id, depth
 
     def resolve_base(
         self, env: Environment, *, on_event: EventCallback | None = None, fetch: bool = True
@@ -329,6 +408,7 @@ class Builder(LoggingConfigurable):
         plan = self.plan(env, locked=locked, on_event=on_event)
         image_id = self.backend.image_id(plan.tag)
         built = False
+        incremental_from = ""
         if image_id is None:
             self.check_python(plan, on_event)
             waiting = BuildEvent("info", step="", text=f"waiting for a concurrent build of {plan.tag}")
@@ -337,14 +417,16 @@ class Builder(LoggingConfigurable):
                 image_id = self.backend.image_id(plan.tag)
                 if image_id is None:
                     with self.engine_slot(on_event):
-                        image_id = self._build(plan, on_event, no_cache)
+                        image_id, incremental_from = self._build(plan, on_event, no_cache)
                     built = True
                 elif on_event:
                     on_event(BuildEvent("info", step="", text=f"{plan.tag} was built by a concurrent build"))
         lock = self.lock_entry(env)
         if relock or (not locked and (lock is None or lock.spec_hash != plan.spec_hash or lock.image_id != image_id)):
             lock = self.write_lock(env, plan, image_id)
-        return BuildResult(env.name, plan.tag, image_id, built, time.perf_counter() - started, lock)
+        return BuildResult(
+            env.name, plan.tag, image_id, built, time.perf_counter() - started, lock, incremental_from=incremental_from
+        )
 
     @contextlib.contextmanager
     def engine_slot(self, on_event: EventCallback | None = None) -> Iterator[None]:
@@ -362,8 +444,38 @@ class Builder(LoggingConfigurable):
         ):
             yield
 
-    def _build(self, plan: BuildPlan, on_event: EventCallback | None, no_cache: bool = False) -> str:
+    def _build(self, plan: BuildPlan, on_event: EventCallback | None, no_cache: bool = False) -> tuple[str, str]:
+        """Build the plan: one sync layer on its previous image when that qualifies, else every layer.
+
+        Returns ``(image id, the previous image id it was built on or "")``. An incremental build that fails
+        is retried as a full build, so its errors are always those of the spec itself.
+        """
+        previous = None if no_cache else self.previous_image(plan)
+        if previous is not None and plan.inputs is not None:
+            tag, previous_id, depth = previous
+            if on_event:
+                on_event(BuildEvent("info", step="", text=f"incremental build: syncing {tag} to the edited spec"))
+            dockerfile, files = render_delta(plan.environment, plan.inputs, tag)
+            if ".jc/uv.toml" in plan.files:
+                files[".jc/uv.toml"] = plan.files[".jc/uv.toml"]
+            extra = {"incremental_from": previous_id, "incremental_depth": str(depth + 1)}
+            try:
+                return self._run_build(plan, self.context_tar(plan, dockerfile, files), extra, on_event), previous_id
+            except BuildError as exc:
+                self.log.info("incremental build of %s failed (%s); building every layer", plan.tag, exc)
+                if on_event:
+                    on_event(BuildEvent("info", step="", text="the incremental build failed; building every layer"))
         context = self.context_tar(plan)
+        return self._run_build(plan, context, {"incremental_depth": "0"}, on_event, no_cache), ""
+
+    def _run_build(
+        self,
+        plan: BuildPlan,
+        context: bytes,
+        extra_labels: Mapping[str, str],
+        on_event: EventCallback | None,
+        no_cache: bool = False,
+    ) -> str:
         image_labels = labels(
             # Images inherit their base's labels: say explicitly that this one is an environment.
             kind="environment",
@@ -375,6 +487,8 @@ class Builder(LoggingConfigurable):
             locked="true" if plan.locked else "false",
             # Who built it first: prune removes only the user's own images (identical specs share one image).
             owner_uid=str(os.getuid()),
+            frame=plan.frame,
+            **extra_labels,
         )
         events = self.backend.build(
             context, tag=plan.tag, labels=image_labels, buildargs=plan.buildargs, no_cache=no_cache
@@ -390,15 +504,22 @@ class Builder(LoggingConfigurable):
             raise BuildError(f"the engine reported success but has no image {plan.tag}; retry the build")
         return image_id
 
-    def context_tar(self, plan: BuildPlan) -> bytes:
-        """The build context: USTAR (BuildKit rejects PAX headers), fixed metadata, sorted names."""
+    def context_tar(
+        self, plan: BuildPlan, dockerfile: str | None = None, files: Mapping[str, bytes] | None = None
+    ) -> bytes:
+        """The build context: USTAR (BuildKit rejects PAX headers), fixed metadata, sorted names.
+
+        ``dockerfile``/``files`` replace the plan's (an incremental build's own Dockerfile).
+        """
         import uv
 
+        dockerfile = plan.dockerfile if dockerfile is None else dockerfile
+        files = plan.files if files is None else files
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-            _add_bytes(tar, "Dockerfile", plan.dockerfile.encode())
-            for name in sorted(plan.files):
-                _add_bytes(tar, name, plan.files[name], mode=0o755 if "post_build" in name else 0o644)
+            _add_bytes(tar, "Dockerfile", dockerfile.encode())
+            for name in sorted(files):
+                _add_bytes(tar, name, files[name], mode=0o755 if "post_build" in name else 0o644)
             if plan.ca_bundle is not None:
                 _add_bytes(tar, ".jc/ca-certificates.crt", plan.ca_bundle.read_bytes())
             _add_bytes(tar, ".jc/uv", Path(uv.find_uv_bin()).read_bytes(), mode=0o755)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..spec.model import Environment
@@ -87,8 +87,9 @@ def render(env: Environment, inputs: BuildInputs) -> tuple[str, dict[str, bytes]
         f"# Environment: {env.name}",
         f"FROM {inputs.base}",
         "USER root",
-        f"ENV VIRTUAL_ENV={VENV} PATH={VENV}/bin:$PATH PYTHONUNBUFFERED=1 LANG=C.UTF-8"
-        f" JUPYTER_CONTAINERS_ENV={env.name}",
+        # Nothing before the install layers names the environment: the user, virtualenv and kernel layers are
+        # then the same for every environment of one base and Python, and BuildKit builds them once per engine.
+        f"ENV VIRTUAL_ENV={VENV} PATH={VENV}/bin:$PATH PYTHONUNBUFFERED=1 LANG=C.UTF-8",
         # The non-root user every container runs as; kept when the base already has uid 1000. It owns the
         # virtualenv (and the folder uv would install a Python into) so that it can build and extend it.
         f"RUN (getent passwd {USER_UID} >/dev/null || useradd --uid {USER_UID} --user-group --create-home"
@@ -107,19 +108,8 @@ def render(env: Environment, inputs: BuildInputs) -> tuple[str, dict[str, bytes]
             + f" && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends {packages}"
         )
     lines.append(f"USER {USER_UID}:{USER_UID}")
+    uv_env, uv_mounts = _uv_parts(inputs)
     compile_flag = "1" if inputs.compile_bytecode else "0"
-    uv_env = (
-        f"HOME={USER_HOME} UV_CACHE_DIR={UV_CACHE_DIR} UV_LINK_MODE=copy UV_COMPILE_BYTECODE={compile_flag}"
-        f" UV_PYTHON_INSTALL_DIR={PYTHON_DIR} {_CA_ENV}"
-    )
-    uv_mounts = (
-        f" --mount=type=bind,source=.jc/uv,target={BUILD_DIR}/bin/uv"
-        + ca
-        + f" --mount=type=cache,id={inputs.uv_cache_id},target={UV_CACHE_DIR},uid={USER_UID},gid={USER_UID}"
-    )
-    if inputs.has_index_config:
-        uv_mounts += f" --mount=type=bind,source=.jc/uv.toml,target={BUILD_DIR}/uv.toml"
-        uv_env += f" UV_CONFIG_FILE={BUILD_DIR}/uv.toml"
     uv = f"env {uv_env} {BUILD_DIR}/bin/uv"
     python = shlex.quote(env.python) if env.python else "python3"
     install = f"{uv} pip install --python {VENV}/bin/python"
@@ -149,16 +139,14 @@ def render(env: Environment, inputs: BuildInputs) -> tuple[str, dict[str, bytes]
     if inputs.locked is not None:
         install_layer("locked.txt", inputs.locked, " --no-deps")
     else:
-        if inputs.requirements:
-            if inputs.constraints:
-                files[".jc/constraints.txt"] = _lines(inputs.constraints)
-                install_layer(
-                    "requirements.txt", inputs.requirements, f" -c {BUILD_DIR}/constraints.txt", ["constraints.txt"]
-                )
-            else:
-                install_layer("requirements.txt", inputs.requirements)
-        if inputs.pip:
-            install_layer("pip.txt", inputs.pip)
+        sources = _source_files(inputs, files)
+        # One layer per source (requirement files, then the spec's pip list, the most often edited): each
+        # resolves every source up to it together and syncs the virtualenv to exactly that resolution.
+        for i in range(len(sources)):
+            lines.append(
+                f"RUN{uv_mounts}{_sync_mounts(inputs, sources[: i + 1])} {_sync(uv, inputs, sources[: i + 1])}"
+            )
+    lines.append(f"ENV JUPYTER_CONTAINERS_ENV={env.name}")
     env_file: bytes = b""
     entry: list[str] = []
     if env.env:
@@ -195,6 +183,105 @@ def render(env: Environment, inputs: BuildInputs) -> tuple[str, dict[str, bytes]
     lines.append(f"USER {USER_UID}")
     lines.append(f"WORKDIR {WORKSPACE}")
     return "\n".join(lines) + "\n", files
+
+
+def resolves(inputs: BuildInputs) -> bool:
+    """Whether the install layers resolve afresh and sync (every build but a locked one).
+
+    Resolving every source together, as if nothing were installed, and then making the virtualenv exactly
+    that resolution (missing packages installed, other versions replaced, extraneous ones removed) means the
+    result depends only on the sources, not on what the layers below happened to install. That is what lets
+    an edited spec be built on top of its previous image (:func:`render_delta`) and still install exactly
+    what a cold build of the edited spec installs. Hash-checking lines (``--hash``) are checked as before.
+    """
+    return inputs.locked is None
+
+
+def render_delta(env: Environment, inputs: BuildInputs, previous: str) -> tuple[str, dict[str, bytes]]:
+    """An incremental Dockerfile: ``FROM`` the environment's previous image, one layer syncing it to the spec.
+
+    Only valid when the previous image was rendered from the same frame (:func:`frame_inputs`: everything
+    but the requirement files and the pip list) and nothing after the install layers depends on the
+    packages (no post-build steps): then the previous image is that frame plus some installed set, and the
+    one sync layer replaces that set by exactly the resolution of the edited sources, which is what the
+    last install layer of a cold build syncs to. Only the changed packages are downloaded, installed,
+    compiled and exported (unchanged files keep their bytecode), so adding one package takes about a second.
+
+    The spec's ``env`` values are unset for the sync, as a cold build's install layers run before them.
+    """
+    files: dict[str, bytes] = {}
+    uv_env, uv_mounts = _uv_parts(inputs)
+    unset = "".join(f" -u {shlex.quote(key)}" for key in sorted(env.env))
+    uv = f"env{unset} {uv_env} {BUILD_DIR}/bin/uv"
+    files[".jc/seed.txt"] = _lines([*SEED_REQUIREMENTS, *([KERNEL_REQUIREMENT] if inputs.kernel else [])])
+    sources = _source_files(inputs, files)
+    lines = [
+        "# Generated by jupyter-containers: do not edit; change the spec and rebuild.",
+        f"# Environment: {env.name}, incremental: the previous image synced to the edited spec",
+        f"FROM {previous}",
+        f"USER {USER_UID}:{USER_UID}",
+        f"RUN{uv_mounts}{_sync_mounts(inputs, sources)} {_sync(uv, inputs, sources)}",
+        f"USER {USER_UID}",
+    ]
+    return "\n".join(lines) + "\n", files
+
+
+def frame_inputs(inputs: BuildInputs) -> BuildInputs:
+    """The inputs without the requirement files and the pip list: what an incremental build keeps."""
+    return replace(inputs, requirements=(), constraints=(), pip=())
+
+
+#: ENV names of the image's own ENV line: a spec's env cannot be unset for a sync when it overrides them.
+IMAGE_ENV = ("VIRTUAL_ENV", "PATH", "PYTHONUNBUFFERED", "LANG", "JUPYTER_CONTAINERS_ENV")
+
+
+def _source_files(inputs: BuildInputs, files: dict[str, bytes]) -> list[str]:
+    """The context files of the sources (requirement files first, the pip list last), added to ``files``."""
+    sources = []
+    if inputs.constraints:
+        files[".jc/constraints.txt"] = _lines(inputs.constraints)
+    if inputs.requirements:
+        files[".jc/requirements.txt"] = _lines(inputs.requirements)
+        sources.append("requirements.txt")
+    if inputs.pip:
+        files[".jc/pip.txt"] = _lines(inputs.pip)
+        sources.append("pip.txt")
+    return sources
+
+
+def _sync_mounts(inputs: BuildInputs, sources: Sequence[str]) -> str:
+    names = [*(["constraints.txt"] if inputs.constraints else []), *sources, "seed.txt"]
+    return "".join(f" --mount=type=bind,source=.jc/{n},target={BUILD_DIR}/{n}" for n in names)
+
+
+def _sync(uv: str, inputs: BuildInputs, sources: Sequence[str]) -> str:
+    """Resolve the sources (and the seed) together afresh and make the virtualenv exactly that resolution.
+
+    ``--upgrade`` resolves as if nothing were installed (installed versions are not preferred), ``--exact``
+    removes what the resolution no longer holds; only what changed is downloaded, installed and compiled.
+    """
+    constraints = f" -c {BUILD_DIR}/constraints.txt" if inputs.constraints else ""
+    requirements = "".join(f" -r {BUILD_DIR}/{name}" for name in (*sources, "seed.txt"))
+    return f"{uv} pip install --python {VENV}/bin/python --exact --upgrade{constraints}{requirements}"
+
+
+def _uv_parts(inputs: BuildInputs) -> tuple[str, str]:
+    """uv's environment (cache, CA, index settings: build-only) and the mounts that bring them."""
+    ca = f" --mount=type=bind,source=.jc/ca-certificates.crt,target={CA_TARGET},rw" if inputs.has_ca else ""
+    compile_flag = "1" if inputs.compile_bytecode else "0"
+    uv_env = (
+        f"HOME={USER_HOME} UV_CACHE_DIR={UV_CACHE_DIR} UV_LINK_MODE=copy UV_COMPILE_BYTECODE={compile_flag}"
+        f" UV_PYTHON_INSTALL_DIR={PYTHON_DIR} {_CA_ENV}"
+    )
+    uv_mounts = (
+        f" --mount=type=bind,source=.jc/uv,target={BUILD_DIR}/bin/uv"
+        + ca
+        + f" --mount=type=cache,id={inputs.uv_cache_id},target={UV_CACHE_DIR},uid={USER_UID},gid={USER_UID}"
+    )
+    if inputs.has_index_config:
+        uv_mounts += f" --mount=type=bind,source=.jc/uv.toml,target={BUILD_DIR}/uv.toml"
+        uv_env += f" UV_CONFIG_FILE={BUILD_DIR}/uv.toml"
+    return uv_env, uv_mounts
 
 
 def env_lines(env: Mapping[str, str]) -> tuple[list[str], bytes, list[str]]:

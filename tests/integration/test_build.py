@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 import subprocess
 import sys
 import uuid
@@ -172,3 +173,61 @@ def test_concurrent_builds_of_one_spec_build_once(tmp_path, engine_config):
     # then exactly one built it and both got the same image
     assert sorted(r["built"] for r in results) == [False, True]
     assert results[0]["image"] == results[1]["image"]
+
+
+def _installed(manager: ContainersManager, image: str) -> list[str]:
+    """``pip list --format=freeze`` inside the image (no network, as a kernel runs)."""
+    from jupyter_containers.backends.base import RunRequest
+    from jupyter_containers.spec.model import Resources
+
+    out = bytearray()
+    result = manager.backend.run(
+        RunRequest(
+            image=image,
+            command=["python", "-m", "pip", "list", "--format=freeze", "--disable-pip-version-check"],
+            resources=Resources(network=False),
+        ),
+        stdout=out.extend,
+    )
+    assert result.exit_code == 0
+    return sorted(out.decode().split(), key=str.lower)
+
+
+def test_an_edited_requirement_file_installs_exactly_what_a_cold_build_installs(tmp_path, engine_config):
+    """An edit of a requirement file is built as one sync layer on the previous image (incremental); the image
+    must hold exactly the packages of a cold build of the edited spec: both locks and ``pip list`` compared."""
+    # given an environment built from a requirement file (the nonce makes its build this test's own)
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "requirements.txt").write_text("six==1.16.0\nidna==3.10\n")
+    body = f'[environments.edits]\nrequirements = ["requirements.txt"]\nenv = {{ NONCE = "{unique_env_value()}" }}\n'
+    spec = new_project(project, body)
+    manager = ContainersManager(spec_path=spec, config=engine_config)
+    first = manager.build("edits")
+    assert first.built and not first.incremental_from
+    # when one version is bumped, one pin loosened (a cold build takes the newest idna) and one package added
+    (project / "requirements.txt").write_text("six==1.17.0\nidna\ncertifi==2024.8.30\n")
+    edited = manager.build("edits")
+    # then the edit is built on top of the previous image
+    assert edited.built and edited.incremental_from == first.image_id
+    # and a cold build of the edited spec (every layer, another repository) installs exactly the same
+    cold_project = tmp_path / "cold"
+    shutil.copytree(project, cold_project, ignore=shutil.ignore_patterns("containers.lock"))
+    cold_config = copy.deepcopy(engine_config)
+    cold_config.Builder.image_repository = "jupyter-containers-test/cold-{env}"
+    cold_manager = ContainersManager(spec_path=cold_project / "containers.toml", config=cold_config)
+    cold = cold_manager.builder.build(cold_manager.environment("edits"), no_cache=True)
+    assert cold.built and not cold.incremental_from
+    assert edited.lock is not None and cold.lock is not None
+    assert edited.lock.packages == cold.lock.packages
+    assert {"six==1.17.0", "certifi==2024.8.30"} <= set(edited.lock.packages)
+    assert "idna==3.10" not in edited.lock.packages
+    assert _installed(manager, edited.image) == _installed(cold_manager, cold.image)
+    # when a package is removed again
+    (project / "requirements.txt").write_text("six==1.17.0\nidna\n")
+    removed = manager.build("edits")
+    # then the sync removed it too: the image and its lock hold the cold build's packages but that one
+    assert removed.incremental_from == edited.image_id
+    expected = [p for p in cold.lock.packages if not p.startswith("certifi==")]
+    assert removed.lock is not None and list(removed.lock.packages) == expected
+    assert _installed(manager, removed.image) == sorted(expected, key=str.lower)

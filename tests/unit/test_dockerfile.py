@@ -158,3 +158,43 @@ def test_a_post_build_step_denied_root_access_points_at_post_build_root():
     message = str(Builder()._explained(failed, plan))
     assert "post_build steps run as the environment's user (uid 1000, HOME=/home/jovyan)" in message
     assert "post_build_root in [environments.vision]" in message
+
+
+def test_an_incremental_build_runs_the_last_install_layer_of_a_cold_build_on_the_previous_image():
+    """Why an incremental image holds what a cold one holds: its one layer is the cold build's last install
+    step (the resolution of every source, synced exactly), on the previous image of the same frame."""
+    from jupyter_containers.images.dockerfile import render_delta
+
+    # given an environment with requirement files, constraints, a pip list and env values
+    env = Environment(name="e", pip=("pandas",), env={"PYTHONHASHSEED": "0", "PIP_INDEX_URL": "x"})
+    inputs = BuildInputs(base="b", requirements=["numpy==2.0.0"], constraints=["numpy<3"], pip=["pandas"], has_ca=True)
+    cold, cold_files = render(env, inputs)
+    # when the incremental Dockerfile is rendered on the previous image
+    delta, delta_files = render_delta(env, inputs, "jupyter-containers/e:0123456789abcdef")
+    lines = delta.splitlines()
+    # then it starts from that image and runs one step, as the user of the install layers
+    assert lines[2] == "FROM jupyter-containers/e:0123456789abcdef"
+    runs = [line for line in lines if line.startswith("RUN")]
+    assert len(runs) == 1 and lines[lines.index(runs[0]) - 1] == "USER 1000:1000"
+    assert lines[-1] == "USER 1000"
+    # and that step is the cold build's last install step, with the spec's env unset as in a cold build
+    last_install = [line for line in cold.splitlines() if "--exact --upgrade" in line][-1]
+    assert runs[0] == last_install.replace(" env HOME=", " env -u PIP_INDEX_URL -u PYTHONHASHSEED HOME=")
+    assert (
+        "--exact --upgrade -c /tmp/jupyter-containers/constraints.txt -r /tmp/jupyter-containers/requirements.txt"
+        in runs[0]
+    )
+    # and it installs from the same files
+    assert {name: delta_files[name] for name in delta_files} == {name: cold_files[name] for name in delta_files}
+
+
+def test_the_frame_leaves_out_only_the_requirement_files_and_the_pip_list():
+    from jupyter_containers.images.dockerfile import frame_inputs
+
+    env, inputs = CASES["full"]
+    frame, files = render(env, frame_inputs(inputs))
+    # then the frame has no install layers and no requirement files, and the rest of the Dockerfile
+    assert "requirements.txt" not in frame and "pip.txt" not in frame and "--exact" not in frame
+    assert not {".jc/requirements.txt", ".jc/pip.txt", ".jc/constraints.txt"} & set(files)
+    full, _ = render(env, inputs)
+    assert [line for line in full.splitlines() if "--exact --upgrade" not in line] == frame.splitlines()

@@ -2,11 +2,12 @@
 # Environment: minimal
 FROM python:3.11-slim
 USER root
-ENV VIRTUAL_ENV=/opt/env PATH=/opt/env/bin:$PATH PYTHONUNBUFFERED=1 LANG=C.UTF-8 JUPYTER_CONTAINERS_ENV=minimal
+ENV VIRTUAL_ENV=/opt/env PATH=/opt/env/bin:$PATH PYTHONUNBUFFERED=1 LANG=C.UTF-8
 RUN (getent passwd 1000 >/dev/null || useradd --uid 1000 --user-group --create-home --shell /bin/sh jovyan) && mkdir -p /workspace /home/jovyan /opt/env /opt/python && chown 1000:1000 /workspace /home/jovyan /opt/env /opt/python
 USER 1000:1000
 RUN --mount=type=bind,source=.jc/uv,target=/tmp/jupyter-containers/bin/uv --mount=type=cache,id=jupyter-containers-uv-1000,target=/tmp/jupyter-containers/uv-cache,uid=1000,gid=1000 --mount=type=bind,source=.jc/seed.txt,target=/tmp/jupyter-containers/seed.txt env HOME=/home/jovyan UV_CACHE_DIR=/tmp/jupyter-containers/uv-cache UV_LINK_MODE=copy UV_COMPILE_BYTECODE=1 UV_PYTHON_INSTALL_DIR=/opt/python SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt PIP_CERT=/etc/ssl/certs/ca-certificates.crt REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt CURL_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt /tmp/jupyter-containers/bin/uv venv --python python3 /opt/env && env HOME=/home/jovyan UV_CACHE_DIR=/tmp/jupyter-containers/uv-cache UV_LINK_MODE=copy UV_COMPILE_BYTECODE=0 UV_PYTHON_INSTALL_DIR=/opt/python SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt PIP_CERT=/etc/ssl/certs/ca-certificates.crt REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt CURL_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt /tmp/jupyter-containers/bin/uv pip install --python /opt/env/bin/python pip && env HOME=/home/jovyan UV_CACHE_DIR=/tmp/jupyter-containers/uv-cache UV_LINK_MODE=copy UV_COMPILE_BYTECODE=1 UV_PYTHON_INSTALL_DIR=/opt/python SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt PIP_CERT=/etc/ssl/certs/ca-certificates.crt REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt CURL_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt /tmp/jupyter-containers/bin/uv pip install --python /opt/env/bin/python -r /tmp/jupyter-containers/seed.txt
 COPY .jc/kernel_startup.py /opt/env/etc/ipython/startup/00-jupyter-containers.py
+ENV JUPYTER_CONTAINERS_ENV=minimal
 USER 1000
 WORKDIR /workspace
 
