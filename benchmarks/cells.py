@@ -1,4 +1,4 @@
-"""``%%container`` cell benchmark: warm round trip, cold start and 100 MB variable transfers.
+"""``%%container`` cell benchmark: warm round trip, cold start, 100 MB variable transfers and spare kernels.
 
 Run: ``.venv/bin/python benchmarks/cells.py [--runs 30] [--keep]``
 
@@ -12,7 +12,12 @@ notebook would drive it, with ``%load_ext jupyter_containers`` loaded:
    (the session's own timings, each part its own median); baseline: a local ipykernel started and ready
    (jupyter_client); goal 1.2 s;
 3. a 100 MB float64 array in (``--in a``) and out (``--out b``), whole cells (median of 5); baseline: the
-   same array pickled to tmpfs and read back in one process (the floor); goal: 0.5 s each way.
+   same array pickled to tmpfs and read back in one process (the floor); goals: 0.5 s each way, and at most
+   1.2x the floor;
+4. the first cell of a notebook whose config keeps a spare kernel (``c.ContainerSessions.pool``): a fresh
+   local kernel loads the extension, waits until the spare is up (not timed), and its first ``%%container``
+   cell is timed from sending to its first output (median of ``--pool-runs``); baseline: the cold start of
+   figure 2, measured in the same run; goal: 0.1 s.
 
 Progress goes to stderr, the table to stdout. The image built for the run is removed unless ``--keep``.
 """
@@ -129,6 +134,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=30, help="round trips per side (default 30)")
     parser.add_argument("--keep", action="store_true", help="keep the benchmark image")
+    parser.add_argument("--pool-runs", type=int, default=5, help="notebook kernels for figure 4 (default 5)")
     args = parser.parse_args()
 
     from jupyter_containers.config import load_config
@@ -248,14 +254,47 @@ def main() -> int:
                     f"{ours:.3f} s",
                     f"{floor:.3f} s (pickle to tmpfs and back)",
                     f"{ours / floor:.2f}x",
-                    "≤ 0.5 s",
-                    _met(ours <= 0.5),
+                    "≤ 0.5 s, ≤ 1.2x",
+                    _met(ours <= 0.5 and ours / floor <= 1.2),
                 )
             )
         say(f"  in {statistics.median(pushes):.3f}s, out {statistics.median(pulls):.3f}s")
         kernel.run("%container stop --all")
     finally:
         kernel.close()
+
+    # 4. the first cell with a spare kernel (a fresh notebook kernel each time)
+    say(f"first cell with a spare kernel: {args.pool_runs} notebook kernels")
+    config = root / "jupyter_containers_config.py"
+    config.write_text(config.read_text() + f"c.ContainerSessions.pool = {{{ENV!r}: 1}}\n")
+    pooled = []
+    for i in range(args.pool_runs):
+        notebook = LocalKernel(root)
+        try:
+            notebook.run("%load_ext jupyter_containers\nfrom jupyter_containers.kernel.pool import get_pool")
+            deadline = time.monotonic() + 120
+            while notebook.text("print(len(get_pool().spares()))").strip() != "1":
+                if time.monotonic() > deadline:
+                    raise SystemExit("the spare kernel did not start within 120 s")
+                time.sleep(0.2)
+            _, first, outputs = notebook.run(f"%%container {ENV}\nprint('first output')")
+            if first is None or "first output" not in "".join(o.get("text", "") for o in outputs):
+                raise SystemExit(f"the first cell gave no output: {outputs}")
+            pooled.append(first)
+            say(f"  run {i + 1}: first output after {first:.3f}s")
+        finally:
+            notebook.close()
+    ours = statistics.median(pooled)
+    rows.append(
+        (
+            "first cell, spare kernel (pool)",
+            f"{ours:.3f} s",
+            f"{statistics.median(cold):.2f} s (cold start, figure 2)",
+            f"{ours / statistics.median(cold):.2f}x",
+            "≤ 0.1 s",
+            _met(ours <= 0.1),
+        )
+    )
 
     header = ("figure", "ours", "baseline", "ratio/diff", "goal", "met")
     print(f"%%container cells ({ENV}: numpy, {os.cpu_count()} CPUs here)")

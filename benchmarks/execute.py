@@ -12,7 +12,7 @@ local ``python3`` kernel measured in the same run:
 3. and 4. the same two in process (``papermill.execute_notebook`` / ``execute_notebook``), without the
    interpreter start-up and imports of a command.
 
-Goal: the command costs at most 2 s more than papermill's. Progress goes to stderr, the table to stdout.
+Goals: the command costs at most 2 s (then 0.3 s) more than papermill's. Progress goes to stderr, the table to stdout.
 The image built for the run is removed at the end unless ``--keep``.
 """
 
@@ -39,6 +39,8 @@ ENV = "execute-bench"
 REPOSITORY = "jupyter-containers-bench/{env}"
 BIN = Path(sys.executable).parent
 GOAL_SECONDS = 2.0
+#: The goal raised in issue 15.
+RAISED_GOAL_SECONDS = 0.3
 
 SPEC = """
 [environments.execute-bench]
@@ -167,8 +169,9 @@ def main() -> int:
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     delta = medians["jupyter-containers execute (command)"] - baseline["command"]
-    verdict = "met" if delta <= GOAL_SECONDS else "NOT met"
-    print(f"goal: execute at most +{GOAL_SECONDS:g}s over papermill (command): {verdict} ({delta:+.2f}s)")
+    for goal in (GOAL_SECONDS, RAISED_GOAL_SECONDS):
+        verdict = "met" if delta <= goal else "NOT met"
+        print(f"goal: execute at most +{goal:g}s over papermill (command): {verdict} ({delta:+.2f}s)")
 
     if not args.keep:
         manager.backend.remove_image(build.image)

@@ -159,12 +159,53 @@ def validate(data: Any, path: Path | str, *, key_prefix: str = "") -> None:
     import fastjsonschema
 
     if _VALIDATOR is None:
-        _VALIDATOR = fastjsonschema.compile(SPEC_SCHEMA)
+        _VALIDATOR = _cached_validator() or fastjsonschema.compile(SPEC_SCHEMA)
     try:
         _VALIDATOR(data)
     except fastjsonschema.JsonSchemaValueException as error:
         key, message = _describe(error, data)
         raise SpecError(message, file=path, key=_join(key_prefix, key) or None) from None
+
+
+def _cached_validator() -> Any:
+    """fastjsonschema's validator for the spec schema, from the bytecode of the code it generates, kept in our
+    cache folder under a hash of the schema, fastjsonschema's version and Python's; None when that cannot be
+    (fastjsonschema then compiles it, as before).
+
+    Generating and compiling that code (about 200 KB) cost every command 0.1-0.2 s of its start-up; the kept
+    bytecode loads in milliseconds. It is loaded only from a folder of this user's that nobody else can write.
+    """
+    import hashlib
+    import json
+    import marshal
+    import stat
+
+    import fastjsonschema
+    from fastjsonschema.ref_resolver import RefResolver
+
+    from ..paths import cache_dir
+
+    try:
+        folder = cache_dir() / "validators"
+        folder.mkdir(mode=0o700, exist_ok=True)
+        info = folder.stat()
+        if info.st_uid != os.getuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            return None
+        schema = json.dumps(SPEC_SCHEMA, sort_keys=True)
+        key = f"{fastjsonschema.VERSION}\n{sys.implementation.cache_tag}\n{schema}"
+        path = folder / f"spec-schema-{hashlib.sha256(key.encode()).hexdigest()[:20]}.bytecode"
+        if path.is_file():
+            code = marshal.loads(path.read_bytes())
+        else:
+            code = compile(fastjsonschema.compile_to_code(SPEC_SCHEMA), "<jupyter-containers spec schema>", "exec")
+            partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+            partial.write_bytes(marshal.dumps(code))
+            os.replace(partial, path)
+        namespace: dict[str, Any] = {"__name__": "_jupyter_containers_spec_schema"}
+        exec(code, namespace)  # fastjsonschema's own generated code, run as fastjsonschema.compile runs it
+        return namespace[RefResolver.from_schema(SPEC_SCHEMA).get_scope_name()]
+    except (OSError, ValueError, EOFError, TypeError, KeyError, SyntaxError, ImportError):
+        return None
 
 
 def _describe(error: Any, document: Any) -> tuple[str, str]:
@@ -458,6 +499,19 @@ def parse_resources(raw: Mapping[str, Any], *, file: object = None, key: str | N
             return False
         raise ValueError(f"{value!r} is not a network setting; use 'bridge' (or true) or 'none' (or false)")
 
+    def constraints(value: Any) -> tuple[str, ...]:
+        items = [value] if isinstance(value, str) else list(value)
+        out = []
+        for item in items:
+            text = str(item).strip()
+            if not _CONSTRAINT_RE.fullmatch(text):
+                raise ValueError(
+                    f"{show(item)} is not a placement constraint; use KEY==VALUE or KEY!=VALUE with a Swarm key, "
+                    "such as node.labels.gpu==a100 or node.role==worker"
+                )
+            out.append(text)
+        return tuple(dict.fromkeys(out))
+
     return Resources(
         cpus=conv("cpus", parse_cpus),
         memory=conv("memory", parse_size),
@@ -467,6 +521,7 @@ def parse_resources(raw: Mapping[str, Any], *, file: object = None, key: str | N
         pids=conv("pids", pids),
         timeout=conv("timeout", parse_duration),
         network=conv("network", network),
+        constraints=conv("constraints", constraints),
     )
 
 
@@ -476,6 +531,8 @@ _HEX_GROUPS = r"[0-9A-Fa-f]{1,32}(?:-[0-9A-Fa-f]{1,32}){0,7}"
 _GPU_ID_RE = re.compile(
     rf"\d{{1,4}}(?::\d{{1,4}})?|GPU-{_HEX_GROUPS}|MIG-{_HEX_GROUPS}|MIG-GPU-{_HEX_GROUPS}/\d{{1,4}}/\d{{1,4}}"
 )
+#: A Swarm placement constraint (backends/swarm.py checks the key further).
+_CONSTRAINT_RE = re.compile(r"(?:node|engine)\.[A-Za-z0-9_.-]+\s*(?:==|!=)\s*\S.*")
 _BARE_KEY_RE = re.compile(r"[A-Za-z0-9_-]+")
 
 
