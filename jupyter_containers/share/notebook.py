@@ -35,15 +35,12 @@ def read_notebook(path: Path) -> Any:
         raise RequestError(f"{path} is not a readable notebook: {str(exc)[:200]}") from None
 
 
-def recorded(nb: Any, path: Path) -> dict[str, Any]:
-    """The run record, checked enough to rebuild from; RequestError when the notebook has none."""
-    record = (nb.get("metadata") or {}).get(RECORD_KEY)
-    if not isinstance(record, dict) or not isinstance(record.get("spec"), dict) or not record.get("environment"):
-        raise RequestError(
-            f"{path} carries no environment record (metadata.{RECORD_KEY}): run it once with "
-            "'jupyter-containers execute NOTEBOOK --env ENV', which records the environment it ran in"
-        )
-    return dict(record)
+def recorded(nb: Any, path: Path, environment: str | None = None) -> dict[str, Any]:
+    """The run record of ``environment`` (None: ``execute``'s, else the only one), checked enough to rebuild
+    from; RequestError when the notebook has none (see share/metadata.py for the records a notebook holds)."""
+    from .metadata import record_lookup
+
+    return dict(record_lookup(nb.get("metadata") or {}, environment, path))
 
 
 def lock_from_record(record: dict[str, Any], path: Path) -> LockEntry | None:
@@ -88,14 +85,21 @@ def environment_from_record(record: dict[str, Any], spec_file: Path, name: str |
 
 
 def spec_from_notebook(
-    notebook: Path, output: Path, *, name: str | None = None, force: bool = False
+    notebook: Path,
+    output: Path,
+    *,
+    name: str | None = None,
+    force: bool = False,
+    environment: str | None = None,
 ) -> FromNotebookResult:
-    """Write the environment a notebook ran in to ``output`` (a spec file, added to) and its lock beside it."""
+    """Write the environment a notebook ran in to ``output`` (a spec file, added to) and its lock beside it.
+
+    ``environment``: which of the recorded environments (None: ``execute``'s record, else the only one)."""
     from ..spec.writer import add_environment_to_file
 
     notebook = Path(notebook)
     output = Path(output).expanduser().resolve()
-    record = recorded(read_notebook(notebook), notebook)
+    record = recorded(read_notebook(notebook), notebook, environment)
     notes: list[str] = []
     env = environment_from_record(record, output, name, notes)
     lock = lock_from_record(record, notebook)

@@ -82,8 +82,11 @@ def check_registry(text: str, *, where: str = "--registry") -> str:
     """``HOST[:PORT]/REPO``, unchanged; a RequestError that says what is allowed otherwise."""
     value = str(text).strip().rstrip("/")
     if "://" in value or "@" in value or not _REGISTRY_RE.match(value):
+        shown = redact(str(text))
+        if "@" in shown:  # USER:PASSWORD@HOST/REPO: never repeat what came before the @
+            shown = "…@" + shown.rsplit("@", 1)[1]
         raise RequestError(
-            f"{where} {redact(str(text))[:200]!r} is not a registry repository; write HOST[:PORT]/REPOSITORY such as "
+            f"{where} {shown[:200]!r} is not a registry repository; write HOST[:PORT]/REPOSITORY such as "
             "registry.example.org/ml or 127.0.0.1:5000/team (no scheme, no credentials: 'docker login HOST' stores "
             "those in Docker's config)"
         )
@@ -91,9 +94,17 @@ def check_registry(text: str, *, where: str = "--registry") -> str:
 
 
 def registry_of(manager: ContainersManager, registry: str | None) -> str | None:
-    """``registry`` (``--registry``), else ``registry = "…"`` of the spec file, else None."""
+    """``registry`` (``--registry`` of build/push/pull), else the manager's (``--registry`` of run/execute,
+    ``c.ContainersManager.registry``), else ``registry = "…"`` of the manager's target, else of the spec file's
+    top level, else None."""
     if registry:
         return check_registry(registry)
+    own = getattr(manager, "registry", None)
+    if own:
+        return check_registry(own, where="c.ContainersManager.registry")
+    target = manager.target_spec()
+    if target is not None and target.registry:
+        return check_registry(target.registry, where=f"{manager.spec_file()}: targets.{target.name}.registry")
     configured = manager.spec().registry
     return check_registry(configured, where=f"{manager.spec_file()}: registry") if configured else None
 
@@ -103,7 +114,7 @@ def required_registry(manager: ContainersManager, registry: str | None) -> str:
     if found is None:
         raise RequestError(
             f'no registry given: pass --registry HOST/REPO, or add registry = "HOST/REPO" at the top of '
-            f"{manager.spec_file()}"
+            f"{manager.spec_file()} (or in the environment's [targets.NAME])"
         )
     return found
 
@@ -173,6 +184,7 @@ def push(
         RequestError: no registry; RegistryAuthError, RegistryTlsError, RegistryUnavailableError, RegistryError.
     """
     started = time.perf_counter()
+    manager = manager.for_environment(name)  # the environment's own target: its engine and its registry
     target = required_registry(manager, registry)
     build = manager.build(name, on_event=on_event, use_registry=False)
     env = manager.environment(name)
@@ -181,11 +193,21 @@ def push(
     remote = remote_reference(target, name, build.image)
     remote_base = base_reference(target, name, build.image)
     backend.reload_credentials()
-    digest = _push_one(manager, build.image_id, remote, on_progress)
-    if lock is not None and lock.base_image_id and backend.image_id(lock.base_image_id):
-        _push_one(manager, lock.base_image_id, remote_base, on_progress)
-    else:
+    with_base = lock is not None and bool(lock.base_image_id) and backend.image_id(lock.base_image_id) is not None
+    if not with_base:
         remote_base = ""
+        digest = _push_one(manager, build.image_id, remote, on_progress)
+    else:
+        # The base goes at the same time as the image: its layers are the image's lower ones (the engine uploads
+        # each layer once, and a second push of one only checks it), so what it adds is one more push's round
+        # trips (auth, layer checks, a manifest), which overlap the image's own instead of following them.
+        from concurrent.futures import ThreadPoolExecutor
+
+        assert lock is not None
+        with ThreadPoolExecutor(2, thread_name_prefix="jc-push") as pool:
+            base_push = pool.submit(_push_one, manager, lock.base_image_id, remote_base, on_progress)
+            digest = _push_one(manager, build.image_id, remote, on_progress)
+            base_push.result()
     if lock is not None and digest:
         entry = replace(lock, digest=f"{remote.rsplit(':', 1)[0]}@{digest}")
         write_lock_entry(env.spec_dir / "containers.lock", name, entry)
@@ -237,6 +259,7 @@ def pull(
         RequestError: no registry; the Registry* errors.
     """
     started = time.perf_counter()
+    manager = manager.for_environment(name)
     target = required_registry(manager, registry)
     env = manager.environment(name)
     backend = manager.backend

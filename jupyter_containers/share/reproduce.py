@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BuildError, ContainersError, NotFoundError, RequestError
+from ..jobs.provenance import RECORD_KEY
 from .notebook import environment_from_record, lock_from_record, read_notebook, recorded
 
 REPRODUCED = "reproduced"
@@ -57,6 +58,8 @@ class ReproduceOptions:
     atol: float = 0.0
     run_output: Path | None = None
     timeout: float | None = None
+    #: The [targets.NAME] (of the workspace's spec) the notebook was rebuilt and re-run on, for the report.
+    target: str | None = None
 
 
 @dataclass
@@ -83,6 +86,10 @@ class ReproduceReport:
     run_status: str | None = None
     seconds: float = 0.0
     diff_text: str = ""
+    target: str | None = None
+    #: "execute" (the notebook ran as a whole in its environment) or "local kernel" (its %%container cells ran
+    #: in the recorded environments).
+    mode: str = "execute"
 
     @property
     def exit_code(self) -> int:
@@ -100,6 +107,8 @@ class ReproduceReport:
             "image_id": self.image_id,
             "run_status": self.run_status,
             "seconds": round(self.seconds, 3),
+            "target": self.target,
+            "mode": self.mode,
         }
 
     def text(self) -> str:
@@ -345,8 +354,13 @@ def reproduce(
     config: Any = None,
     log: Callable[[str], None] = print,
     on_build_event: Callable[[Any], None] | None = None,
+    backend: Any = None,
 ) -> ReproduceReport:
     """Rebuild, re-run and compare ``notebook`` (see the module's docstring).
+
+    ``backend``: the engine to rebuild and re-run on (``reproduce --target``: that target's backend); None:
+    the configured one. A notebook without ``execute``'s record but with records of the environments its
+    ``%%container`` cells used (share/metadata.py) is re-run in a local kernel, its cells in those environments.
 
     Raises:
         NotFoundError: no such notebook; RequestError: it carries no record, or a sanitizer file is invalid.
@@ -359,6 +373,10 @@ def reproduce(
     started = time.perf_counter()
     notebook = Path(notebook).resolve()
     nb = read_notebook(notebook)
+    from .metadata import notebook_records
+
+    if not (nb.metadata.get(RECORD_KEY) or {}).get("spec") and notebook_records(nb.metadata):
+        return _reproduce_local(notebook, nb, options, config, log, on_build_event, backend, started)
     record = recorded(nb, notebook)
     sanitizers = read_sanitizers(options.sanitizers)
     lock = lock_from_record(record, notebook)
@@ -375,8 +393,13 @@ def reproduce(
         add_environment_to_file(spec_file, replace(env, source=spec_file))
         if lock is not None:
             write_lock_entry(folder / "containers.lock", env.name, lock)
-        manager = ContainersManager(spec_path=spec_file, config=config, workspace=str(notebook.parent))
-        report = ReproduceReport(notebook, env.name, REPRODUCED, environment_notes=notes)
+        manager = ContainersManager(
+            spec_path=spec_file,
+            config=config,
+            workspace=str(notebook.parent),
+            **({"backend": backend} if backend else {}),
+        )
+        report = ReproduceReport(notebook, env.name, REPRODUCED, environment_notes=notes, target=options.target)
         try:
             image, image_id, env_notes = _rebuild(manager, env.name, lock, record, on_build_event)
         except (BuildError, NotFoundError) as exc:
@@ -456,3 +479,123 @@ def _rebuild(
     if probed.base_image_id != lock.base_image_id:
         manager.log.info("base image %s differs from the recorded %s", probed.base_image_id, lock.base_image_id)
     return result.image, result.image_id, notes
+
+
+def _reproduce_local(
+    notebook: Path,
+    nb: Any,
+    options: ReproduceOptions,
+    config: Any,
+    log: Callable[[str], None],
+    on_build_event: Any,
+    backend: Any,
+    started: float,
+) -> ReproduceReport:
+    """A notebook of a local kernel whose ``%%container`` cells recorded their environments: recreate each from
+    its record, then run the notebook in a local kernel whose cells use them (JUPYTER_CONTAINERS_SPEC_FILE)."""
+    from dataclasses import replace
+
+    from ..images.lock import write_lock_entry
+    from ..manager import ContainersManager
+    from ..spec.writer import add_environment_to_file
+    from .metadata import notebook_records
+
+    if backend is not None:
+        raise RequestError(
+            f"{notebook.name} runs in a local kernel (its %%container cells recorded their environments): reproduce "
+            "it without --target, or set the target in its %%container cells (--target NAME)"
+        )
+    sanitizers = read_sanitizers(options.sanitizers)
+    records = notebook_records(nb.metadata)
+    with tempfile.TemporaryDirectory(prefix="jc-reproduce-") as tmp:
+        folder = Path(tmp)
+        folder.chmod(0o755)  # the container user reads the spec's folder
+        spec_file = folder / "containers.toml"
+        notes: list[str] = []
+        locks = {}
+        for name, record in records.items():
+            env = environment_from_record(record, spec_file, name, notes)
+            add_environment_to_file(spec_file, replace(env, source=spec_file))
+            lock = locks[name] = lock_from_record(record, notebook)
+            if lock is not None:
+                write_lock_entry(folder / "containers.lock", name, lock)
+        _write_config(folder, config)
+        manager = ContainersManager(spec_path=spec_file, config=config, workspace=str(notebook.parent))
+        report = ReproduceReport(notebook, ", ".join(records), REPRODUCED, environment_notes=notes, mode="local kernel")
+        for name, record in records.items():
+            try:
+                image, image_id, env_notes = _rebuild(manager, name, locks[name], record, on_build_event)
+            except (BuildError, NotFoundError) as exc:
+                env_notes, image, image_id = [f"could not rebuild the environment: {exc}"], None, None
+            report.environment_notes.extend(f"{name}: {note}" for note in env_notes)
+            if env_notes:
+                report.status = ENVIRONMENT_DIFFERS
+            report.image, report.image_id = image, image_id
+        if report.status == ENVIRONMENT_DIFFERS:
+            report.seconds = time.perf_counter() - started
+            return report
+        log(f"re-running {notebook.name} in a local kernel, its %%container cells in {report.environment}")
+        new_nb, status = execute_local(notebook, spec_file=spec_file, timeout=options.timeout)
+        report.run_status = status
+        if options.run_output is not None:
+            import nbformat
+
+            nbformat.write(new_nb, str(options.run_output))
+        report.cells, report.diff_text = compare_notebooks(
+            nb, new_nb, sanitizers=sanitizers, rtol=options.rtol, atol=options.atol
+        )
+        if report.cells:
+            report.status = OUTPUTS_DIFFER
+        report.seconds = time.perf_counter() - started
+        return report
+
+
+def _write_config(folder: Path, config: Any) -> None:
+    """The caller's configuration (image repository, engine address) for the local kernel's %%container
+    manager, which reads the project's own config file from the spec's folder."""
+    if not config:
+        return
+    try:
+        text = json.dumps(config)
+    except (TypeError, ValueError):
+        return  # not plain data: the local kernel reads the usual configuration files instead
+    (folder / "jupyter_containers_config.json").write_text(text, encoding="utf-8")
+
+
+def execute_local(
+    notebook: Path, *, spec_file: Path | None = None, timeout: float | None = None, output: Path | None = None
+) -> tuple[Any, str]:
+    """Run ``notebook`` in a local kernel (its own kernelspec) in its folder, as JupyterLab would: the environment
+    records its ``%%container`` cells send go into its metadata (share/metadata.py). Returns the notebook and
+    "completed" or "failed"; ``output``: also written there."""
+    import os
+
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    from .metadata import COMM_TARGET, with_record
+
+    nb = read_notebook(notebook)
+    kernel = ((nb.metadata.get("kernelspec") or {}).get("name")) or "python3"
+    env = dict(os.environ)
+    if spec_file is not None:
+        env["JUPYTER_CONTAINERS_SPEC_FILE"] = str(spec_file)
+    client = NotebookClient(
+        nb, kernel_name=kernel, timeout=timeout or 600, resources={"metadata": {"path": str(notebook.parent)}}
+    )
+
+    def on_record(msg: dict[str, Any]) -> None:
+        data = (msg.get("content") or {}).get("data")
+        if isinstance(data, dict) and isinstance(data.get("environment"), str):
+            nb.metadata.update(with_record(dict(nb.metadata), data))
+
+    client.comm_open_handlers[COMM_TARGET] = on_record
+    status = "completed"
+    try:
+        client.execute(env=env)
+    except CellExecutionError:
+        status = "failed"
+    if output is not None:
+        nbformat.write(nb, str(output))
+    return nb, status
