@@ -124,6 +124,11 @@ def _refuse_nul_bytes(args: argparse.Namespace) -> None:
                 raise RequestError(f"{shown}: an argument contains a NUL byte; remove it")
 
 
+#: --registry of run and execute (build, push and pull have their own wording).
+REGISTRY_HELP = "pull the image from this registry instead of building when it is there (default: registry = of "
+REGISTRY_HELP += "the target, else of containers.toml)"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jupyter-containers",
@@ -171,6 +176,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-e", "--env", dest="environment", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--locked", action="store_true", help="build from containers.lock if a build is needed")
     p.add_argument("-q", "--quiet", action="store_true", help="no build log and no summary line")
+    p.add_argument("--registry", metavar="HOST/REPO", help=REGISTRY_HELP)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(
@@ -184,9 +190,11 @@ def _parser() -> argparse.ArgumentParser:
         "papermill. Exit status: 0 completed, 1 a cell error or a dead kernel, 124 timed out (--timeout or the "
         "spec's resources.timeout), 130 interrupted.",
         usage="%(prog)s NOTEBOOK --env ENV [-p NAME VALUE]... [-r NAME VALUE]... [-y YAML]... [-b BASE64]... "
-        "[--parameters-file FILE]... [-o OUTPUT] [--cwd DIR] [--report-mode] [limits...]",
+        "[--parameters-file FILE]... [-o OUTPUT] [--cwd DIR] [--report-mode] "
+        "[--sweep NAME=VALUES]... [--max-parallel N] [--min-parallel N] [--target-utilization U] [limits...]",
     )
     add_execute_arguments(p)
+    p.add_argument("--registry", metavar="HOST/REPO", help=REGISTRY_HELP)
     p.set_defaults(func=cmd_execute)
 
     p = sub.add_parser("spec", parents=[common], help="show an environment (or the spec JSON Schema)")
@@ -207,6 +215,11 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("notebook", metavar="NOTEBOOK")
     q.add_argument("-o", "--output", default="containers.toml", help="spec file to write or add to")
     q.add_argument("--name", help="environment name (default: the recorded one)")
+    q.add_argument(
+        "--environment",
+        metavar="ENV",
+        help="which recorded environment, when the notebook used several (%%container cells, container kernels)",
+    )
     q.add_argument("--force", action="store_true", help="replace an environment of the same name (and its lock)")
     q.set_defaults(func=cmd_spec_from_notebook)
 
@@ -275,7 +288,8 @@ def _parser() -> argparse.ArgumentParser:
         parents=[common],
         help="start (or install) a Docker engine and prepare a base image",
         description="Ensure the configured engine answers (start or install it if needed) and a base image exists "
-        "on it (pull it, else bootstrap one from Debian packages). No spec file is needed.",
+        "on it (pull it; with --target, else send this machine's engine's copy there; else bootstrap one from "
+        "Debian packages). No spec file is needed (except for --target).",
     )
     p.add_argument(
         "--base", help="base image to use when present or pullable (default: c.Builder.default_base, python:3.11-slim)"
@@ -302,6 +316,10 @@ def _manager(args: argparse.Namespace, *, search_from: Sequence[Path] = ()) -> A
     overrides: dict[str, Any] = {"backend_name": args.backend} if getattr(args, "backend", None) else {}
     if getattr(args, "target", None):
         overrides["target"] = args.target
+    if getattr(args, "registry", None):
+        from .share.registry import check_registry
+
+        overrides["registry"] = check_registry(args.registry)
     return ContainersManager.discover(args.file, search_from=search_from, **overrides)
 
 
@@ -501,9 +519,9 @@ def cmd_prune(args: argparse.Namespace) -> int:
     verb = "would remove" if args.dry_run else "removed"
     print(
         f"{verb} {len(removed['containers'])} containers, {len(removed['images'])} images, "
-        f"{len(removed['folders'])} stale kernel socket folders"
+        f"{len(removed['folders'])} stale kernel socket folders, {len(removed['volumes'])} unused workspace volumes"
     )
-    for ref in removed["containers"] + removed["images"] + removed["folders"]:
+    for ref in removed["containers"] + removed["images"] + removed["folders"] + removed["volumes"]:
         print(f"  {ref}")
     return 0
 
@@ -593,10 +611,15 @@ def cmd_setup(args: argparse.Namespace) -> int:
         bootstrap_base_image(offline_tag, backend=backend, suite=args.suite, mirror=args.mirror, log=say)
         reference = offline_tag
     else:
+        # On a target, this machine's engine can send its copy of the base over (no registry needed there).
+        source = ContainersManager(config=manager.config).backend if args.target else None
         reference = ensure_base_image(
-            base, backend=backend, offline_tag=offline_tag, allow_pull=not args.no_pull, log=say
+            base, backend=backend, offline_tag=offline_tag, allow_pull=not args.no_pull, source=source, log=say
         )
     image_id = backend.image_id(reference) or "?"
+    registry_check = getattr(backend, "registry_check", None)  # a swarm's: every node pulls from it
+    if callable(registry_check):
+        say(registry_check())
     say(f"ready: Docker {info.version} at {backend.address}; default base {reference} ({image_id[:19]})")
     return 0
 
@@ -745,7 +768,9 @@ def cmd_binder_export(args: argparse.Namespace) -> int:
 def cmd_spec_from_notebook(args: argparse.Namespace) -> int:
     from .share.notebook import spec_from_notebook
 
-    result = spec_from_notebook(Path(args.notebook), Path(args.output), name=args.name, force=args.force)
+    result = spec_from_notebook(
+        Path(args.notebook), Path(args.output), name=args.name, force=args.force, environment=args.environment
+    )
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     print(f"wrote environment {result.environment!r} to {result.spec_file} and its lock to {result.lock_file}")
@@ -760,9 +785,18 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         rtol=args.rtol,
         atol=args.atol,
         run_output=Path(args.run_output) if args.run_output else None,
+        target=args.target,
     )
     manager = _bare_manager(args)
-    report = reproduce(Path(args.notebook), options, config=manager.config, log=lambda t: print(t, file=sys.stderr))
+    # --target: a [targets.NAME] of the workspace's spec file (the recorded spec has none) to rebuild and re-run on.
+    backend = manager.for_target(args.target).backend if args.target else None
+    report = reproduce(
+        Path(args.notebook),
+        options,
+        config=manager.config,
+        log=lambda t: print(t, file=sys.stderr),
+        backend=backend,
+    )
     if args.output:
         report.write(Path(args.output))
     if args.json:

@@ -30,6 +30,8 @@ def resource_arguments(*, timeout_help: str | None = None) -> Iterator[tuple[tup
             kwargs["help"] = timeout_help
         if "choices" in f.metadata:
             kwargs["choices"] = list(f.metadata["choices"])
+        if "action" in f.metadata:
+            kwargs["action"] = f.metadata["action"]
         yield tuple(f.metadata["flags"]), kwargs
 
 
@@ -164,6 +166,36 @@ def add_execute_arguments(parser: Any) -> None:
         action="store_true",
         help="hide the code cells' source in the output notebook (outputs stay)",
     )
+    parser.add_argument(
+        "--sweep",
+        action="append",
+        default=[],
+        metavar="NAME=VALUES",
+        help="run one job per combination of values (repeatable: the cartesian product), e.g. alpha=0.1,0.2,0.5 "
+        "or seed=1..4 (inclusive; A..B..STEP); values typed as -p's; -o is then the output folder",
+    )
+    parser.add_argument(
+        "--max-parallel",
+        type=int,
+        default=4,
+        metavar="N",
+        help="a sweep runs at most N jobs at once (default 4; fewer when the nodes cannot hold more)",
+    )
+    parser.add_argument(
+        "--min-parallel",
+        type=int,
+        default=1,
+        metavar="N",
+        help="a sweep starts with N jobs and never runs fewer while jobs are left (default 1; the HPA's minReplicas)",
+    )
+    parser.add_argument(
+        "--target-utilization",
+        type=float,
+        default=0.8,
+        metavar="U",
+        help="a sweep runs ceil(sum of its running jobs' CPU utilization / U) jobs at once, as Kubernetes' HPA "
+        "(default 0.8: 80%% of each job's CPU limit)",
+    )
     add_resource_arguments(parser)
     parser.add_argument("-q", "--quiet", action="store_true", help="no build log and no progress lines")
 
@@ -187,17 +219,22 @@ def execute_from_args(args: Any, manager: Any, *, stream: Any = None) -> int:
     from .jobs.parameters import parse_parameters
     from .jobs.runner import CANCELLED, COMPLETED, TIMED_OUT, ExecuteRequest, shown_path
 
+    parameters = parse_parameters(
+        args.parameters,
+        args.raw_parameters,
+        base64_texts=args.parameters_base64,
+        files=args.parameters_file,
+        yaml_texts=args.parameters_yaml,
+    )
+    if getattr(args, "sweep", None):
+        from .jobs.sweep import execute_sweep_from_args
+
+        return execute_sweep_from_args(args, manager, parameters, stream=stream)
     request = ExecuteRequest(
         notebook=args.notebook,
         environment=args.env,
         output_path=args.output,
-        parameters=parse_parameters(
-            args.parameters,
-            args.raw_parameters,
-            base64_texts=args.parameters_base64,
-            files=args.parameters_file,
-            yaml_texts=args.parameters_yaml,
-        ),
+        parameters=parameters,
         resources=resources_from_flags(args),
         cwd=args.cwd,
         report_mode=args.report_mode,

@@ -9,6 +9,7 @@ user's code keep the traceback from inside the container.
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -125,7 +126,9 @@ class ContainerMagics(Magics):
         from .manager import ContainersManager
         from .spec.parse import find_spec_file
 
-        spec = spec_file or self.default_file
+        # JUPYTER_CONTAINERS_SPEC_FILE: the spec a whole kernel's cells use (reproduce runs a notebook's
+        # %%container cells in the environments it recreated from the notebook's records).
+        spec = spec_file or self.default_file or os.environ.get("JUPYTER_CONTAINERS_SPEC_FILE")
         path = Path(spec).expanduser().resolve() if spec else find_spec_file(Path.cwd()).resolve()
         key = str(path)
         manager = self._managers.get(key)
@@ -171,6 +174,7 @@ class ContainerMagics(Magics):
         raw.update(self._raw_resources(args))
         target = args.target or (self.default_target if env == self.default_environment else None)
         session, timeout = self._session_for(env, raw, args.file, target)
+        _send_record(session)
         assert self.shell is not None  # magics are registered on a shell
         user_ns = self.shell.user_ns
         inputs = _names(args.inputs)
@@ -271,14 +275,15 @@ class ContainerMagics(Magics):
 
         parse_argstring(self._cmd_status, rest)
         sessions = get_pool().list()
-        if not sessions:
+        spares = get_pool().spares()
+        if not sessions and not spares:
             print("no container kernels running")
             return
         rows = [("ENVIRONMENT", "LIMITS", "CONTAINER", "UPTIME", "SPEC FILE")]
-        for s in sessions:
+        for s in [*sessions, *spares]:
             rows.append(
                 (
-                    s.environment,
+                    s.environment + (" (spare)" if s in spares else ""),
                     s.resources.describe(),
                     (s.container_id or "")[:12],
                     format_uptime(s.uptime),
@@ -390,6 +395,38 @@ class ContainerMagics(Magics):
         return ContainersUI(self.manager(args.file))
 
 
+def _send_record(session: Any) -> None:
+    """Hand the front end the record of the environment this cell runs in (share/metadata.py): JupyterLab's
+    extension writes it into the open notebook's metadata, so a notebook of ``%%container`` cells carries
+    every environment it used. A comm, not an output: nothing lands in the cell, and a front end that does
+    not know the comm's target (nbclient, a terminal) ignores it."""
+    from .kernel.session import spec_stamp
+    from .share.metadata import COMM_TARGET, safe_environment_record
+
+    # Once per session, and again when its spec file, lock or image changes: making the record and its comm
+    # cost about 3 ms of every warm cell (the notebook already holds an unchanged record).
+    stamp = (spec_stamp(session.spec_file), spec_stamp(session.spec_file.parent / "containers.lock"), session.image_id)
+    if getattr(session, "recorded", None) == stamp:
+        return
+    record = safe_environment_record(
+        session.manager,
+        session.environment,
+        image=session.image,
+        image_id=session.image_id,
+        resources=session.resources.to_dict(),
+        target=session.manager.target,
+    )
+    if record is None:
+        return
+    try:
+        from comm import create_comm
+
+        create_comm(target_name=COMM_TARGET, data=record).close()
+    except Exception:  # noqa: BLE001 - recording must never fail the cell (no kernel, a closed channel)
+        return
+    session.recorded = stamp
+
+
 def _execute_parser() -> Any:
     import argparse
 
@@ -402,14 +439,40 @@ def _execute_parser() -> Any:
 
 
 def load_ipython_extension(ip: Any) -> None:
-    """``%load_ext jupyter_containers``: register ``%%container`` and ``%container``."""
-    ip.register_magics(ContainerMagics)
+    """``%load_ext jupyter_containers``: register ``%%container`` and ``%container``, and start the spare
+    kernels that ``c.ContainerSessions.pool`` asks for (in the background)."""
+    from .kernel.pool import get_pool
+
+    magics = ContainerMagics(ip)
+    ip.register_magics(magics)
+    get_pool().prepare(lambda: start_pool(magics))
+
+
+def start_pool(magics: ContainerMagics) -> list[tuple]:
+    """Keep the spares of ``c.ContainerSessions.pool`` for the spec file of the current folder (none without
+    one); returns their session keys."""
+    from .errors import SpecNotFoundError
+    from .kernel.pool import ContainerSessions, get_pool
+
+    try:
+        manager = magics.manager()
+    except SpecNotFoundError:
+        return []
+    entries = ContainerSessions(config=manager.config).entries()
+    keys = [get_pool().keep_spares(manager, env, resources, size) for env, resources, size in entries]
+    if keys:
+        # What the first cell imports for its record (share/metadata.py): here, in the background, not in that cell.
+        import comm  # noqa: F401
+
+        from .share import metadata  # noqa: F401
+    return keys
 
 
 def unload_ipython_extension(ip: Any) -> None:
     """``%unload_ext jupyter_containers``: stop this kernel's container kernels and drop the magics."""
     from .kernel.pool import get_pool
 
+    get_pool().stop_spares()
     get_pool().stop_all()
     magics = ip.magics_manager.magics
     for kind in ("line", "cell"):

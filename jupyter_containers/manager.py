@@ -69,6 +69,14 @@ class ContainersManager(LoggingConfigurable):
         "else the configured engine (c.DockerBackend.base_url, DOCKER_HOST, the local socket).",
     )
 
+    registry = Unicode(
+        None,
+        allow_none=True,
+        config=True,
+        help="The team registry (HOST[:PORT]/REPO) builds pull environment images from instead of building, and "
+        "push/pull use (--registry). Unset: the target's registry =, else the spec file's registry =.",
+    )
+
     backend = Instance(ContainerBackend)
     builder = Instance(Builder)
 
@@ -131,7 +139,7 @@ class ContainersManager(LoggingConfigurable):
             return backend_class(self.backend_name)(parent=self)
         from .targets import backend_settings
 
-        return backend_class(target.kind)(parent=self, **backend_settings(target))
+        return backend_class(target.kind)(parent=self, **backend_settings(target, self.spec().targets))
 
     # ------------------------------------------------------------------ targets
     def target_spec(self) -> Any:
@@ -167,6 +175,7 @@ class ContainersManager(LoggingConfigurable):
                 target=name,
                 workspace=self.workspace,
                 backend_name=self.backend_name,
+                registry=self.registry,
             )
             manager.target_spec()  # an unknown name fails here, naming it
             cache[name] = manager
@@ -299,6 +308,10 @@ class ContainersManager(LoggingConfigurable):
             )
         if mode == "sync":
             return [self.workspace_sync().mount()]
+        if mode == "claim":  # a Kubernetes target's PersistentVolumeClaim (docs/scale-out.md)
+            return [Mount(self.target_spec().workspace_claim, WORKSPACE, type="volume")]
+        if mode == "none":  # a Kubernetes target without one: an empty folder that goes with the Pod
+            return []
         return [Mount(Path(mode), WORKSPACE)]
 
     def sync_up(self, image: str) -> dict[str, Any] | None:
@@ -407,8 +420,14 @@ class ContainersManager(LoggingConfigurable):
                     "gpus": resources.get("gpus") if isinstance(resources, dict) else None,
                     # The Jupyter kernel a kernel container serves (the sidebar finds its notebook by it).
                     "kernel_id": container.label("kernel-id"),
+                    # A %%container session's: the kernel of the notebook it runs cells for.
+                    "parent_kernel_id": container.label("parent-kernel-id"),
+                    # A session kernel started ahead of its cell by the notebook's pool (c.ContainerSessions.pool).
+                    "pool": container.label("pool") == "1",
                     # The server's notebook job it runs, if any.
                     "job": container.label("job"),
+                    # The node it runs on (None: the backend's only node); utilization is summed per node.
+                    "node": container.node,
                     "usage": measured.to_dict() if measured is not None else None,
                 }
             )
@@ -536,11 +555,13 @@ class ContainersManager(LoggingConfigurable):
         """Remove our stopped containers and superseded images (every image of ours with ``all``).
 
         Kernels, sessions and runs whose owning process on this host is gone (a crashed or killed notebook
-        kernel) are removed too, and so are kernel socket folders no container uses. An environment image is
+        kernel) are removed too, and so are kernel socket folders no container uses, and the ``/workspace``
+        volumes of remote targets (``workspace = "sync"``) that no container has (the next run sends the
+        workspace again, whole). An environment image is
         superseded when the ``containers.lock`` of its spec file names another image; images of projects
         whose spec file is gone are kept (unless ``all``), and base images are always kept.
         """
-        removed: dict[str, list[str]] = {"containers": [], "images": [], "folders": []}
+        removed: dict[str, list[str]] = {"containers": [], "images": [], "folders": [], "volumes": []}
         kept_mounts: set[str] = set()
         # This user's containers only (in every workspace): another user's crashed kernel is not ours to remove.
         mine = {"io.jupyter.containers.owner-uid": str(os.getuid())}
@@ -556,6 +577,7 @@ class ContainersManager(LoggingConfigurable):
             else:
                 kept_mounts.update(container.mounts)
         removed["folders"] = self._prune_socket_folders(kept_mounts, dry_run)
+        removed["volumes"] = self._prune_workspace_volumes(dry_run)
         images = self.images()
         current, known = self._current_images(images)
         for image in images:
@@ -597,6 +619,38 @@ class ContainersManager(LoggingConfigurable):
             known.add(spec_file)
             current.update(entry.image for entry in entries.values())
         return current, known
+
+    def _prune_workspace_volumes(self, dry_run: bool) -> list[str]:
+        """This user's synced /workspace volumes that no container has (after the stopped ones went above).
+
+        Each is removed under its sync's lock (a sync under way keeps it), and its manifest here goes with it.
+        """
+        import hashlib
+
+        from .errors import ConflictError
+        from .paths import cache_dir, file_lock
+
+        wanted = {"io.jupyter.containers.role": "workspace", "io.jupyter.containers.owner-uid": str(os.getuid())}
+        removed: list[str] = []
+        try:
+            unused = self.backend.list_volumes(wanted, unused=True)
+        except NotImplementedError:
+            return removed  # a backend without volumes of ours (Kubernetes: claims are the cluster's)
+        for name in unused:
+            if dry_run:
+                removed.append(name)
+                continue
+            with file_lock(f"sync:{self.backend.address}:{name}"):
+                if name not in self.backend.list_volumes(wanted, unused=True):
+                    continue  # a sync took it meanwhile
+                try:
+                    self.backend.remove_volume(name)
+                except ConflictError:
+                    continue  # a container started with it after all
+                state_key = hashlib.sha256(f"{self.backend.address}|{name}".encode()).hexdigest()[:32]
+                (cache_dir() / "sync" / f"{state_key}.json").unlink(missing_ok=True)
+            removed.append(name)
+        return removed
 
     def _prune_socket_folders(self, in_use: set[str], dry_run: bool) -> list[str]:
         """Kernel socket folders that a crashed kernel left behind (unused by any container, >10 min old)."""

@@ -33,6 +33,28 @@ def parse_targets(raw: Mapping[str, Any], path: Path, *, key_prefix: str = "") -
     for name, table in raw.items():
         key = f"{key_prefix + '.' if key_prefix else ''}targets.{name}"
         engine, context = table.get("engine"), table.get("context")
+        if table.get("kind") == "kubernetes":
+            out[name] = kubernetes_target(name, table, path, key)
+            continue
+        swarm = table.get("kind") == "swarm"
+        misplaced = sorted(
+            set(table) & (set(KUBERNETES_FIELDS) - {"registry"} - (set(SWARM_SHARED_FIELDS) if swarm else set()))
+        )
+        if misplaced:
+            raise SpecError(
+                f'{misplaced[0]} is for kind = "kubernetes" targets; add kind = "kubernetes" or remove it',
+                file=path,
+                key=f"{key}.{misplaced[0]}",
+            )
+        misplaced = sorted(set(table) & set(SWARM_FIELDS)) if not swarm else []
+        if misplaced:
+            raise SpecError(
+                f'{misplaced[0]} is for kind = "swarm" targets; add kind = "swarm" or remove it',
+                file=path,
+                key=f"{key}.{misplaced[0]}",
+            )
+        if swarm:
+            check_swarm_table(table, path, key)
         if bool(engine) == bool(context):
             raise SpecError(
                 "a target needs exactly one of engine (an ssh://, tcp:// or unix:// address) and context "
@@ -75,8 +97,81 @@ def parse_targets(raw: Mapping[str, Any], path: Path, *, key_prefix: str = "") -
             workspace=table.get("workspace"),
             kernel_address=table.get("kernel_address"),
             description=table.get("description"),
+            registry=table.get("registry"),  # every kind: build, push and pull on this target use it
+            constraints=tuple(str(c).strip() for c in table.get("constraints") or ()),
+            nodes=dict(table.get("nodes") or {}),
+            generic_resource=table.get("generic_resource"),
         )
     return out
+
+
+#: Fields only a ``kind = "swarm"`` target has, and those it shares with ``kind = "kubernetes"``.
+SWARM_FIELDS = ("constraints", "nodes", "generic_resource")
+SWARM_SHARED_FIELDS = ("registry",)
+
+
+def check_swarm_table(table: Mapping[str, Any], path: Path, key: str) -> None:
+    """A ``kind = "swarm"`` table: its workspace is a folder every node has, or none.
+
+    Raises:
+        SpecError: naming the key, for a workspace mode that needs one engine (sync, mount).
+    """
+    if table.get("workspace") in ("sync", "mount"):
+        raise SpecError(
+            f'workspace = "{table["workspace"]}" needs a single engine; on a swarm, /workspace is an absolute path '
+            "every node has (a shared folder), or nothing when workspace is not set",
+            file=path,
+            key=f"{key}.workspace",
+        )
+
+
+#: Fields only a ``kind = "kubernetes"`` target has.
+KUBERNETES_FIELDS = (
+    "namespace",
+    "registry",
+    "builder",
+    "node_selector",
+    "tolerations",
+    "affinity",
+    "image_pull_secrets",
+    "gpu_resource",
+    "workspace_claim",
+)
+
+
+def kubernetes_target(name: str, table: Mapping[str, Any], path: Path, key: str) -> Target:
+    """A ``kind = "kubernetes"`` table: ``context`` is a kubeconfig context (none: the current one), no engine.
+
+    Raises:
+        SpecError: naming the key, for an engine, TLS files or a workspace mode (a cluster has none of them).
+    """
+    for field, why in (
+        ("engine", "a cluster is reached through its kubeconfig context (context = NAME), not an engine address"),
+        ("tls", "the kubeconfig context carries the cluster's certificates"),
+        ("kernel_address", "kernel channels go through the API server's port-forward"),
+        ("workspace", "/workspace is the workspace_claim (a PersistentVolumeClaim) or an empty folder"),
+    ):
+        if field in table:
+            raise SpecError(f'{field} is not for kind = "kubernetes" targets: {why}', file=path, key=f"{key}.{field}")
+    if table.get("builder") == name:
+        raise SpecError(
+            "builder names a Docker target that builds the images, not this one", file=path, key=f"{key}.builder"
+        )
+    return Target(
+        name=name,
+        context=table.get("context"),
+        kind="kubernetes",
+        description=table.get("description"),
+        namespace=table.get("namespace"),
+        registry=table.get("registry"),
+        builder=table.get("builder"),
+        node_selector=dict(table.get("node_selector") or {}),
+        tolerations=tuple(dict(t) for t in table.get("tolerations") or ()),
+        affinity=dict(table.get("affinity") or {}),
+        image_pull_secrets=tuple(table.get("image_pull_secrets") or ()),
+        gpu_resource=table.get("gpu_resource"),
+        workspace_claim=table.get("workspace_claim"),
+    )
 
 
 def docker_config_dir() -> Path:
@@ -118,8 +213,15 @@ def resolve_context(name: str) -> dict[str, Any]:
     }
 
 
-def backend_settings(target: Target) -> dict[str, Any]:
-    """The DockerBackend traits that point it at ``target`` (they override config for that backend only)."""
+def backend_settings(target: Target, targets: Mapping[str, Target] | None = None) -> dict[str, Any]:
+    """The DockerBackend traits that point it at ``target`` (they override config for that backend only);
+    the KubernetesBackend's for a ``kind = "kubernetes"`` target (``targets``: the spec's, to find its builder).
+
+    Raises:
+        SpecError: a kubernetes target's builder names no Docker target of the spec file.
+    """
+    if target.kind == "kubernetes":
+        return kubernetes_settings(target, targets or {})
     if target.context:
         settings = resolve_context(target.context)
     else:
@@ -132,6 +234,37 @@ def backend_settings(target: Target) -> dict[str, Any]:
         }
     if target.kernel_address:
         settings["kernel_address"] = target.kernel_address
+    if target.kind == "swarm":
+        settings["constraints"] = list(target.constraints)
+        settings["node_engines"] = dict(target.nodes)
+        if target.registry:
+            settings["registry"] = target.registry
+        if target.generic_resource:
+            settings["gpu_resource"] = target.generic_resource
+    return settings
+
+
+def kubernetes_settings(target: Target, targets: Mapping[str, Target]) -> dict[str, Any]:
+    """The KubernetesBackend traits of a ``kind = "kubernetes"`` target (only those it sets: config fills the rest)."""
+    settings: dict[str, Any] = {"context": target.context}
+    for field in ("namespace", "registry", "gpu_resource"):
+        if getattr(target, field):
+            settings[field] = getattr(target, field)
+    for field in ("node_selector", "affinity"):
+        if getattr(target, field):
+            settings[field] = dict(getattr(target, field))
+    for field in ("tolerations", "image_pull_secrets"):
+        if getattr(target, field):
+            settings[field] = list(getattr(target, field))
+    if target.builder:
+        builder = targets.get(target.builder)
+        if builder is None or builder.kind != "docker":
+            known = ", ".join(sorted(n for n, t in targets.items() if t.kind == "docker")) or "none"
+            raise SpecError(
+                f"the builder {target.builder!r} of target {target.name!r} is no Docker target of the spec file "
+                f"(Docker targets: {known})"
+            )
+        settings["builder_settings"] = backend_settings(builder)
     return settings
 
 
@@ -141,8 +274,12 @@ def is_local_address(address: str) -> bool:
 
 def workspace_mode(target: Target | None, address: str) -> str:
     """``mount``, ``sync`` or an absolute path on the engine's host: how /workspace reaches the container."""
+    if target is not None and target.kind == "kubernetes":
+        return "claim" if target.workspace_claim else "none"
     if target is not None and target.workspace:
         return target.workspace
+    if target is not None and target.kind == "swarm":
+        return "none"  # tasks run on any node: no single engine's volume or this host's folder reaches them all
     return "mount" if is_local_address(address) else "sync"
 
 

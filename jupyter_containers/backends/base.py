@@ -155,6 +155,8 @@ class ContainerInfo:
     labels: Mapping[str, str] = field(default_factory=dict)
     created: float | None = None
     mounts: tuple[str, ...] = ()
+    #: The :attr:`NodeInfo.name` of the node it runs on; None: the backend's only node (a single engine).
+    node: str | None = None
 
     def label(self, name: str, default: str | None = None) -> str | None:
         return self.labels.get(f"{LABEL_PREFIX}.{name}", default)
@@ -169,6 +171,7 @@ class ContainerInfo:
             "labels": dict(self.labels),
             "created": self.created,
             "mounts": list(self.mounts),
+            "node": self.node,
         }
 
 
@@ -179,6 +182,10 @@ class ContainerState:
     status: str
     exit_code: int | None = None
     oom_killed: bool = False
+    #: Why it stopped when the engine knows better than an exit code (a Swarm node that went down), else "".
+    reason: str = ""
+    #: Stopped for running past its time limit by the engine itself (a Kubernetes activeDeadlineSeconds).
+    timed_out: bool = False
 
     @property
     def running(self) -> bool:
@@ -251,6 +258,35 @@ class EngineInfo:
             out[key] = list(out[key])
         out["gpu_summary"] = self.gpu_summary
         return out
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """One machine a backend places containers on: a single engine is one node, a swarm or a cluster many.
+
+    Sweeps bound how many jobs run at once by what the nodes can hold, and utilization is summed per node,
+    so both work the same on every target. ``cpus`` in CPUs, ``memory`` in bytes (0 when unknown), ``gpus``
+    the GPUs the node offers to containers, ``state`` as the engine says (``ready``, ``down``, …).
+    """
+
+    name: str
+    address: str | None
+    cpus: float
+    memory: int
+    gpus: int
+    state: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "address": self.address,
+            "cpus": self.cpus,
+            "memory": self.memory,
+            "gpus": self.gpus,
+            "state": self.state,
+            "labels": dict(self.labels),
+        }
 
 
 @dataclass(frozen=True)
@@ -334,6 +370,13 @@ class Container(ABC):
         """``{container port: engine-host port}`` of the ports the request published (started container)."""
         raise NotImplementedError
 
+    def exec_stream(self, command: Sequence[str]) -> Any:
+        """A connected socket of ``command`` run in the started container over the engine's own connection:
+        what is sent is its stdin; what arrives is its stdout and stderr in the engine's 8-byte-header frames
+        (``1``/``2``, 3 zero bytes, a big-endian length). The kernel relay of ``--network none`` kernels on
+        remote engines uses it (kernel/relay.py)."""
+        raise NotImplementedError
+
 
 # ---------------------------------------------------------------------- the backend
 class ContainerBackend(LoggingConfigurable):
@@ -371,6 +414,26 @@ class ContainerBackend(LoggingConfigurable):
     def engine_info(self) -> EngineInfo:
         """Version, storage driver, GPU runtimes… Raises EngineUnavailableError when unreachable."""
         raise NotImplementedError
+
+    def nodes(self) -> list[NodeInfo]:
+        """The machines this backend places containers on (a multi-node backend lists each of its nodes).
+
+        By default the engine itself is the one node, its capacity from :meth:`engine_info`; ``gpus`` is 0
+        here because the engine does not count its GPUs (a backend that can count them overrides this).
+        Raises EngineUnavailableError when unreachable.
+        """
+        info = self.engine_info()
+        return [
+            NodeInfo(
+                name=_node_name(info.address),
+                address=info.address,
+                cpus=float(info.cpus or 0),
+                memory=int(info.memory or 0),
+                gpus=0,
+                state="ready",
+                labels={},
+            )
+        ]
 
     # ------------------------------------------------------------------ images
     def image_id(self, reference: str) -> str | None:
@@ -512,8 +575,9 @@ class ContainerBackend(LoggingConfigurable):
         """Remove a named volume; nothing happens when it is gone."""
         raise NotImplementedError
 
-    def list_volumes(self, labels: Mapping[str, str] | None = None) -> list[str]:
-        """Names of our volumes carrying every label in ``labels``."""
+    def list_volumes(self, labels: Mapping[str, str] | None = None, *, unused: bool = False) -> list[str]:
+        """Names of our volumes carrying every label in ``labels`` (with ``unused``: only those that no
+        container, running or stopped, has)."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -527,12 +591,30 @@ class ContainerBackend(LoggingConfigurable):
         raise NotImplementedError
 
 
+def _node_name(address: str) -> str:
+    """The host part of an engine address (``ssh://me@gpu-box:22`` → ``gpu-box``); this host's name for a
+    local socket, so that metrics and the sidebar name the machine rather than a socket path."""
+    import os
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address)
+    if parts.scheme in ("unix", "npipe", "") or not parts.hostname:
+        return os.uname().nodename
+    return parts.hostname
+
+
 def backend_class(name: str) -> type[ContainerBackend]:
     """The backend registered as ``name`` in the ``jupyter_containers.backends`` entry point group.
 
     Raises:
         SpecError: no backend of that name is installed (the message lists those that are).
     """
+    if name == "docker":
+        # Built in, and our own distribution's entry point (which wins over any other package's) names this very
+        # class: reading the installed distributions' metadata cost a command 0.05-0.1 s of its start-up.
+        from .docker import DockerBackend
+
+        return DockerBackend
     from importlib.metadata import PackageNotFoundError, distribution, entry_points
 
     from ..errors import SpecError

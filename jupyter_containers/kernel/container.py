@@ -9,7 +9,9 @@ speed.
 A remote engine cannot share a folder (docs/remote.md): its kernels listen on TCP inside their container with
 CurveZMQ encryption (a fresh server key pair per kernel) and the HMAC key, the connection file is copied into
 the created container before it starts (never through a shared folder), and the five ports are published on
-the engine's host -- on its 127.0.0.1 and reached through the ssh connection for ssh:// engines.
+the engine's host -- on its 127.0.0.1 and reached through the ssh connection for ssh:// engines. A remote
+kernel without a network (``--network none``) has no ports to publish: its channels listen on the container's
+loopback and travel over a ``docker exec`` stream of the engine's own connection (kernel/relay.py).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 from ..backends.base import Container, ContainerState, Mount, RunRequest, labels
 from ..images.dockerfile import WORKSPACE
 from ..spec.model import Resources
-from ..units import format_size
+from ..units import format_duration, format_size
 
 #: Where the socket folder appears inside the container.
 CONTAINER_RUNTIME_DIR = "/run/jupyter-containers"
@@ -88,6 +90,10 @@ class ContainerKernel:
         #: Where this machine reaches the kernel's channels (remote kernels, once started): ip and ports.
         self.client_info: dict[str, Any] = {}
         self._reached: list[int] = []
+        #: The channels' relay over the engine's connection (a remote kernel with --network none).
+        self.relay: Any = None
+        #: Brings back what the kernel writes to /workspace while it runs (remote ``sync`` targets).
+        self.live_sync: Any = None
         if self.remote:
             # No folder on this machine at all: the key goes into the container through the engine's API.
             self.socket_dir = Path("/nonexistent/jupyter-containers-remote-kernel")
@@ -119,7 +125,9 @@ class ContainerKernel:
         if self.remote:
             if not inside.get("key") or not inside.get("curve_secretkey"):
                 raise ValueError("a remote kernel needs the HMAC key and a CurveZMQ key pair")
-            self._inside = {**inside, "transport": "tcp", "ip": "0.0.0.0", **REMOTE_PORTS}
+            # Without a network the relay reaches the kernel on the container's loopback (kernel/relay.py).
+            ip = "127.0.0.1" if self.relayed or self.loopback_forwards else "0.0.0.0"
+            self._inside = {**inside, "transport": "tcp", "ip": ip, **REMOTE_PORTS}
             return
         inside["transport"] = "ipc"
         inside["ip"] = f"{CONTAINER_RUNTIME_DIR}/k"
@@ -158,18 +166,23 @@ class ContainerKernel:
                 return str(Path(WORKSPACE) / path.relative_to(workspace))
         return WORKSPACE
 
+    @property
+    def relayed(self) -> bool:
+        """A remote kernel without a network: no ports can be published, its channels go through the relay.
+        Not on a backend whose port forwards reach the container's own loopback (Kubernetes' port-forward)."""
+        return self.remote and self.resources.network is False and not self.loopback_forwards
+
+    @property
+    def loopback_forwards(self) -> bool:
+        """Whether the backend reaches the kernel's ports on the container's loopback (Kubernetes'
+        port-forward enters the Pod's network namespace): then the kernel listens on 127.0.0.1 only, and
+        nothing else on the cluster's network can even connect to it."""
+        return bool(getattr(self.manager.backend, "forwards_to_loopback", False))
+
     def start(self, argv: list[str], *, cwd: Any = None, env: dict[str, str] | None = None) -> str:
         if self.image is None:
             self.build()
         backend = self.manager.backend
-        if self.remote and self.resources.network is False:
-            from ..errors import RequestError
-
-            raise RequestError(
-                f"a kernel with --network none cannot run on the remote engine {backend.address}: its channels "
-                "need a network interface there (a local engine's kernels use sockets in a folder instead); run "
-                "it with the network on, or on a local engine (docs/remote.md)"
-            )
         mounts = list(self.manager.mounts())
         if not self.remote:
             mounts.append(Mount(self.socket_dir, CONTAINER_RUNTIME_DIR))
@@ -178,7 +191,7 @@ class ContainerKernel:
             command=argv,
             resources=self.resources,
             mounts=mounts,
-            publish=tuple(REMOTE_PORTS.values()) if self.remote else (),
+            publish=tuple(REMOTE_PORTS.values()) if self.remote and not self.relayed else (),
             publish_address=backend.publish_address() if self.remote else "127.0.0.1",
             environment={"PYDEVD_DISABLE_FILE_VALIDATION": "1", **(env or {})},
             labels=labels(
@@ -198,8 +211,14 @@ class ContainerKernel:
             if self.remote:
                 self._copy_connection_file(container)
             container.start()
-            if self.remote:
+            if self.relayed:
+                self._start_relay(container, argv[0] if argv else "python")
+            elif self.remote:
                 self._reach(container)
+            if self.remote and self.manager.workspace_mode() == "sync":
+                from ..workspace_sync import LiveSync
+
+                self.live_sync = LiveSync(self.manager.workspace_sync(), container).start()
         except BaseException:
             # A refused start (no GPU driver, a bad mount) must leave neither the container nor the key behind.
             self.remove()
@@ -239,6 +258,14 @@ class ContainerKernel:
             info["ip"], info[name] = host, reached
         info["transport"] = "tcp"
         self.client_info = info
+
+    def _start_relay(self, container: Container, python: str) -> None:
+        """The channels of a kernel without a network: 127.0.0.1 ports here, carried by a relay process that
+        ``docker exec`` starts in the container with the kernel's own Python (kernel/relay.py)."""
+        from .relay import LocalRelay, remote_command
+
+        self.relay = LocalRelay(lambda: container.exec_stream(remote_command(python)), REMOTE_PORTS)
+        self.client_info = {"transport": "tcp", "ip": "127.0.0.1", **self.relay.start()}
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -298,9 +325,17 @@ class ContainerKernel:
                 f"the kernel ran out of its {size} memory limit and was killed (exit code {state.exit_code}); "
                 "raise --memory (or resources.memory in the spec) and restart it"
             )
+        if state.timed_out:  # the engine's own deadline (a Kubernetes activeDeadlineSeconds)
+            seconds = self.resources.timeout
+            return (
+                f"the kernel ran longer than its {format_duration(seconds) if seconds else ''} timeout and was stopped "
+                "by the cluster; raise --timeout (or resources.timeout in the spec)"
+            )
         stopped = self.stopped_by()
         if stopped:
             return stopped
+        if state.reason:
+            return state.reason
         return f"the kernel's container exited with code {state.exit_code}"
 
     def stopped_by(self) -> str | None:
@@ -315,6 +350,12 @@ class ContainerKernel:
         """Remove the container and the socket folder (with the key) -- the folder even when the engine fails
         to remove the container (its error is raised after). A remote kernel's workspace changes come back
         first (``sync`` targets)."""
+        if self.live_sync is not None:
+            self.live_sync.stop()  # waits for a check under way: the final sync below sees its manifest
+            self.live_sync = None
+        if self.relay is not None:
+            self.relay.close()  # before the container goes: a relay that loses its exec would start another
+            self.relay = None
         try:
             if self.container is not None:
                 if self.remote and self.image:
@@ -322,6 +363,9 @@ class ContainerKernel:
                 self.container.remove()
                 self.container = None
         finally:
+            if self.relay is not None:
+                self.relay.close()
+                self.relay = None
             if self.remote:
                 for port in self._reached:
                     self.manager.backend.release(port)

@@ -36,6 +36,8 @@ AUTH_RESOURCE = "containers"
 #: No request of this API needs more (a job body is a notebook path, names and a few parameters).
 MAX_BODY = 1 << 20
 API = "/jupyter-containers/api"
+#: Seconds between two looks at the spec files' stamps while a ``spec/changes`` request waits.
+SPEC_POLL = 0.25
 
 
 def status_for(exc: ContainersError) -> int:
@@ -107,11 +109,16 @@ def _reason(exc: Exception) -> str:
     return redact(str(exc)).splitlines()[0].encode("latin-1", "replace").decode("latin-1")[:200]
 
 
+def _target(handler: web.RequestHandler) -> str | None:
+    """The ``?target=NAME`` query argument (None without one; an empty one is refused by the service)."""
+    return handler.get_argument("target", None)
+
+
 class EngineHandler(ContainersHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        self.finish(json.dumps(await self.call(self.service.engine)))
+        self.finish(json.dumps(await self.call(self.service.engine, _target(self))))
 
 
 class TargetsHandler(ContainersHandler):
@@ -134,7 +141,7 @@ class EnvironmentsHandler(ContainersHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        self.finish(json.dumps({"environments": await self.call(self.service.environments)}))
+        self.finish(json.dumps({"environments": await self.call(self.service.environments, _target(self))}))
 
 
 class EnvironmentHandler(ContainersHandler):
@@ -148,8 +155,8 @@ class BuildStartHandler(ContainersHandler):
     @web.authenticated
     @authorized
     async def post(self, name: str) -> None:
-        self.body(set())
-        build, new = await self.call(self.service.start_build, name)
+        body = self.body({"target"})
+        build, new = await self.call(self.service.start_build, name, body.get("target"))
         self.set_status(202)
         self.set_header("Location", f"{self.base_url.rstrip('/')}{API}/builds/{build['id']}")
         self.finish(json.dumps({**build, "joined": not new}))
@@ -210,14 +217,23 @@ class ContainersListHandler(ContainersHandler):
     @authorized
     async def get(self) -> None:
         self.set_header("Content-Type", "application/json")
-        self.finish(await self.call(self.service.containers_json))
+        self.finish(await self.call(self.service.containers_json, _target(self)))
+
+
+class UtilizationHandler(ContainersHandler):
+    """``GET utilization[?target=NAME]``: used / total per node and per target (docs/server.md)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.finish(json.dumps(await self.call(self.service.utilization, _target(self))))
 
 
 class ContainerHandler(ContainersHandler):
     @web.authenticated
     @authorized
     async def delete(self, container_id: str) -> None:
-        await self.call(self.service.stop_container, container_id)
+        await self.call(self.service.stop_container, container_id, _target(self))
         self.set_status(204)
         self.finish()
 
@@ -227,7 +243,7 @@ class ContainerLogsHandler(ContainersHandler):
     @authorized
     async def get(self, container_id: str) -> None:
         tail = min(_query_number(self, "tail", 500), 10000)
-        logs = await self.call(self.service.container_logs, container_id, tail)
+        logs = await self.call(self.service.container_logs, container_id, tail, _target(self))
         self.finish(json.dumps({"logs": logs}))
 
 
@@ -270,6 +286,63 @@ class JobOutputHandler(ContainersHandler):
         self.finish(json.dumps(await self.call(self.service.jobs.output, job_id)))
 
 
+class NotebookCheckHandler(ContainersHandler):
+    """The notebook toolbar item: do the notebook's recorded environments still match the workspace?"""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        path = self.get_argument("path", "")
+        self.finish(json.dumps(await self.call(self.service.check_notebook, path)))
+
+
+class KernelRecordHandler(ContainersHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, kernel_id: str) -> None:
+        self.finish(json.dumps(await self.call(self.service.kernel_record, kernel_id)))
+
+
+class NotebookRestoreHandler(ContainersHandler):
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        body = self.body({"path", "environment", "overwrite"})
+        self.finish(json.dumps(await self.call(self.service.restore_notebook, body)))
+
+
+class SpecChangesHandler(ContainersHandler):
+    """``GET spec/changes?since=VERSION&wait=S``: the spec's ``{version, error}`` as soon as its version is not
+    ``since`` (the spec file or a file it references changed), else after ``wait`` seconds (at most 30). The
+    sidebar long-polls it, so an edit of the spec shows within a fraction of a second."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        since = self.get_argument("since", "")
+        wait = min(_query_number(self, "wait", 0.0, float), 30.0)
+        deadline = asyncio.get_running_loop().time() + wait
+        while True:
+            state = await self.call(self.service.spec_state)
+            if state["version"] != since or asyncio.get_running_loop().time() >= deadline:
+                break
+            await asyncio.sleep(SPEC_POLL)
+        self.finish(json.dumps(state))
+
+
+class PackagesHandler(ContainersHandler):
+    """``POST environments/NAME/packages`` ``{package, version?, target?}``: "Add package…" (checked on the
+    index, added to the spec file, then built)."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, name: str) -> None:
+        body = self.body({"package", "version", "target"})
+        result = await self.call(self.service.add_package, name, body)
+        self.set_status(202)
+        self.finish(json.dumps(result))
+
+
 def _query_number(handler: web.RequestHandler, name: str, default: float, kind: type = int) -> Any:
     """A non-negative query argument of ``kind`` (int: whole numbers; float: seconds); else a 400 naming it."""
     value = handler.get_argument(name, str(default))
@@ -287,6 +360,12 @@ NAME = r"(?P<name>[a-z0-9][a-z0-9._-]*)"
 ID = r"(?P<{}>[A-Za-z0-9]+)"
 
 
+def _share_handlers() -> list[tuple[str, type]]:
+    from .share_handlers import share_handlers  # export, import, push, pull, binder, reproduce
+
+    return share_handlers()
+
+
 def handlers() -> list[tuple[str, type]]:
     return [
         (rf"{API}/engine", EngineHandler),
@@ -295,13 +374,20 @@ def handlers() -> list[tuple[str, type]]:
         (rf"{API}/environments", EnvironmentsHandler),
         (rf"{API}/environments/{NAME}", EnvironmentHandler),
         (rf"{API}/environments/{NAME}/build", BuildStartHandler),
+        (rf"{API}/environments/{NAME}/packages", PackagesHandler),
+        (rf"{API}/spec/changes", SpecChangesHandler),
         (rf"{API}/builds", BuildsHandler),
         (rf"{API}/builds/{ID.format('build_id')}", BuildHandler),
         (rf"{API}/builds/{ID.format('build_id')}/log", BuildLogHandler),
         (rf"{API}/containers", ContainersListHandler),
+        (rf"{API}/utilization", UtilizationHandler),
         (rf"{API}/containers/{ID.format('container_id')}", ContainerHandler),
         (rf"{API}/containers/{ID.format('container_id')}/logs", ContainerLogsHandler),
         (rf"{API}/jobs", JobsHandler),
         (rf"{API}/jobs/{ID.format('job_id')}", JobHandler),
         (rf"{API}/jobs/{ID.format('job_id')}/output", JobOutputHandler),
+        (rf"{API}/notebooks/check", NotebookCheckHandler),
+        (rf"{API}/kernels/(?P<kernel_id>[A-Za-z0-9-]+)/record", KernelRecordHandler),
+        (rf"{API}/notebooks/restore", NotebookRestoreHandler),
+        *_share_handlers(),
     ]

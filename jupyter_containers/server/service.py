@@ -17,6 +17,7 @@ from typing import Any
 from traitlets import Bool, Float, Instance, Int, Unicode, default
 from traitlets.config import LoggingConfigurable
 
+from ..backends.base import NodeInfo
 from ..errors import ContainersError, NotFoundError, RequestError, SpecError
 from ..frontend import RESOURCE_FIELDS
 from ..images.lock import read_lock
@@ -25,6 +26,7 @@ from ..redact import redact_data
 from ..spec.model import Resources
 from ..spec.parse import find_spec_file, parse_resources
 from ..units import format_size, parse_size
+from ..utilization import target_utilization
 from .cache import EngineWatch, Snapshot, stamps
 from .tracker import BuildTracker
 
@@ -36,6 +38,8 @@ MIN_PIDS = 16  # fewer processes than this cannot even start a kernel
 #: without an event -- usage, the "Up 3 minutes" text -- is at most this much behind; docker stats samples
 #: once a second too).
 LIVE_MAX_AGE = 1.0
+#: Seconds the nodes of a target (what each holds) are kept: they change when a node joins or leaves.
+NODES_MAX_AGE = 30.0
 
 
 class ContainersService(LoggingConfigurable):
@@ -63,6 +67,13 @@ class ContainersService(LoggingConfigurable):
         "workspace's kernels in every launcher.",
     )
 
+    package_index = Unicode(
+        "https://pypi.org/pypi",
+        config=True,
+        help="The package index whose JSON API (INDEX/NAME/json, as PyPI's) checks a package and version that "
+        "'Add package…' in the sidebar adds to an environment, before the spec file is changed. Empty: no check.",
+    )
+
     manager = Instance(ContainersManager, allow_none=True)
 
     @default("max_cpus")
@@ -74,11 +85,18 @@ class ContainersService(LoggingConfigurable):
         self.builds = BuildTracker(self._run_build)
         self._watch: EngineWatch | None = None
         self._watch_lock = threading.Lock()
-        self._statuses: dict[tuple[str, str], Snapshot] = {}
+        self._statuses: dict[tuple[str, str, str | None], Snapshot] = {}
         self._listing: Snapshot[list[dict[str, Any]]] = Snapshot()
         self._usage: Snapshot[dict[str, Any]] = Snapshot()
         self._merged: Snapshot[tuple[list[dict[str, Any]], str]] = Snapshot()
+        #: target name -> (listing, usage, merged) snapshots of that engine's containers (no event stream
+        #: is followed for targets: their answers are kept for LIVE_MAX_AGE seconds).
+        self._target_snapshots: dict[str, tuple[Snapshot, Snapshot, Snapshot]] = {}
         self._jobs: Any = None
+        self._spec_lock = threading.Lock()
+        self._spec_files: list[Path] = []
+        self._spec_key: Any = None
+        self._spec_error: str | None = None
 
     @property
     def jobs(self) -> Any:
@@ -89,6 +107,15 @@ class ContainersService(LoggingConfigurable):
 
             self._jobs = JobManager(parent=self)
         return self._jobs
+
+    @property
+    def share(self) -> Any:
+        """The sharing operations (export, import, push, pull, binder, reproduce; server/share_ops.py)."""
+        if "_share" not in self.__dict__:
+            from .share_ops import Operations
+
+            self.__dict__["_share"] = Operations(self)
+        return self.__dict__["_share"]
 
     # ------------------------------------------------------------------ specs
     def spec_path(self) -> Path:
@@ -106,10 +133,22 @@ class ContainersService(LoggingConfigurable):
             self.manager = ContainersManager.discover(path, parent=self)
         return self.manager
 
-    def environments(self) -> list[dict[str, Any]]:
-        manager = self.get_manager()
+    def routed(self, target: str | None = None) -> ContainersManager:
+        """The manager of the engine a request names (``target``: a ``[targets.NAME]`` of the spec file;
+        None: the configured engine).
+
+        Raises:
+            RequestError: ``target`` is not a non-empty string.
+            SpecError: no such target (400; the message names it and lists the defined ones).
+        """
+        if target is not None and (not isinstance(target, str) or not target):
+            raise RequestError(f"target: give the name of a [targets.NAME] of the spec file, not {target!r}")
+        return self.get_manager().for_target(target)
+
+    def environments(self, target: str | None = None) -> list[dict[str, Any]]:
+        manager = self.routed(target)
         spec = manager.spec()
-        return [self._environment(manager, env) for env in spec.environments.values()]
+        return [self._environment(manager, env, target) for env in spec.environments.values()]
 
     # ------------------------------------------------------------------ cached answers
     @property
@@ -127,11 +166,12 @@ class ContainersService(LoggingConfigurable):
         if self._watch is not None:
             self._watch.stop()
 
-    def _status(self, manager: ContainersManager, env: Any, build: Any) -> dict[str, Any]:
+    def _status(self, manager: ContainersManager, env: Any, build: Any, target: str | None = None) -> dict[str, Any]:
         """``builder.status(env)``, computed once per change: keyed on the environment as written, the
         files it reads (its requirement files, the lock), this server's last build of it (whose end must
         show at once, before the engine's event arrives) and the engine's image events."""
-        generation = self.engine_watch.generation("image")
+        # A target's engine is not followed: its answer is kept for a few seconds instead.
+        generation = self.engine_watch.generation("image") if target is None else None
         files = [env.spec_dir / "containers.lock", *(env.spec_dir / r for r in env.requirements)]
         key = (
             str(env.source),
@@ -140,7 +180,9 @@ class ContainersService(LoggingConfigurable):
             (build.id, build.status) if build is not None else None,
             generation,
         )
-        snapshot = self._statuses.setdefault((str(env.source), env.name), Snapshot())
+        snapshot = self._statuses.setdefault((str(env.source), env.name, target), Snapshot())
+        if target is not None:
+            return dict(snapshot.get(key, lambda: manager.builder.status(env), max_age=LIVE_MAX_AGE * 5))
         return dict(snapshot.get(key, lambda: manager.builder.status(env), reuse=generation is not None))
 
     def environment(self, name: str) -> dict[str, Any]:
@@ -152,11 +194,11 @@ class ContainersService(LoggingConfigurable):
         detail["lock"] = redact_data(lock.to_toml()) if lock else None
         return detail
 
-    def _environment(self, manager: ContainersManager, env: Any) -> dict[str, Any]:
+    def _environment(self, manager: ContainersManager, env: Any, target: str | None = None) -> dict[str, Any]:
         spec_file = str(manager.spec_file())
-        running = self.builds.running(spec_file, env.name)
-        latest = self.builds.latest(spec_file, env.name)
-        status = self._status(manager, env, latest)
+        running = self.builds.running(spec_file, env.name, target)
+        latest = self.builds.latest(spec_file, env.name, target)
+        status = self._status(manager, env, latest, target)
         if running is not None:
             status["status"] = "building"
         elif latest is not None and latest.status == "failed" and status["status"] != "built":
@@ -165,11 +207,66 @@ class ContainersService(LoggingConfigurable):
             "name": env.name,
             "description": env.description,
             "spec_file": spec_file,
+            # The same relative to the server root (what Lab opens: "Open spec"), None when outside it.
+            "spec_path": _root_relative(self.root_dir, spec_file),
+            "target": target,
             **status,
             "build": shown.to_dict() if (shown := running or latest) is not None else None,
             "resources": env.resources.to_dict(),
             "resources_text": env.resources.describe(),
         }
+
+    # ------------------------------------------------------------------ spec changes (the sidebar's watch)
+    def spec_state(self) -> dict[str, Any]:
+        """``{version, error}``: a version that changes whenever the spec file or a file it references (its
+        requirement files, the lock) changes, and the spec's error (None when it parses). Cheap (a few stats)
+        while nothing changed: the spec is parsed again only when its files' stamps differ, so a client can
+        ask every quarter second (``GET spec/changes`` long-polls on it)."""
+        import hashlib
+
+        try:
+            path = self.spec_path()
+        except SpecError as exc:
+            return {"version": "none", "error": str(exc)}
+        with self._spec_lock:
+            key = stamps([path, *self._spec_files])
+            if key != self._spec_key:
+                files: list[Path] = []
+                error = None
+                try:
+                    for env in self.get_manager().spec().environments.values():
+                        files += [env.spec_dir / "containers.lock", *(env.spec_dir / r for r in env.requirements)]
+                except ContainersError as exc:
+                    error = str(exc)
+                self._spec_files = list(dict.fromkeys(files))
+                self._spec_key = stamps([path, *self._spec_files])
+                self._spec_error = error
+            version = hashlib.sha256(repr(self._spec_key).encode()).hexdigest()[:16]
+            return {"version": version, "error": self._spec_error}
+
+    # ------------------------------------------------------------------ "Add package…" (server/packages.py)
+    def add_package(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Check ``body["package"]`` (and ``body["version"]``) on the index, add it to environment ``name``'s
+        ``pip`` list in its spec file (comments and layout kept), and start a build of it."""
+        from ..spec.parse import PYPROJECT_TABLE
+        from . import packages
+
+        package, spec, _ = packages.requirement(body.get("package"), body.get("version"))
+        manager = self.get_manager()
+        env = manager.environment(name)  # 404 before the index is asked
+        spelled = packages.check_on_index(self.package_index, package, spec)
+        text = f"{spelled}{spec}" if spec is not None else spelled
+        spec_file = Path(env.source or manager.spec_file())
+        table = tuple(PYPROJECT_TABLE.split(".")) if spec_file.name == "pyproject.toml" else ()
+        with self._spec_lock:
+            old = packages.add_to_spec(spec_file, table, name, spelled, text)
+            try:
+                manager.environment(name)
+            except ContainersError as exc:
+                spec_file.write_text(old)  # never leave a spec that no longer parses
+                raise RequestError(f"{spec_file}: adding {text!r} would make the spec invalid: {exc}") from None
+        build, _ = self.start_build(name, body.get("target"))
+        return {"environment": name, "requirement": text, "spec_file": str(spec_file), "build": build}
 
     def kernel_specs(self) -> dict[str, dict[str, Any]]:
         """``containers-ENV`` → kernel.json contents, for every environment of this server's spec file (the
@@ -195,15 +292,18 @@ class ContainersService(LoggingConfigurable):
         return self.get_manager().sync_kernel_specs(str(prefix))
 
     # ------------------------------------------------------------------ builds
-    def start_build(self, name: str) -> tuple[dict[str, Any], bool]:
-        manager = self.get_manager()
+    def start_build(self, name: str, target: str | None = None) -> tuple[dict[str, Any], bool]:
+        """Build ``name`` on ``target`` (None: the environment's own ``target =``, else the configured engine)."""
+        manager = self.routed(target)  # an unknown target: 400 before any thread starts
         manager.environment(name)  # 404 before any thread starts
-        build, new = self.builds.start(str(manager.spec_file()), name)
+        if target is None:
+            target = manager.for_environment(name).target
+        build, new = self.builds.start(str(manager.spec_file()), name, target)
         return build.to_dict(), new
 
-    def _run_build(self, spec_file: str, name: str, on_event: Any) -> dict[str, Any]:
+    def _run_build(self, spec_file: str, name: str, on_event: Any, target: str | None = None) -> dict[str, Any]:
         """One build for the tracker: the build's result, with the image's size (the sidebar's summary)."""
-        manager = ContainersManager.discover(spec_file, parent=self)
+        manager = ContainersManager.discover(spec_file, parent=self, target=target)
         result = manager.build(name, on_event=on_event).to_dict()
         try:
             result["image_size"] = {i.id: i.size for i in manager.backend.list_images()}.get(result["image_id"])
@@ -218,74 +318,128 @@ class ContainersService(LoggingConfigurable):
         return build
 
     # ------------------------------------------------------------------ containers
-    def containers(self) -> list[dict[str, Any]]:
+    def containers(self, target: str | None = None) -> list[dict[str, Any]]:
         """Our containers with live usage, computed once for all the requests that arrive together, and kept
         while no container event happened for at most ``LIVE_MAX_AGE`` seconds: every start, stop, death or
         removal shows at once; only what changes without an event (usage figures, the "Up 3 minutes" text)
-        may be that much behind. Without the event stream, computed for every request."""
-        return self._containers()[0]
+        may be that much behind. Without the event stream, computed for every request. On a ``target``
+        (a ``[targets.NAME]``), that engine's containers, kept for ``LIVE_MAX_AGE`` seconds."""
+        return self._containers(target)[0]
 
-    def containers_json(self) -> str:
+    def containers_json(self, target: str | None = None) -> str:
         """``GET containers``' answer, serialized once per listing (twenty sidebars get the same text)."""
-        return self._containers()[1]
+        return self._containers(target)[1]
 
-    def _containers(self) -> tuple[list[dict[str, Any]], str]:
-        manager = self.get_manager()
-        generation = self.engine_watch.generation("container")
-        reuse = generation is not None
+    def _containers(self, target: str | None = None) -> tuple[list[dict[str, Any]], str]:
+        manager = self.routed(target)
+        if target is None:
+            generation = self.engine_watch.generation("container")
+            reuse = generation is not None
+            listing, usage, merged = self._listing, self._usage, self._merged
+        else:
+            generation, reuse = None, True
+            listing, usage, merged = self._target_snapshots.setdefault(target, (Snapshot(), Snapshot(), Snapshot()))
         key = (str(manager.spec_file()), generation)
-        listed = self._listing.get(key, lambda: manager.containers(usage=False), reuse=reuse, max_age=LIVE_MAX_AGE)
+        listed = listing.get(key, lambda: manager.containers(usage=False), reuse=reuse, max_age=LIVE_MAX_AGE)
         ids = tuple(c["id"] for c in listed)
-        figures = self._usage.get(
-            (key, ids), lambda: manager.backend.usage(list(ids)), reuse=reuse, max_age=LIVE_MAX_AGE
-        )
+        figures = usage.get((key, ids), lambda: manager.backend.usage(list(ids)), reuse=reuse, max_age=LIVE_MAX_AGE)
 
-        current = self._current_images(manager)
+        current = self._current_images(target)
+        nodes = self.nodes(target)
 
         def merge() -> tuple[list[dict[str, Any]], str]:
             rows = [
                 {
                     **c,
+                    "target": target,
                     "usage": figures[c["id"]].to_dict() if c["id"] in figures else None,
                     # Runs an older image than the environment's current build (restart it on the new one).
                     "outdated": bool(current.get(c["environment"])) and c["image"] != current.get(c["environment"]),
                 }
                 for c in listed
             ]
+            # used / total (its limit, else its node's) per container: see jupyter_containers/utilization.py
+            per_container = target_utilization(nodes, rows)[2]
+            for row in rows:
+                row["utilization"] = per_container.get(row["id"])
             return rows, json.dumps({"containers": rows})
 
         # Keyed on the results themselves (compared by value; the same objects compare at once).
-        return self._merged.get((listed, figures, current), merge)
+        return merged.get((listed, figures, current, tuple(nodes)), merge)
 
-    def _current_images(self, manager: ContainersManager) -> dict[str, str]:
+    def _current_images(self, target: str | None = None) -> dict[str, str]:
         """Environment → the image its spec builds now, when that image exists (the environments' cached
         status: computed once per change of the spec, its files or the engine's images)."""
         try:
             return {
                 env["name"]: env["image"]
-                for env in self.environments()
+                for env in self.environments(target)
                 if env.get("status") == "built" and env.get("image")
             }
         except ContainersError:
             return {}
 
-    def stop_container(self, container_id: str) -> None:
-        self.get_manager().stop_container(container_id, by="the JupyterLab sidebar")
-        # The engine's event follows within milliseconds; the client that stopped it may ask before that.
-        self._listing.invalidate()
+    def stop_container(self, container_id: str, target: str | None = None) -> None:
+        self.routed(target).stop_container(container_id, by="the JupyterLab sidebar")
+        # The engine's event follows within milliseconds; the client that stopped it may ask before that. Every
+        # listing forgets it (two targets may name one engine, e.g. over ssh and over TLS).
+        for listing in [self._listing, *(snapshots[0] for snapshots in self._target_snapshots.values())]:
+            listing.invalidate()
 
-    def container_logs(self, container_id: str, tail: int = 500) -> str:
-        return self.get_manager().container_logs(container_id, tail=tail)
+    def container_logs(self, container_id: str, tail: int = 500, target: str | None = None) -> str:
+        return self.routed(target).container_logs(container_id, tail=tail)
+
+    # ------------------------------------------------------------------ nodes and utilization
+    def nodes(self, target: str | None = None) -> list[NodeInfo]:
+        """The nodes of ``target``'s backend (one for a single engine), kept ``NODES_MAX_AGE`` seconds: what a
+        node holds changes rarely. Empty when the engine cannot say (utilization then has no node totals)."""
+        snapshots = self.__dict__.setdefault("_node_snapshots", {})
+        snapshot = snapshots.setdefault(target, Snapshot())
+        try:
+            return list(snapshot.get(target, lambda: self.routed(target).backend.nodes(), max_age=NODES_MAX_AGE))
+        except (ContainersError, NotImplementedError):
+            return []
+
+    def utilization(self, target: str | None = None) -> dict[str, Any]:
+        """``GET utilization``: used / total per node and per target, for the configured engine and each
+        ``[targets.NAME]`` (only ``target`` when given); an unreachable target says why in ``error``."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        if target is not None:
+            self.routed(target)  # 400 for an unknown target
+            return {"targets": [self.target_utilization(target)[0]]}
+        try:
+            names: list[str | None] = [None, *sorted(self.get_manager().spec().targets)]
+        except ContainersError:
+            names = [None]
+        with ThreadPoolExecutor(len(names), thread_name_prefix="jupyter-containers-utilization") as pool:
+            return {"targets": [summary for summary, _ in pool.map(self.target_utilization, names)]}
+
+    def target_utilization(self, target: str | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """One target's figures and its container rows (with ``utilization``); never raises for an engine
+        failure (``reachable: false`` and ``error``), so one unreachable target leaves the others shown."""
+        name = target or "(default)"
+        try:
+            rows = self.containers(target)
+            nodes = self.nodes(target)
+        except ContainersError as exc:
+            return {"name": name, "target": target, "reachable": False, "error": str(exc), "nodes": []}, []
+        per_node, total, _ = target_utilization(nodes, rows)
+        return {"name": name, "target": target, "reachable": True, **total, "nodes": per_node}, rows
 
     # ------------------------------------------------------------------ engine
-    def engine(self) -> dict[str, Any]:
-        """The engine's state; a workspace without a spec file still has an engine to show."""
+    def engine(self, target: str | None = None) -> dict[str, Any]:
+        """The engine's state (of ``target``, a ``[targets.NAME]``, when given); a workspace without a spec
+        file still has an engine to show."""
         from ..errors import EngineUnavailableError
 
-        try:
-            manager = self.get_manager()
-        except SpecError:
-            manager = ContainersManager(parent=self)  # no spec needed: the backend is all this asks of it
+        if target is not None:
+            manager = self.routed(target)  # targets live in the spec file: its errors are the answer
+        else:
+            try:
+                manager = self.get_manager()
+            except SpecError:
+                manager = ContainersManager(parent=self)  # no spec needed: the backend is all this asks of it
         try:
             info = manager.engine()
         except EngineUnavailableError as exc:
@@ -300,6 +454,74 @@ class ContainersService(LoggingConfigurable):
         manager = self.get_manager()
         names = [None, *sorted(manager.spec().targets)]
         return [redact_data(describe(manager, name)) for name in names]
+
+    # ------------------------------------------------------------------ notebooks (share/metadata.py)
+    def notebook_path(self, raw: Any, *, key: str = "path") -> Path:
+        """A notebook path of a request, relative to the server root and inside it (links resolved)."""
+        if not isinstance(raw, str) or not raw.strip() or "\0" in raw:
+            raise RequestError(f"{key}: give the notebook's path relative to the server root, such as 'demo.ipynb'")
+        root = Path(self.root_dir).resolve()
+        path = (root / raw.lstrip("/")).resolve() if not Path(raw).is_absolute() else Path(raw).resolve()
+        if root not in path.parents:
+            raise RequestError(f"{key}: {raw!r} is outside the server root")
+        if path.suffix != ".ipynb":
+            raise RequestError(f"{key}: {raw!r} is not a notebook (.ipynb)")
+        return path
+
+    def _workspace_spec(self) -> Path | None:
+        from ..errors import SpecNotFoundError
+
+        try:
+            return self.spec_path()
+        except SpecNotFoundError:
+            return None
+
+    def check_notebook(self, raw_path: Any) -> dict[str, Any]:
+        """``GET notebooks/check``: each environment the notebook records against the workspace's spec."""
+        from ..share.metadata import check_notebook
+
+        path = self.notebook_path(raw_path)
+        checks = check_notebook(path, self._workspace_spec())
+        root = Path(self.root_dir).resolve()
+        return {"path": str(path.relative_to(root)), "environments": [c.to_dict() for c in checks]}
+
+    def restore_notebook(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``POST notebooks/restore``: the recorded spec and lock of one environment into the workspace."""
+        from ..share.metadata import restore_environment
+
+        path = self.notebook_path(body.get("path"))
+        name = body.get("environment")
+        if not isinstance(name, str) or not name:
+            raise RequestError("environment: give the name of a recorded environment")
+        overwrite = body.get("overwrite", False)
+        if not isinstance(overwrite, bool):
+            raise RequestError("overwrite: true or false")
+        root = Path(self.root_dir).resolve()
+        spec_file = self._workspace_spec() or root / "containers.toml"
+        result = restore_environment(path, spec_file, name, overwrite=overwrite)
+        self.manager = None  # the spec file may be new
+        return {
+            "environment": result.environment,
+            "spec_file": str(Path(result.spec_file).relative_to(root)),
+            "lock_file": str(Path(result.lock_file).relative_to(root)),
+            "notes": list(result.notes),
+        }
+
+    def kernel_record(self, kernel_id: str) -> dict[str, Any]:
+        """``GET kernels/ID/record``: the environment record of a container kernel (the image its container
+        runs, its limits), for JupyterLab to write into the kernel's notebook; 404 for other kernels."""
+        manager = self.get_manager()
+        for row in manager.containers(usage=False):
+            if row.get("kernel_id") == kernel_id and row.get("environment"):
+                from ..share.metadata import environment_record
+
+                image = row.get("image")
+                image_id = manager.backend.image_id(image) if image else None
+                resources = row.get("resources") if isinstance(row.get("resources"), dict) else None
+                return environment_record(
+                    manager, row["environment"], image=image, image_id=image_id, resources=resources
+                )
+        raise NotFoundError(f"no container kernel {kernel_id!r} of this workspace")
 
     # ------------------------------------------------------------------ request validation
     def validate_resources(self, raw: Any, *, key: str = "resources", environment: str | None = None) -> Resources:
@@ -379,6 +601,12 @@ class ContainersService(LoggingConfigurable):
             raise RequestError(
                 f"{key}.network: this server allows no network access (c.ContainersService.allow_network)"
             )
+
+
+def _root_relative(root: str, path: str) -> str | None:
+    """``path`` relative to the server root, with ``/`` separators; None when it is outside the root."""
+    base, target = Path(root).resolve(), Path(path).resolve()
+    return target.relative_to(base).as_posix() if base == target or base in target.parents else None
 
 
 def _host_memory() -> int:

@@ -53,6 +53,15 @@ class Resources:
         default=None,
         metadata={"flags": ("--network",), "choices": ("bridge", "none"), "help": "bridge (default) or none"},
     )
+    constraints: tuple[str, ...] | None = field(
+        default=None,
+        metadata={
+            "flags": ("--constraint",),
+            "action": "append",
+            "help": "swarm targets: a placement constraint such as node.labels.gpu==a100 (repeatable); "
+            "ignored on a single engine",
+        },
+    )
 
     def merged(self, override: Resources | None) -> Resources:
         """These defaults with every field that ``override`` sets taking precedence."""
@@ -174,6 +183,29 @@ class Target:
     workspace: str | None = None
     kernel_address: str | None = None
     description: str | None = None
+    # kind = "kubernetes" (docs/scale-out.md): ``context`` is then a kubeconfig context.
+    #: The namespace Pods and Jobs are created in (None: "default").
+    namespace: str | None = None
+    #: ``HOST[:PORT]/REPO`` the target's nodes pull images from (images are pushed there first).
+    registry: str | None = None
+    #: The ``[targets.NAME]`` (a Docker engine) images are built on; None: the configured engine.
+    builder: str | None = None
+    #: nodeSelector / tolerations / affinity / imagePullSecrets of every Pod, as the Kubernetes API writes them.
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    tolerations: tuple[Mapping[str, Any], ...] = ()
+    affinity: Mapping[str, Any] = field(default_factory=dict)
+    image_pull_secrets: tuple[str, ...] = ()
+    #: The extended resource GPUs are requested as (None: ``nvidia.com/gpu``).
+    gpu_resource: str | None = None
+    #: A PersistentVolumeClaim mounted at /workspace (None: an emptyDir that goes with the Pod).
+    workspace_claim: str | None = None
+    # kind = "swarm" (docs/scale-out.md): ``engine``/``context`` is a manager's; ``registry`` as above.
+    #: Placement constraints of every service, such as ``node.labels.gpu==a100``.
+    constraints: tuple[str, ...] = ()
+    #: Node host name → that node's engine address (files into and out of running tasks, interrupts).
+    nodes: Mapping[str, str] = field(default_factory=dict)
+    #: The generic resource kind the swarm's nodes advertise GPUs as (None: ``NVIDIA-GPU``).
+    generic_resource: str | None = None
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,12 @@ RESOURCES_SCHEMA: dict[str, Any] = {
             ],
         },
         "shm_size": _SIZE,
+        "constraints": {
+            "description": 'swarm targets: placement constraints such as ["node.labels.gpu==a100"] (ignored on a '
+            "single engine)",
+            "type": "array",
+            "items": {"type": "string", "minLength": 1},
+        },
         "pids": {
             "description": f"the maximum number of processes, a whole number from 1 to {MAX_PIDS}",
             "type": "integer",
@@ -158,9 +164,10 @@ TARGET_SCHEMA: dict[str, Any] = {
             "minLength": 1,
         },
         "kind": {
-            "description": 'the kind of target: "docker" (the only one so far)',
+            "description": 'the kind of target: "docker" (a Docker engine, the default) or "kubernetes" (a '
+            "namespace of a cluster, with context, namespace and registry)",
             "type": "string",
-            "enum": ["docker"],
+            "enum": ["docker", "kubernetes", "swarm"],
         },
         "tls": {
             "description": "client TLS files of a tcp:// engine run with --tlsverify: { ca, cert, key, verify }",
@@ -182,6 +189,75 @@ TARGET_SCHEMA: dict[str, Any] = {
             "minLength": 1,
         },
         "description": {"description": "a short human description", "type": "string"},
+        # kind = "kubernetes" (docs/scale-out.md); context is then a kubeconfig context.
+        "namespace": {
+            "description": "kind = kubernetes: the namespace Pods and Jobs are created in (default: default)",
+            "type": "string",
+            "pattern": r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$",
+        },
+        "registry": {
+            "description": 'the registry of this target, as "HOST[:PORT]/REPOSITORY": build pulls the image from it '
+            "instead of building when it is there, push and pull use it (kind = kubernetes or swarm: the nodes "
+            "pull images from it too)",
+            "type": "string",
+            "pattern": REGISTRY_PATTERN,
+        },
+        "builder": {
+            "description": "kind = kubernetes: the name of a [targets.NAME] Docker engine that builds the images "
+            "(default: the configured engine)",
+            "type": "string",
+            "pattern": ENV_NAME_PATTERN,
+        },
+        "node_selector": {
+            "description": "kind = kubernetes: node labels every Pod needs, such as "
+            '{ "nvidia.com/gpu.product" = "A100" }',
+            "type": "object",
+            "additionalProperties": {"type": "string"},
+        },
+        "tolerations": {
+            "description": 'kind = kubernetes: tolerations of every Pod, such as [{ key = "nvidia.com/gpu", '
+            'operator = "Exists", effect = "NoSchedule" }]',
+            "type": "array",
+            "items": {"type": "object"},
+        },
+        "affinity": {
+            "description": "kind = kubernetes: the affinity of every Pod, as the Kubernetes API writes it",
+            "type": "object",
+        },
+        "image_pull_secrets": {
+            "description": "kind = kubernetes: names of docker-registry Secrets of the namespace the nodes pull with",
+            "type": "array",
+            "items": {"type": "string", "pattern": r"^[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?$"},
+        },
+        "gpu_resource": {
+            "description": 'kind = kubernetes: the resource GPUs are requested as (default "nvidia.com/gpu")',
+            "type": "string",
+            "pattern": r"^[a-z0-9.-]+/[A-Za-z0-9._-]+$",
+        },
+        # kind = "swarm" (docs/scale-out.md); engine (or context) is then a manager's, registry as above.
+        "constraints": {
+            "description": 'kind = swarm: placement constraints of every service, such as ["node.labels.gpu==a100"]',
+            "type": "array",
+            "items": {"type": "string", "pattern": r"^\s*(?:node|engine)\.[A-Za-z0-9_.-]+\s*(?:==|!=)\s*\S.*$"},
+        },
+        "nodes": {
+            "description": "kind = swarm: node host name → its engine's address, such as "
+            '{ worker1 = "ssh://worker1" } (to send files into running tasks and interrupt kernels); tcp:// '
+            "ones use the target's tls",
+            "type": "object",
+            "additionalProperties": {"type": "string", "pattern": r"^(?:ssh|tcp|unix)://[^\s]+$"},
+        },
+        "generic_resource": {
+            "description": 'kind = swarm: the generic resource kind the nodes advertise GPUs as (default "NVIDIA-GPU")',
+            "type": "string",
+            "pattern": r"^[A-Za-z0-9._-]+$",
+        },
+        "workspace_claim": {
+            "description": "kind = kubernetes: a PersistentVolumeClaim of the namespace mounted at /workspace "
+            "(default: an empty folder that goes with the Pod)",
+            "type": "string",
+            "pattern": r"^[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?$",
+        },
     },
 }
 

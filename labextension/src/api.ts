@@ -134,6 +134,8 @@ export interface IEnvironment {
   name: string;
   description: string;
   spec_file: string;
+  /** The spec file relative to the server root (what Lab opens), null when it is outside the root. */
+  spec_path?: string | null;
   status: EnvironmentStatus;
   image: string | null;
   image_id: string | null;
@@ -190,6 +192,50 @@ export interface IContainer {
   job?: string | null;
   /** It runs an older image than its environment's current build. */
   outdated?: boolean;
+  /** A `%%container` session's: the kernel of the notebook it runs cells for. */
+  parent_kernel_id?: string | null;
+  /** A `%%container` session started ahead of its cell by the notebook's pool (`c.ContainerSessions.pool`). */
+  pool?: boolean;
+  /** The `[targets.NAME]` it runs on (null: the configured engine). */
+  target?: string | null;
+}
+
+/**
+ * An engine the server can act on: the configured one (`(default)`) or a `[targets.NAME]` of the spec.
+ */
+export interface ITarget {
+  name: string;
+  address?: string | null;
+  reachable?: boolean;
+  version?: string | null;
+  error?: string | null;
+}
+
+/**
+ * The spec file's state: a version that changes with any edit of it or of a file it reads, and its error.
+ */
+export interface ISpecState {
+  version: string;
+  error: string | null;
+}
+
+/**
+ * What `POST environments/NAME/packages` answers: the requirement added and the build it started.
+ */
+export interface IPackageAdded {
+  environment: string;
+  requirement: string;
+  spec_file: string;
+  build: IBuild;
+}
+
+/**
+ * One environment a notebook records (`GET notebooks/check`), against the workspace's spec.
+ */
+export interface INotebookEnvironment {
+  name: string;
+  status: 'matches' | 'spec-changed' | 'missing';
+  message?: string | null;
 }
 
 export type JobStatus =
@@ -232,6 +278,8 @@ export interface IJobRequest {
   /** Path of the notebook relative to the server root. */
   notebook: string;
   environment: string;
+  /** A `[targets.NAME]` to run on (none: the configured engine). */
+  target?: string;
   parameters?: { [name: string]: ReadonlyJSONValue };
   resources?: IResourcesRequest;
 }
@@ -247,17 +295,60 @@ export class ContainersAPI {
 
   readonly serverSettings: ServerConnection.ISettings;
 
-  engine(): Promise<IEngine> {
-    return this._request<IEngine>('engine');
+  engine(target?: string | null): Promise<IEngine> {
+    return this._request<IEngine>(`engine${Private.target(target)}`);
+  }
+
+  async targets(): Promise<ITarget[]> {
+    const data = await this._request<{ targets: ITarget[] }>('targets');
+    return data.targets;
+  }
+
+  /** The spec's state once its version is not `since`, or after `wait` seconds (long-polling). */
+  specChanges(since = '', wait = 0): Promise<ISpecState> {
+    const query = URLExt.objectToQueryString({ since, wait });
+    return this._request<ISpecState>(`spec/changes${query}`);
+  }
+
+  /** Check a package on the index, add it to the environment's spec, and start a build. */
+  addPackage(
+    name: string,
+    request: { package: string; version?: string; target?: string }
+  ): Promise<IPackageAdded> {
+    return this._request<IPackageAdded>(
+      `environments/${encodeURIComponent(name)}/packages`,
+      { method: 'POST', body: JSON.stringify(request) }
+    );
+  }
+
+  /** The environments a notebook records, each against the workspace's spec. */
+  async checkNotebook(path: string): Promise<INotebookEnvironment[]> {
+    const query = URLExt.objectToQueryString({ path });
+    const data = await this._request<{
+      environments: INotebookEnvironment[];
+    }>(`notebooks/check${query}`);
+    return data.environments;
+  }
+
+  /** Write a notebook's recorded environment into the workspace's spec (and lock). */
+  restoreNotebook(
+    path: string,
+    environment: string,
+    overwrite = false
+  ): Promise<ReadonlyJSONObject> {
+    return this._request<ReadonlyJSONObject>('notebooks/restore', {
+      method: 'POST',
+      body: JSON.stringify({ path, environment, overwrite })
+    });
   }
 
   schema(): Promise<ReadonlyJSONObject> {
     return this._request<ReadonlyJSONObject>('schema');
   }
 
-  async environments(): Promise<IEnvironment[]> {
+  async environments(target?: string | null): Promise<IEnvironment[]> {
     const data = await this._request<{ environments: IEnvironment[] }>(
-      'environments'
+      `environments${Private.target(target)}`
     );
     return data.environments;
   }
@@ -269,10 +360,10 @@ export class ContainersAPI {
   }
 
   /** Start (or join) a build of an environment. */
-  build(name: string): Promise<IBuild> {
+  build(name: string, target?: string | null): Promise<IBuild> {
     return this._request<IBuild>(
       `environments/${encodeURIComponent(name)}/build`,
-      { method: 'POST', body: '{}' }
+      { method: 'POST', body: JSON.stringify(target ? { target } : {}) }
     );
   }
 
@@ -291,17 +382,18 @@ export class ContainersAPI {
     );
   }
 
-  async containers(): Promise<IContainer[]> {
+  async containers(target?: string | null): Promise<IContainer[]> {
     const data = await this._request<{ containers: IContainer[] }>(
-      'containers'
+      `containers${Private.target(target)}`
     );
     return data.containers;
   }
 
-  async stopContainer(id: string): Promise<void> {
-    await this._request<null>(`containers/${encodeURIComponent(id)}`, {
-      method: 'DELETE'
-    });
+  async stopContainer(id: string, target?: string | null): Promise<void> {
+    await this._request<null>(
+      `containers/${encodeURIComponent(id)}${Private.target(target)}`,
+      { method: 'DELETE' }
+    );
   }
 
   async containerLogs(id: string, tail = 500): Promise<string> {
@@ -395,6 +487,11 @@ export namespace ContainersAPI {
 }
 
 namespace Private {
+  /** `?target=NAME`, or nothing for the configured engine. */
+  export function target(name?: string | null): string {
+    return name ? URLExt.objectToQueryString({ target: name }) : '';
+  }
+
   export function messageOf(data: unknown): string | null {
     if (typeof data === 'string' && data) {
       return data;

@@ -5,7 +5,7 @@ import { Dialog, showDialog } from '@jupyterlab/apputils';
 import { ReadonlyJSONValue } from '@lumino/coreutils';
 import { Widget } from '@lumino/widgets';
 
-import { IEnvironment, IJobRequest, IResourcesRequest } from './api';
+import { IEnvironment, IJobRequest, IResourcesRequest, ITarget } from './api';
 
 /**
  * The dialog's form; `getValue()` gives the job request, or which field to fix.
@@ -48,6 +48,23 @@ export class RunDialogBody
     }
     this._environment.addEventListener('change', () => this._showDefaults());
     node.appendChild(Private.field('Environment', this._environment));
+
+    // Where it runs: the configured engine or a [targets.NAME] of the spec (shown once the spec has one).
+    this._target = document.createElement('select');
+    this._target.name = 'target';
+    this._target.className = 'jp-mod-styled';
+    for (const target of options.targets ?? []) {
+      const option = document.createElement('option');
+      option.value = target.name === '(default)' ? '' : target.name;
+      option.textContent = `${target.name}${target.address ? ` · ${target.address}` : ''}${
+        target.reachable === false ? ' (unreachable)' : ''
+      }`;
+      this._target.appendChild(option);
+    }
+    this._target.value = options.target ?? '';
+    if ((options.targets ?? []).length > 1) {
+      node.appendChild(Private.field('Target', this._target));
+    }
     this._hint = document.createElement('div');
     this._hint.className = 'jp-Containers-hint';
     node.appendChild(this._hint);
@@ -93,7 +110,7 @@ export class RunDialogBody
   /** What the fields hold, to open the form again as it was. */
   rawValues(): Pick<
     RunDialogBody.IOptions,
-    'notebook' | 'environment' | 'values'
+    'notebook' | 'environment' | 'target' | 'values'
   > {
     const values: { [name: string]: string } = {
       parameters: this._parameters.value
@@ -104,6 +121,7 @@ export class RunDialogBody
     return {
       notebook: this._notebook.value,
       environment: this._environment.value,
+      target: this._target.value,
       values
     };
   }
@@ -140,7 +158,8 @@ export class RunDialogBody
         notebook,
         environment,
         parameters: parseParameters(this._parameters.value),
-        resources: resources as IResourcesRequest
+        resources: resources as IResourcesRequest,
+        ...(this._target.value ? { target: this._target.value } : {})
       };
       return { request, error: null };
     } catch (error) {
@@ -180,6 +199,7 @@ export class RunDialogBody
   private _environments: IEnvironment[];
   private _notebook: HTMLInputElement;
   private _environment: HTMLSelectElement;
+  private _target: HTMLSelectElement;
   private _hint: HTMLDivElement;
   private _resources = new Map<keyof IResourcesRequest, HTMLInputElement>();
   private _parameters: HTMLTextAreaElement;
@@ -211,6 +231,10 @@ export namespace RunDialogBody {
     environments: IEnvironment[];
     notebook?: string;
     environment?: string;
+    /** The targets to offer (`GET targets`); the picker shows when there is more than the default. */
+    targets?: ITarget[];
+    /** The chosen target's name ('' or none: the configured engine). */
+    target?: string;
     /** Field texts by name (resources and `parameters`), e.g. from `rawValues()`. */
     values?: { [name: string]: string };
     /** Why the server refused the last request: shown above the form, the field it names marked. */

@@ -12,6 +12,7 @@ import {
   Notification,
   showErrorMessage
 } from '@jupyterlab/apputils';
+import { IDocumentManager } from '@jupyterlab/docmanager';
 import { DocumentRegistry } from '@jupyterlab/docregistry';
 import { IFileBrowserFactory } from '@jupyterlab/filebrowser';
 import {
@@ -24,10 +25,13 @@ import { CommandRegistry } from '@lumino/commands';
 import { ReadonlyPartialJSONObject } from '@lumino/coreutils';
 import { IDisposable } from '@lumino/disposable';
 
-import { ContainersAPI, IEnvironment } from './api';
+import { ContainersAPI, IEnvironment, IJob } from './api';
 import { askForJobWithValues, RunDialogBody } from './dialog';
 import { containersIcon } from './icons';
 import { ContainersModel } from './model';
+import { NotebookEnvironmentsExtension } from './notebookenv';
+import { recordEnvironments } from './metadata';
+import { activateSharing } from './share';
 import { ContainersPanel } from './panel';
 
 export * from './api';
@@ -47,14 +51,16 @@ const plugin: JupyterFrontEndPlugin<void> = {
     ILayoutRestorer,
     ICommandPalette,
     INotebookTracker,
-    IFileBrowserFactory
+    IFileBrowserFactory,
+    IDocumentManager
   ],
   activate: (
     app: JupyterFrontEnd,
     restorer: ILayoutRestorer | null,
     palette: ICommandPalette | null,
     notebooks: INotebookTracker | null,
-    browsers: IFileBrowserFactory | null
+    browsers: IFileBrowserFactory | null,
+    docManager: IDocumentManager | null
   ): void => {
     const { commands, shell } = app;
     const contents = app.serviceManager.contents;
@@ -65,9 +71,67 @@ const plugin: JupyterFrontEndPlugin<void> = {
     });
     let lastEnvironment: string | undefined;
 
+    /**
+     * Open a job's output notebook to read it: no kernel is started (the job's kernel was a container;
+     * a notebook opened only to read must not start another), with actions to start one or run it again.
+     */
+    const openOutput = (path: string, job?: IJob): void => {
+      const widget = docManager
+        ? docManager.openOrReveal(
+            path,
+            'default',
+            undefined,
+            {},
+            {
+              shouldStart: false
+            }
+          )
+        : undefined;
+      if (!widget) {
+        void commands.execute('docmanager:open', { path });
+        return;
+      }
+      const session = widget.context.sessionContext;
+      if (session.session?.kernel) {
+        return; // already open with a kernel
+      }
+      const actions: Notification.IAction[] = [
+        {
+          label: 'Start a kernel',
+          caption: "Start the notebook's kernel to run its cells here",
+          callback: () => {
+            session.kernelPreference = {
+              ...session.kernelPreference,
+              shouldStart: true
+            };
+            void session.startKernel();
+          }
+        }
+      ];
+      if (job) {
+        actions.push({
+          label: 'Run again as a job…',
+          caption: `Run ${job.notebook} in ${job.environment} again`,
+          callback: () =>
+            void commands.execute(CommandIDs.runInContainer, {
+              path: job.notebook
+            })
+        });
+      }
+      Notification.info(
+        `${path} is open to read, without a kernel. Start one to run its cells here, or run the notebook again as a job.`,
+        { autoClose: false, actions }
+      );
+    };
+
     const panel = new ContainersPanel({
       model,
-      openPath: path => void commands.execute('docmanager:open', { path }),
+      openPath: path => {
+        const job = (model.jobs.data ?? []).find(j => j.output_path === path);
+        openOutput(path, job);
+      },
+      openFile: path =>
+        void commands.execute('docmanager:open', { path, factory: 'Editor' }),
       runNotebook: () =>
         void commands.execute(CommandIDs.runInContainer, { origin: 'panel' }),
       notebookOf: kernelId => {
@@ -80,6 +144,20 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }
     });
     shell.add(panel, 'left', { rank: 600 });
+    if (notebooks) {
+      // The environments each notebook uses go into its metadata (see metadata.ts).
+      recordEnvironments(notebooks, app.serviceManager.serverSettings);
+    }
+    // Export, import, push, pull, binder export and reproduce (see share.ts).
+    try {
+      activateSharing(app, palette, browsers, notebooks);
+    } catch (error) {
+      // One part failing must not take the run dialog, toolbar items and commands below down with it.
+      console.error(
+        'jupyter-containers: the sharing commands failed to start',
+        error
+      );
+    }
     restorer?.add(panel, ContainersPanel.ID);
 
     /** The notebook a command is about: its argument, the file browser's selection, or the current one. */
@@ -117,8 +195,13 @@ const plugin: JupyterFrontEndPlugin<void> = {
           return;
         }
         // Asked again, as filled in, with the server's reason, until it is accepted or cancelled.
+        // The sidebar's list when it has one (asking every target can take seconds), else asked now.
+        const targets =
+          model.targets.data ?? (await model.refreshTargets().catch(() => []));
         let form: RunDialogBody.IOptions = {
           environments,
+          targets,
+          target: model.target ?? '',
           notebook: notebookPath(args),
           environment: lastEnvironment
         };
@@ -140,6 +223,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
           } catch (error) {
             form = {
               environments,
+              targets,
+              target: request.target ?? '',
               notebook: request.notebook,
               environment: request.environment,
               values,
@@ -153,6 +238,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
     app.docRegistry.addWidgetExtension(
       'Notebook',
       new RunButtonExtension(commands)
+    );
+    app.docRegistry.addWidgetExtension(
+      'Notebook',
+      new NotebookEnvironmentsExtension(model)
     );
     app.contextMenu.addItem({
       command: CommandIDs.runInContainer,

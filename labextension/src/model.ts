@@ -16,7 +16,10 @@ import {
   IEngine,
   IEnvironment,
   IJob,
-  IJobRequest
+  IJobRequest,
+  IPackageAdded,
+  ISpecState,
+  ITarget
 } from './api';
 
 /**
@@ -61,8 +64,12 @@ export class ContainersModel implements IDisposable {
       poll('engine', interval * 4, () => this.refreshEngine()),
       poll('environments', interval * 2, () => this.refreshEnvironments()),
       poll('containers', interval, () => this.refreshContainers()),
-      poll('jobs', interval, () => this.refreshJobs())
+      poll('jobs', interval, () => this.refreshJobs()),
+      poll('targets', interval * 10, () => this.refreshTargets())
     ];
+    if (options.watchSpec !== false) {
+      void this._watchSpec();
+    }
   }
 
   readonly api: ContainersAPI;
@@ -94,6 +101,37 @@ export class ContainersModel implements IDisposable {
   }
   get jobs(): ISection<IJob[]> {
     return this._jobs;
+  }
+  get targets(): ISection<ITarget[]> {
+    return this._targets;
+  }
+
+  /**
+   * The `[targets.NAME]` the sidebar shows and acts on (null: the configured engine). Setting it empties
+   * what was shown of the previous target and asks the new one at once.
+   */
+  get target(): string | null {
+    return this._target;
+  }
+  set target(value: string | null) {
+    if (value === this._target) {
+      return;
+    }
+    this._target = value;
+    this._engine = { data: null, error: null };
+    this._environments = { data: null, error: null };
+    this._containers = { data: null, error: null };
+    this._engineChanged.emit(this._engine);
+    this._environmentsChanged.emit(this._environments);
+    this._containersChanged.emit(this._containers);
+    this._targetChanged.emit(value);
+    void this.refresh();
+  }
+  get targetChanged(): ISignal<this, string | null> {
+    return this._targetChanged;
+  }
+  get targetsChanged(): ISignal<this, ISection<ITarget[]>> {
+    return this._targetsChanged;
   }
 
   get engineChanged(): ISignal<this, ISection<IEngine>> {
@@ -134,6 +172,7 @@ export class ContainersModel implements IDisposable {
   /** Ask every endpoint again now (the polls keep their schedules). */
   async refresh(): Promise<void> {
     await Promise.allSettled([
+      this.refreshTargets(),
       this.refreshEngine(),
       this.refreshEnvironments(),
       this.refreshContainers(),
@@ -144,7 +183,7 @@ export class ContainersModel implements IDisposable {
   async refreshEngine(): Promise<IEngine> {
     const wasReachable = this._engine.data?.reachable;
     const engine = await this._load(
-      () => this.api.engine(),
+      () => this.api.engine(this._target),
       this._engine,
       section => (this._engine = section),
       this._engineChanged
@@ -158,10 +197,15 @@ export class ContainersModel implements IDisposable {
 
   async refreshEnvironments(): Promise<IEnvironment[]> {
     const environments = await this._load(
-      () => this.api.environments(),
+      () => this.api.environments(this._target),
       this._environments,
       section => (this._environments = section),
-      this._environmentsChanged
+      this._environmentsChanged,
+      // An invalid or missing spec: its error replaces the list (no "built / Rebuild" of a spec that
+      // no longer parses).
+      error =>
+        error instanceof ContainersAPI.ResponseError &&
+        (error.status === 400 || error.status === 404)
     );
     for (const env of environments) {
       // A running build is followed live; an ended one (built before this page loaded) is fetched once,
@@ -178,10 +222,19 @@ export class ContainersModel implements IDisposable {
 
   refreshContainers(): Promise<IContainer[]> {
     return this._load(
-      () => this.api.containers(),
+      () => this.api.containers(this._target),
       this._containers,
       section => (this._containers = section),
       this._containersChanged
+    );
+  }
+
+  refreshTargets(): Promise<ITarget[]> {
+    return this._load(
+      () => this.api.targets(),
+      this._targets,
+      section => (this._targets = section),
+      this._targetsChanged
     );
   }
 
@@ -196,14 +249,14 @@ export class ContainersModel implements IDisposable {
 
   /** Build (or join the build of) an environment and follow its log. */
   async build(name: string): Promise<IBuild> {
-    const build = await this.api.build(name);
+    const build = await this.api.build(name, this._target);
     this._follow(name, build);
     void this.refreshEnvironments().catch(() => undefined);
     return build;
   }
 
   async stopContainer(id: string): Promise<void> {
-    await this.api.stopContainer(id);
+    await this.api.stopContainer(id, this._target);
     await this.refreshContainers().catch(() => undefined);
   }
 
@@ -219,11 +272,63 @@ export class ContainersModel implements IDisposable {
     return job;
   }
 
+  /** Check a package on the index, add it to the environment's spec, and follow the build it started. */
+  async addPackage(
+    name: string,
+    pkg: string,
+    version?: string
+  ): Promise<IPackageAdded> {
+    const added = await this.api.addPackage(name, {
+      package: pkg,
+      ...(version ? { version } : {}),
+      ...(this._target ? { target: this._target } : {})
+    });
+    this._follow(name, added.build);
+    void this.refreshEnvironments().catch(() => undefined);
+    return added;
+  }
+
+  /**
+   * Follow the spec's version through the long-polling `spec/changes` endpoint while a view shows the
+   * model: an edit of the spec (or of a file it reads) refreshes the environments within a fraction of
+   * a second, replacing old errors with the new state.
+   */
+  private async _watchSpec(): Promise<void> {
+    let version: string | null = null;
+    let failures = 0;
+    while (!this._isDisposed) {
+      if (!this._active || document.hidden) {
+        await Private.sleep(500);
+        continue;
+      }
+      let state: ISpecState;
+      try {
+        state = await this.api.specChanges(version ?? '', version ? 20 : 0);
+        failures = 0;
+      } catch {
+        failures += 1;
+        await Private.sleep(Math.min(30000, 1000 * 2 ** failures));
+        continue;
+      }
+      if (version !== null && state.version !== version) {
+        this._specChanged.emit(state);
+        await this.refreshEnvironments().catch(() => undefined);
+      }
+      version = state.version;
+    }
+  }
+
+  /** Emits the spec's new state after an edit of the spec or of a file it reads. */
+  get specChanged(): ISignal<this, ISpecState> {
+    return this._specChanged;
+  }
+
   private async _load<T>(
     fetch: () => Promise<T>,
     current: ISection<T>,
     store: (section: ISection<T>) => void,
-    changed: Signal<this, ISection<T>>
+    changed: Signal<this, ISection<T>>,
+    replaces: (error: unknown) => boolean = () => false
   ): Promise<T> {
     try {
       const data = await fetch();
@@ -232,8 +337,11 @@ export class ContainersModel implements IDisposable {
       changed.emit(section);
       return data;
     } catch (error) {
-      // Keep showing what we had: a passing error should not empty the panel.
-      const section = { data: current.data, error: Private.message(error) };
+      // Keep showing what we had: a passing error should not empty the panel (unless it replaces it).
+      const section = {
+        data: replaces(error) ? null : current.data,
+        error: Private.message(error)
+      };
       store(section);
       changed.emit(section);
       throw error; // the poll backs off
@@ -300,6 +408,11 @@ export class ContainersModel implements IDisposable {
   private _environments: ISection<IEnvironment[]> = { data: null, error: null };
   private _containers: ISection<IContainer[]> = { data: null, error: null };
   private _jobs: ISection<IJob[]> = { data: null, error: null };
+  private _targets: ISection<ITarget[]> = { data: null, error: null };
+  private _target: string | null = null;
+  private _targetChanged = new Signal<this, string | null>(this);
+  private _targetsChanged = new Signal<this, ISection<ITarget[]>>(this);
+  private _specChanged = new Signal<this, ISpecState>(this);
   private _logs = new Map<string, IBuildLog>();
   private _following = new Set<string>();
   private _engineChanged = new Signal<this, ISection<IEngine>>(this);
@@ -315,8 +428,10 @@ export namespace ContainersModel {
   export interface IOptions {
     /** The REST client (default: one on the page's server settings). */
     api?: ContainersAPI;
-    /** Base polling interval in ms: containers and jobs; environments 2×, engine 4×. */
+    /** Base polling interval in ms: containers and jobs; environments 2×, engine 4×, targets 10×. */
     interval?: number;
+    /** Follow the spec's changes (long-polling `spec/changes`; default true). */
+    watchSpec?: boolean;
   }
 
   /** Build log events kept per environment. */

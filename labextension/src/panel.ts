@@ -18,6 +18,7 @@ import {
   EnvironmentsSection,
   JobsSection
 } from './widgets';
+import { UtilizationSection } from './utilization';
 
 export class ContainersPanel extends SidePanel {
   constructor(options: ContainersPanel.IOptions) {
@@ -44,7 +45,10 @@ export class ContainersPanel extends SidePanel {
     );
 
     this.addWidget(new EngineSection(this.model));
-    this.addWidget(new EnvironmentsSection(this.model));
+    this.addWidget(new UtilizationSection(this.model));
+    this.addWidget(
+      new EnvironmentsSection(this.model, options.openFile ?? (() => undefined))
+    );
     this.addWidget(
       new ContainersSection(this.model, options.notebookOf ?? (() => null))
     );
@@ -76,8 +80,10 @@ export namespace ContainersPanel {
 
   export interface IOptions {
     model: ContainersModel;
-    /** Open a file of the server root in Lab. */
+    /** Open a job's output notebook (relative to the server root) in Lab. */
     openPath: (path: string) => void;
+    /** Open a file of the server root in Lab's editor ("Open spec"). */
+    openFile?: (path: string) => void;
     /** Start the "Run in container…" dialog without a notebook chosen. */
     runNotebook: () => void;
     /** The path of the notebook whose kernel has this id, if one is open (Stop names it). */

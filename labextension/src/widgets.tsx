@@ -21,6 +21,8 @@ import {
   JobStatus
 } from './api';
 import { ContainersModel, IBuildLog } from './model';
+import { addPackage } from './packages';
+import { openShareMenu } from './share';
 
 /**
  * A section of the sidebar: a title and a React body bound to the model.
@@ -83,10 +85,19 @@ namespace Section {
 export class EngineSection extends Section {
   constructor(model: ContainersModel) {
     super({ model, name: 'engine' });
-    this.watch(model.engineChanged);
+    this.watch(model.engineChanged, model.targetsChanged, model.targetChanged);
   }
 
   render(): JSX.Element {
+    return (
+      <>
+        <TargetPicker model={this.model} />
+        {this._renderEngine()}
+      </>
+    );
+  }
+
+  private _renderEngine(): JSX.Element {
     const { data, error } = this.model.engine;
     if (error && !data) {
       return (
@@ -138,11 +149,49 @@ export class EngineSection extends Section {
 }
 
 /**
+ * Which engine the sidebar shows and acts on: the configured one or a `[targets.NAME]` of the spec
+ * (`GET targets`); shown once the spec names a target.
+ */
+function TargetPicker(props: { model: ContainersModel }): JSX.Element | null {
+  const { model } = props;
+  const targets = model.targets.data ?? [];
+  if (targets.length < 2) {
+    return null;
+  }
+  return (
+    <label className="jp-Containers-targetPicker">
+      <span>Target</span>
+      <select
+        className="jp-mod-styled jp-Containers-target"
+        value={model.target ?? ''}
+        title="The engine the sidebar shows, builds on and stops containers of"
+        onChange={event => (model.target = event.target.value || null)}
+      >
+        {targets.map(target => {
+          const name = target.name === '(default)' ? '' : target.name;
+          return (
+            <option key={target.name} value={name}>
+              {target.name}
+              {target.address ? ` · ${target.address}` : ''}
+              {target.reachable === false ? ' (unreachable)' : ''}
+            </option>
+          );
+        })}
+      </select>
+    </label>
+  );
+}
+
+/**
  * The spec's environments, their image status, and builds with their live logs.
  */
 export class EnvironmentsSection extends Section {
-  constructor(model: ContainersModel) {
+  constructor(
+    model: ContainersModel,
+    openFile: (path: string) => void = () => undefined
+  ) {
     super({ model, name: 'environments' });
+    this._openFile = openFile;
     this.watch(
       model.environmentsChanged,
       model.engineChanged,
@@ -218,6 +267,37 @@ export class EnvironmentsSection extends Section {
             </span>
           )}
         </div>
+        <div className="jp-Containers-actions">
+          <button
+            className="jp-Button jp-mod-styled jp-mod-small jp-Containers-button jp-Containers-addPackage"
+            disabled={building || busy}
+            title={`Add a package to ${env.name} (checked on the index; the spec is edited and the environment rebuilt)`}
+            onClick={() =>
+              void this.act(env.name, () => addPackage(this.model, env))
+            }
+          >
+            Add package…
+          </button>
+          <button
+            className="jp-Button jp-mod-styled jp-mod-small jp-Containers-button jp-Containers-openSpec"
+            disabled={!env.spec_path}
+            title={
+              env.spec_path
+                ? `Open ${env.spec_path} in the editor`
+                : `${env.spec_file} is outside the server root`
+            }
+            onClick={() => env.spec_path && this._openFile(env.spec_path)}
+          >
+            Open spec
+          </button>
+          <button
+            className="jp-Button jp-mod-styled jp-mod-small jp-Containers-button jp-Containers-share"
+            title={`Share ${env.name}: export a bundle, push or pull its image, export binder/ (see share.ts)`}
+            onClick={event => openShareMenu(env.name, event.nativeEvent)}
+          >
+            Share…
+          </button>
+        </div>
         {building && log && <BuildProgress log={log} />}
         {status === 'failed' && env.build?.error && (
           <BuildFailure error={env.build.error} />
@@ -228,6 +308,8 @@ export class EnvironmentsSection extends Section {
       </li>
     );
   }
+
+  private _openFile: (path: string) => void;
 }
 
 /**
@@ -362,7 +444,39 @@ export class ContainersSection extends Section {
   ) {
     super({ model, name: 'containers' });
     this._notebookOf = notebookOf;
-    this.watch(model.containersChanged, model.engineChanged);
+    this.watch(model.containersChanged, model.engineChanged, model.jobsChanged);
+  }
+
+  /** How rows are grouped: not at all, by the notebook they serve, or by environment. */
+  get groupBy(): ContainersSection.GroupBy {
+    return this._groupBy;
+  }
+  set groupBy(value: ContainersSection.GroupBy) {
+    this._groupBy = value;
+    this.update();
+  }
+
+  /** The notebook a container serves: its kernel's, its %%container session's, its job's. */
+  private _notebook(container: IContainer): string | null {
+    if (container.role === 'session') {
+      return container.parent_kernel_id
+        ? this._notebookOf(container.parent_kernel_id)
+        : null;
+    }
+    if (container.job) {
+      const job = (this.model.jobs.data ?? []).find(
+        j => j.id === container.job
+      );
+      return job?.notebook ?? null;
+    }
+    return container.kernel_id ? this._notebookOf(container.kernel_id) : null;
+  }
+
+  /** A kernel that Lab's kernels API knows (not a session's or a job's own kernel). */
+  private _isLabKernel(container: IContainer): boolean {
+    return (
+      !!container.kernel_id && container.role !== 'session' && !container.job
+    );
   }
 
   /**
@@ -370,9 +484,10 @@ export class ContainersSection extends Section {
    * open), then stop. The notebook is told, on its next cell, that its user stopped it from here.
    */
   private async _confirmStop(container: IContainer): Promise<void> {
-    const notebook = container.kernel_id
-      ? this._notebookOf(container.kernel_id)
-      : null;
+    const notebook =
+      this._isLabKernel(container) && container.kernel_id
+        ? this._notebookOf(container.kernel_id)
+        : null;
     const name = container.environment ?? container.name;
     const loses = notebook
       ? `The notebook ${notebook} loses its kernel: its variables are gone, and its next cell says it was stopped from this sidebar.`
@@ -396,7 +511,7 @@ export class ContainersSection extends Section {
 
   /** Whose container it is: the notebook of a kernel, a %%container session, a job, a command. */
   private _owner(container: IContainer): string {
-    if (container.kernel_id) {
+    if (this._isLabKernel(container) && container.kernel_id) {
       const notebook = this._notebookOf(container.kernel_id);
       return notebook ? `kernel of ${notebook}` : 'kernel (no open notebook)';
     }
@@ -404,7 +519,13 @@ export class ContainersSection extends Section {
       return `job ${container.job}`;
     }
     if (container.role === 'session') {
-      return '%%container session of a notebook';
+      const notebook = container.parent_kernel_id
+        ? this._notebookOf(container.parent_kernel_id)
+        : null;
+      const pool = container.pool ? ' (pool)' : '';
+      return notebook
+        ? `%%container session of ${notebook}${pool}`
+        : `%%container session of a notebook${pool}`;
     }
     return container.role === 'run'
       ? 'command (jupyter-containers run)'
@@ -417,12 +538,27 @@ export class ContainersSection extends Section {
   }
 
   private _notebookOf: (kernelId: string) => string | null;
+  private _groupBy: ContainersSection.GroupBy = 'none';
 
   render(): JSX.Element {
     const { data, error } = this.model.containers;
     return (
       <>
-        <Private.Title label="Running containers" count={data?.length} />
+        <Private.Title label="Running containers" count={data?.length}>
+          <select
+            className="jp-mod-styled jp-Containers-groupBy"
+            value={this._groupBy}
+            title="Group the containers by the notebook they serve or by environment"
+            aria-label="Group containers"
+            onChange={event =>
+              (this.groupBy = event.target.value as ContainersSection.GroupBy)
+            }
+          >
+            <option value="none">Not grouped</option>
+            <option value="notebook">By notebook</option>
+            <option value="environment">By environment</option>
+          </select>
+        </Private.Title>
         {error && !Private.engineDown(this.model) && (
           <div className="jp-Containers-error">{error}</div>
         )}
@@ -437,10 +573,47 @@ export class ContainersSection extends Section {
         {data && data.length === 0 && (
           <div className="jp-Containers-muted">No containers running.</div>
         )}
-        <ul className="jp-Containers-list">
-          {(data ?? []).map(c => this._renderContainer(c))}
-        </ul>
+        {this._groupBy === 'none' ? (
+          <ul className="jp-Containers-list">
+            {(data ?? []).map(c => this._renderContainer(c))}
+          </ul>
+        ) : (
+          <ul className="jp-Containers-list jp-Containers-groups">
+            {this._groups(data ?? []).map(([group, rows]) => (
+              <li
+                key={group}
+                className="jp-Containers-group"
+                data-group={group}
+              >
+                <div className="jp-Containers-groupTitle" title={group}>
+                  {group}
+                  <span className="jp-Containers-count">{rows.length}</span>
+                </div>
+                <ul className="jp-Containers-list">
+                  {rows.map(c => this._renderContainer(c))}
+                </ul>
+              </li>
+            ))}
+          </ul>
+        )}
       </>
+    );
+  }
+
+  /** The rows by group, groups in name order (the rows without a notebook or environment last). */
+  private _groups(rows: IContainer[]): [string, IContainer[]][] {
+    const none =
+      this._groupBy === 'notebook' ? 'No notebook' : 'No environment';
+    const groups = new Map<string, IContainer[]>();
+    for (const container of rows) {
+      const key =
+        (this._groupBy === 'notebook'
+          ? this._notebook(container)
+          : container.environment) ?? none;
+      groups.set(key, [...(groups.get(key) ?? []), container]);
+    }
+    return [...groups.entries()].sort(([a], [b]) =>
+      a === none ? 1 : b === none ? -1 : a.localeCompare(b)
     );
   }
 
@@ -494,22 +667,24 @@ export class ContainersSection extends Section {
               >
                 older image
               </span>
-              {container.kernel_id && (
-                <button
-                  className="jp-Button jp-mod-styled jp-mod-small jp-Containers-button jp-Containers-restart"
-                  title="Restart the kernel: a new container on the current image (its variables are lost)"
-                  onClick={() =>
-                    void this.act(container.id, () =>
-                      this._restartKernel(container.kernel_id as string)
-                    )
-                  }
-                >
-                  Restart on the new image
-                </button>
-              )}
             </>
           )}
         </div>
+        {container.outdated && this._isLabKernel(container) && (
+          <div className="jp-Containers-actions jp-Containers-restartRow">
+            <button
+              className="jp-Button jp-mod-styled jp-mod-small jp-Containers-button jp-Containers-restart"
+              title="Restart the kernel: a new container on the current image (its variables are lost)"
+              onClick={() =>
+                void this.act(container.id, () =>
+                  this._restartKernel(container.kernel_id as string)
+                )
+              }
+            >
+              Restart on the new image
+            </button>
+          </div>
+        )}
         <Private.Bar
           kind="cpu"
           fraction={
@@ -550,6 +725,10 @@ export class ContainersSection extends Section {
       </li>
     );
   }
+}
+
+export namespace ContainersSection {
+  export type GroupBy = 'none' | 'notebook' | 'environment';
 }
 
 /**

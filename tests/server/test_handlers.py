@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -31,8 +32,7 @@ async def test_every_endpoint_refuses_unauthenticated_requests(jp_serverapp, jp_
     # given every route the extension serves, called without a token
     for pattern, _ in handlers():
         path = pattern.replace("(?P<name>[a-z0-9][a-z0-9._-]*)", "web")
-        for group in ("build_id", "container_id", "job_id"):
-            path = path.replace(f"(?P<{group}>[A-Za-z0-9]+)", "abc123")
+        path = re.sub(r"\(\?P<\w+>[^)]*\)", "abc123", path)  # every id group (builds, containers, kernels, ...)
         for method in ("GET", "POST", "DELETE"):
             body = b"{}" if method == "POST" else None
             # when
@@ -294,6 +294,12 @@ async def test_container_kernels_appear_with_their_resources_without_any_file(jp
         containers = [c for c in manager.containers(usage=False) if c["role"] == "kernel"]
         assert [c["environment"] for c in containers] == ["web"]
         assert containers[0]["kernel_id"] == kernel["id"]  # the sidebar finds the kernel's notebook by it
+        # and JupyterLab gets the record of the kernel's environment for its notebook's metadata
+        record = json.loads((await jp_fetch(API, "kernels", kernel["id"], "record")).body)
+        assert record["environment"] == "web" and record["image_id"].startswith("sha256:")
+        assert record["resources"]["memory"] == 256 * 2**20 and record["spec"]["pip"] == ["six"]
+        code, body = await error_of(jp_fetch, "kernels", "0" * 8 + "-0000-0000-0000-" + "0" * 12, "record")
+        assert code == 404
     finally:
         await jp_fetch("api", "kernels", kernel["id"], method="DELETE")
     assert not [c for c in service.get_manager().containers(usage=False) if c["role"] == "kernel"]
