@@ -76,6 +76,13 @@ def environment_from_record(record: dict[str, Any], spec_file: Path, name: str |
             "they were left out; 'build --locked' installs the recorded versions from the lock"
         )
         table.pop("requirements")
+    if table.get("target"):
+        # A target names an engine of the recording workspace's [targets] table, which the record does not carry
+        # (it holds addresses and certificate paths of someone else's machine).
+        notes.append(
+            f"the notebook ran on target {table.pop('target')!r}, which is not part of the recreated environment: "
+            "choose where it runs with --target (or add target = ... to the environment)"
+        )
     env_name = name or str(record["environment"])
     try:
         spec = spec_from_dict({"environments": {env_name: table}}, spec_file)

@@ -338,3 +338,37 @@ def test_a_provisioner_kernel_without_network_runs_and_is_interrupted(managers, 
         kc.stop_channels()
         km.shutdown_kernel(now=True)
     assert container not in [c.id for c in managers["tls"].backend.list_containers(all=True)]
+
+
+def test_reproduce_on_a_target_rebuilds_and_reruns_the_notebook_there(managers, project, capsys, monkeypatch):
+    """``reproduce --target NAME``: a notebook executed on the ssh target is rebuilt and re-run there (the
+    image of its report is the second engine's) and reproduces."""
+    from jupyter_containers.cli import main
+    from jupyter_containers.jobs.runner import ExecuteRequest
+
+    # given a notebook executed on the target with a parameter
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("n = 1", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("import numpy\nprint(int(numpy.arange(n).sum()))"),
+    ]
+    source = project / "again.ipynb"
+    nbformat.write(nb, source)
+    output = project / "again.out.ipynb"
+    result = managers["ssh"].execute(
+        ExecuteRequest(notebook=source, environment="remote", output_path=output, parameters={"n": 5}),
+        log=lambda _: None,
+    )
+    assert result.status == "completed", result
+    # when it is reproduced on that target from the command line
+    monkeypatch.chdir(project)
+    rerun = project / "again.rerun.ipynb"
+    code = main(["reproduce", str(output), "--target", "ssh", "--json", "--run-output", str(rerun)])
+    printed = capsys.readouterr()
+    assert printed.out, printed.err
+    report = json.loads(printed.out)
+    # then it reproduced, on the target's engine, with the recorded parameter
+    assert code == 0, report
+    assert report["status"] == "reproduced" and report["target"] == "ssh"
+    assert report["image_id"] == managers["ssh"].backend.image_id(report["image"])
+    assert "10" in json.dumps(nbformat.read(rerun, as_version=4).cells[-1].outputs)

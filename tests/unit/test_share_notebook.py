@@ -63,3 +63,16 @@ def test_a_notebook_without_a_record_says_how_to_get_one(tmp_path):
     nbformat.write(nbformat.v4.new_notebook(), str(path))
     with pytest.raises(RequestError, match="execute"):
         spec_from_notebook(path, tmp_path / "containers.toml")
+
+
+def test_a_recorded_target_is_left_out_of_the_recreated_environment_with_a_note(tmp_path):
+    """The record names the target it ran on, but not that target's [targets] table (someone else's engine
+    address and certificates): the recreated environment has none, and a note says how to choose one."""
+    from jupyter_containers.share.notebook import environment_from_record
+
+    notes: list[str] = []
+    record = {"environment": "train", "spec": {"pip": ["six"], "target": "gpu-box"}}
+    env = environment_from_record(record, tmp_path / "containers.toml", None, notes)
+    assert env.target is None
+    assert env.pip == ("six",) or list(env.pip) == ["six"]
+    assert any("'gpu-box'" in note and "--target" in note for note in notes)
