@@ -418,8 +418,9 @@ class ContainersManager(LoggingConfigurable):
                     "created": container.created,
                     "resources": resources,
                     "gpus": resources.get("gpus") if isinstance(resources, dict) else None,
-                    # The Jupyter kernel a kernel container serves (the sidebar finds its notebook by it).
-                    "kernel_id": container.label("kernel-id"),
+                    # The Jupyter kernel a kernel container serves (the sidebar finds its notebook by it). A
+                    # session's container labels its own, private kernel id: not a Jupyter kernel, so not shown.
+                    "kernel_id": container.label("kernel-id") if container.label("role") == "kernel" else None,
                     # A %%container session's: the kernel of the notebook it runs cells for.
                     "parent_kernel_id": container.label("parent-kernel-id"),
                     # A session kernel started ahead of its cell by the notebook's pool (c.ContainerSessions.pool).

@@ -6,6 +6,7 @@ import { ReadonlyJSONValue } from '@lumino/coreutils';
 import { Widget } from '@lumino/widgets';
 
 import { IEnvironment, IJobRequest, IResourcesRequest, ITarget } from './api';
+import { field, textInput } from './form';
 
 /**
  * The dialog's form; `getValue()` gives the job request, or which field to fix.
@@ -28,10 +29,10 @@ export class RunDialogBody
       error.textContent = options.error;
       node.appendChild(error);
     }
-    this._notebook = Private.input('notebook', options.notebook ?? '');
+    this._notebook = textInput('notebook', options.notebook ?? '');
     this._notebook.placeholder = 'path/to/notebook.ipynb';
     this._notebook.required = true;
-    node.appendChild(Private.field('Notebook', this._notebook));
+    node.appendChild(field('Notebook', this._notebook));
 
     this._environment = document.createElement('select');
     this._environment.name = 'environment';
@@ -47,7 +48,7 @@ export class RunDialogBody
       this._environment.value = options.environment;
     }
     this._environment.addEventListener('change', () => this._showDefaults());
-    node.appendChild(Private.field('Environment', this._environment));
+    node.appendChild(field('Environment', this._environment));
 
     // Where it runs: the configured engine or a [targets.NAME] of the spec (shown once the spec has one).
     this._target = document.createElement('select');
@@ -63,7 +64,7 @@ export class RunDialogBody
     }
     this._target.value = options.target ?? '';
     if ((options.targets ?? []).length > 1) {
-      node.appendChild(Private.field('Target', this._target));
+      node.appendChild(field('Target', this._target));
     }
     this._hint = document.createElement('div');
     this._hint.className = 'jp-Containers-hint';
@@ -72,9 +73,9 @@ export class RunDialogBody
     const grid = document.createElement('div');
     grid.className = 'jp-Containers-resourceGrid';
     for (const [name, label] of RunDialogBody.RESOURCE_FIELDS) {
-      const input = Private.input(name, options.values?.[name] ?? '');
+      const input = textInput(name, options.values?.[name] ?? '');
       this._resources.set(name, input);
-      grid.appendChild(Private.field(label, input));
+      grid.appendChild(field(label, input));
     }
     node.appendChild(grid);
 
@@ -85,7 +86,7 @@ export class RunDialogBody
     this._parameters.value = options.values?.parameters ?? '';
     this._parameters.placeholder =
       'name=value, one per line\nalpha=0.5\nlabel="run 1"';
-    node.appendChild(Private.field('Parameters', this._parameters));
+    node.appendChild(field('Parameters', this._parameters));
     const help = document.createElement('div');
     help.className = 'jp-Containers-hint';
     help.textContent =
@@ -320,26 +321,5 @@ export async function askForJobWithValues(
       buttons: [Dialog.okButton({ label: 'Fix it' })]
     });
     current = { ...current, ...body.rawValues() };
-  }
-}
-
-namespace Private {
-  export function input(name: string, value: string): HTMLInputElement {
-    const input = document.createElement('input');
-    input.type = 'text';
-    input.name = name;
-    input.value = value;
-    input.className = 'jp-mod-styled';
-    return input;
-  }
-
-  export function field(label: string, control: HTMLElement): HTMLLabelElement {
-    const node = document.createElement('label');
-    node.className = 'jp-Containers-field';
-    const text = document.createElement('span');
-    text.textContent = label;
-    node.appendChild(text);
-    node.appendChild(control);
-    return node;
   }
 }

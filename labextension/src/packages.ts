@@ -8,6 +8,7 @@ import { Widget } from '@lumino/widgets';
 
 import { IEnvironment, IPackageAdded } from './api';
 import { ContainersModel } from './model';
+import { field, textInput } from './form';
 
 /**
  * The dialog's form: package and version.
@@ -27,14 +28,14 @@ export class PackageDialogBody
       error.textContent = options.error;
       node.appendChild(error);
     }
-    this._package = Private.input('package', options.package ?? '', 'numpy');
-    this._version = Private.input(
+    this._package = textInput('package', options.package ?? '', 'numpy');
+    this._version = textInput(
       'version',
       options.version ?? '',
       'latest, or 1.2.3, >=1.2'
     );
-    node.appendChild(Private.field('Package', this._package));
-    node.appendChild(Private.field('Version (optional)', this._version));
+    node.appendChild(field('Package', this._package));
+    node.appendChild(field('Version (optional)', this._version));
     const hint = document.createElement('div');
     hint.className = 'jp-Containers-hint';
     hint.textContent = `Checked on the package index, then added to the pip list of ${options.environment.name} in ${options.environment.spec_file} (comments kept), and the environment is rebuilt.`;
@@ -104,31 +105,5 @@ export async function addPackage(
         error: error instanceof Error ? error.message : String(error)
       };
     }
-  }
-}
-
-namespace Private {
-  export function input(
-    name: string,
-    value: string,
-    placeholder: string
-  ): HTMLInputElement {
-    const input = document.createElement('input');
-    input.type = 'text';
-    input.name = name;
-    input.value = value;
-    input.placeholder = placeholder;
-    input.className = 'jp-mod-styled';
-    return input;
-  }
-
-  export function field(label: string, control: HTMLElement): HTMLLabelElement {
-    const node = document.createElement('label');
-    node.className = 'jp-Containers-field';
-    const text = document.createElement('span');
-    text.textContent = label;
-    node.appendChild(text);
-    node.appendChild(control);
-    return node;
   }
 }
