@@ -12,9 +12,11 @@ first, so no figure includes a pull. Measured in one run (medians of ``--runs``)
    the service then removed. The baseline.
 2. **job**: ``manager.run`` of the same command on the swarm target (limits, reservations, our labels, the
    placement check, the entrypoint shim) until its first output reaches the callback. Goal ≤ 1.3 × bare.
-3. **kernel**: ``manager.session`` (a kernel as a service, its connection file sent through the worker's
-   engine, CurveZMQ channels on the node's published ports) until a first cell's output arrives here.
-   Goal ≤ 1.3 × bare... and it does a kernel's work on top: the ratio says what that costs.
+3. **kernel**: ``manager.session`` (a kernel as a service, its connection file in a Swarm secret of the
+   service, CurveZMQ channels on the node's published ports) until a first cell's output arrives here.
+   Goal ≤ 1.3 × bare... and it does a kernel's work on top: the ratio says what that costs. A second bare
+   service that imports what an ipykernel start imports (``ipykernel.kernelapp``, ``zmq``) before its line
+   is the kernel's floor: the last line gives the kernel against it.
 4. **spread**: ``--jobs`` small jobs (0.25 CPU, 64 MiB, 2 s each) submitted at once from threads; goal: all
    complete, each node used.
 
@@ -57,13 +59,17 @@ def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def bare_first_output(api: Any, image: str, constraint: str) -> float:
+#: The bare service's program for the kernel's floor: what an ipykernel start imports, then the line.
+IMPORT_KERNEL = "import ipykernel.kernelapp, zmq; print('first')"
+
+
+def bare_first_output(api: Any, image: str, constraint: str, program: str = "print('first')") -> float:
     """``docker service create`` → the first line in ``docker service logs -f``; the service is removed."""
     import docker
 
     started = time.perf_counter()
     task = docker.types.TaskTemplate(
-        container_spec=docker.types.ContainerSpec(image, ["python3", "-c", "print('first')"]),
+        container_spec=docker.types.ContainerSpec(image, ["python3", "-c", program]),
         restart_policy=docker.types.RestartPolicy(condition="none"),
         placement=docker.types.Placement(constraints=[constraint]),
     )
@@ -176,10 +182,16 @@ def main(argv: list[str] | None = None) -> int:
         for node in swarm.nodes:
             job_first_output(manager, f"node.hostname=={node.hostname}")
         api = manager.backend.api
-        rows: dict[str, list[float]] = {"bare service create": [], "job (manager.run)": [], "kernel (session)": []}
+        rows: dict[str, list[float]] = {
+            "bare service create": [],
+            "bare, imports ipykernel": [],
+            "job (manager.run)": [],
+            "kernel (session)": [],
+        }
         for i in range(args.runs):
             constraint = f"node.hostname=={swarm.workers[i % len(swarm.workers)].hostname}"
             rows["bare service create"].append(bare_first_output(api, image, constraint))
+            rows["bare, imports ipykernel"].append(bare_first_output(api, image, constraint, IMPORT_KERNEL))
             rows["job (manager.run)"].append(job_first_output(manager, constraint))
             rows["kernel (session)"].append(kernel_first_output(manager, constraint))
             say(f"  run {i + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in rows.items()))
@@ -208,6 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, values in rows.items():
         median = statistics.median(values)
         print(f"{name:<24} {median:>7.2f}s {min(values):>6.2f}s {max(values):>6.2f}s {median / base:>6.2f}×")
+    floor = statistics.median(rows["bare, imports ipykernel"])
+    kernel = statistics.median(rows["kernel (session)"])
+    print(f"kernel against a bare service that imports ipykernel (its floor): {kernel / floor:.2f}×")
     nodes = ", ".join(f"{k}: {v}" for k, v in sorted(per_node.items()))
     print(f"{args.jobs} concurrent jobs: {completed} completed in {spread_seconds:.1f} s; per node: {nodes}")
     all_used = len(per_node) == len(swarm.nodes) if swarm is not None else False

@@ -487,10 +487,33 @@ class ContainersManager(LoggingConfigurable):
         on_build_event: EventCallback | None = None,
         cancel: Any = None,
     ) -> Any:
-        """Run a whole notebook (an :class:`~jupyter_containers.jobs.runner.ExecuteRequest`) in its environment."""
+        """Run a whole notebook (an :class:`~jupyter_containers.jobs.runner.ExecuteRequest`) in its environment.
+
+        On a swarm target with ``reschedule_on_node_failure``, a job whose node went down while it ran is run once
+        more from the start, on another node, and its log says so (a kernel's state cannot move with it)."""
         from .jobs.runner import execute_notebook
 
-        return execute_notebook(request, manager=self, log=log, on_build_event=on_build_event, cancel=cancel)
+        if not getattr(self.backend, "reschedule_on_node_failure", False):
+            return execute_notebook(request, manager=self, log=log, on_build_event=on_build_event, cancel=cancel)
+        import secrets
+        from dataclasses import replace
+
+        attempt = {"attempt": secrets.token_hex(6)}
+        first = replace(request, labels={**request.labels, **attempt})
+        result = execute_notebook(first, manager=self, log=log, on_build_event=on_build_event, cancel=cancel)
+        lost = self.backend.lost_node(labels(**attempt)) if result.status == "failed" else None  # type: ignore[attr-defined]
+        if lost is None:
+            return result
+        log(
+            f"the swarm node {lost} went down while the job ran: running it again from the start on another node "
+            "(reschedule_on_node_failure; once)"
+        )
+        resources = request.resources or Resources()
+        again = replace(
+            request,
+            resources=replace(resources, constraints=(*(resources.constraints or ()), f"node.hostname!={lost}")),
+        )
+        return execute_notebook(again, manager=self, log=log, on_build_event=on_build_event, cancel=cancel)
 
     def kernel_spec_manager(self) -> Any:
         from jupyter_client.kernelspec import KernelSpecManager

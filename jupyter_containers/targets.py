@@ -101,12 +101,13 @@ def parse_targets(raw: Mapping[str, Any], path: Path, *, key_prefix: str = "") -
             constraints=tuple(str(c).strip() for c in table.get("constraints") or ()),
             nodes=dict(table.get("nodes") or {}),
             generic_resource=table.get("generic_resource"),
+            reschedule_on_node_failure=bool(table.get("reschedule_on_node_failure", False)),
         )
     return out
 
 
 #: Fields only a ``kind = "swarm"`` target has, and those it shares with ``kind = "kubernetes"``.
-SWARM_FIELDS = ("constraints", "nodes", "generic_resource")
+SWARM_FIELDS = ("constraints", "nodes", "generic_resource", "reschedule_on_node_failure")
 SWARM_SHARED_FIELDS = ("registry",)
 
 
@@ -116,6 +117,13 @@ def check_swarm_table(table: Mapping[str, Any], path: Path, key: str) -> None:
     Raises:
         SpecError: naming the key, for a workspace mode that needs one engine (sync, mount).
     """
+    reschedule = table.get("reschedule_on_node_failure", False)
+    if not isinstance(reschedule, bool):
+        raise SpecError(
+            f"reschedule_on_node_failure = {reschedule!r}: true or false",
+            file=path,
+            key=f"{key}.reschedule_on_node_failure",
+        )
     if table.get("workspace") in ("sync", "mount"):
         raise SpecError(
             f'workspace = "{table["workspace"]}" needs a single engine; on a swarm, /workspace is an absolute path '
@@ -241,6 +249,8 @@ def backend_settings(target: Target, targets: Mapping[str, Target] | None = None
             settings["registry"] = target.registry
         if target.generic_resource:
             settings["gpu_resource"] = target.generic_resource
+        if target.reschedule_on_node_failure:
+            settings["reschedule_on_node_failure"] = True
     return settings
 
 

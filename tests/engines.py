@@ -922,7 +922,10 @@ def start_swarm(
                 node._exec(f"mkdir -p {target} && cat > {target}/ca.crt <<'EOF'\n{ca}EOF")
         manager = swarm.manager.api()
         advertise = swarm.manager.address()
-        manager.init_swarm(advertise_addr=advertise, listen_addr="0.0.0.0:2377")
+        # Nodes report every second (Swarm's default: 5 s), so that a node whose engine died is `down` within a
+        # few seconds: the tests that kill a worker wait that long, nothing else depends on it.
+        heartbeat = manager.create_swarm_spec(dispatcher_heartbeat_period=1_000_000_000)
+        manager.init_swarm(advertise_addr=advertise, listen_addr="0.0.0.0:2377", swarm_spec=heartbeat)
         token = manager.inspect_swarm()["JoinTokens"]["Worker"]
         for worker in swarm.workers:
             worker.api().join_swarm([f"{advertise}:2377"], token, listen_addr="0.0.0.0:2377")

@@ -11,7 +11,9 @@ are Swarm's; we never schedule anything ourselves. What Swarm does not do is giv
 take stays ``pending`` forever, so requests are checked against the nodes' resources before the service is
 created, and a task still unplaced after ``placement_timeout`` is removed with the same explanation.
 
-Files into and out of a running task (a kernel's connection file, ``%%container --in/--out``) and signals
+Files put before a task starts (a kernel's connection file) go with its service, in a Swarm secret of its own
+that the entrypoint shim unpacks, so the command starts with the task. Files into and out of a *running* task
+(``%%container --in/--out``) and signals
 (interrupts) need the engine of the task's node (Swarm has no ``exec``/``cp``): ``c.SwarmBackend.node_engines``
 (the target's ``nodes`` table) maps node host names to engine addresses, reached with the target's TLS files
 or ssh as any remote engine. ``run`` needs none of that (its output comes through the manager's service logs).
@@ -28,7 +30,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import IO, Any
 
-from traitlets import Dict, Float, Int, List, Unicode
+from traitlets import Bool, Dict, Float, Int, List, Unicode
 
 from ..errors import (
     ContainersError,
@@ -62,8 +64,8 @@ DONE_STATES = ("complete", "failed", "shutdown", "rejected", "orphaned", "remove
 
 #: Runs before the task's command (as ``python -c``): the GPUs Swarm assigned (``DOCKER_RESOURCE_<KIND>``, a name
 #: with a ``-`` that dash, the image's entrypoint shell, drops from the environment: read from PID 1's) become
-#: CUDA_VISIBLE_DEVICES/NVIDIA_VISIBLE_DEVICES, and a task
-#: whose files are still on their way (a kernel's connection file) waits for them before it starts.
+#: CUDA_VISIBLE_DEVICES/NVIDIA_VISIBLE_DEVICES; the files put before the start (a kernel's connection file) are
+#: unpacked from the task's Swarm secret (``JC_FILES``), or, too big for a secret, waited for (``JC_WAIT_FOR``).
 ENTRYPOINT_SHIM = """\
 import os, sys, time
 kind = os.environ.pop("JC_GPU_RESOURCE", "")
@@ -77,6 +79,19 @@ if kind:
     value = first.get("DOCKER_RESOURCE_" + kind.upper(), os.environ.get("DOCKER_RESOURCE_" + kind.upper()))
 if value is not None:
     os.environ["CUDA_VISIBLE_DEVICES"] = os.environ["NVIDIA_VISIBLE_DEVICES"] = value
+unpack = os.environ.pop("JC_FILES", "")
+if unpack:  # the files put before the start, as a tar in the task's Swarm secret: each one where it belongs
+    import tarfile
+    with tarfile.open(unpack) as tar:
+        for member in tar.getmembers():
+            path = "/" + member.name.lstrip("/")
+            if member.isdir():
+                os.makedirs(path, exist_ok=True)
+            elif member.isfile():
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, member.mode & 0o777 or 0o600)
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(tar.extractfile(member).read())
 marker = os.environ.pop("JC_WAIT_FOR", "")
 if marker:
     deadline = time.monotonic() + float(os.environ.pop("JC_WAIT_SECONDS", "120"))
@@ -92,6 +107,11 @@ SHIM_LAUNCHER = (
 )
 #: Where the shim waits for the go-ahead once the files sent before the start are in place.
 GO_MARKER = "/tmp/.jupyter-containers-go"
+#: The most bytes of files put before the start that travel in a Swarm secret (Swarm's limit: 500 KiB); more are
+#: sent through the node's engine once the task runs.
+SECRET_LIMIT = 400 * 1024
+#: Where the task's secret of files appears (under Swarm's /run/secrets).
+FILES_SECRET_TARGET = "jupyter-containers-files.tar"
 
 
 class NodePort(int):
@@ -236,9 +256,16 @@ def service_spec(
     gpu_resource: str,
     wait_for_files: bool = False,
     restart_attempts: int = 0,
+    files_secret: tuple[str, str] | None = None,
+    folders: Sequence[tuple[str, int]] = (),
 ) -> dict[str, Any]:
     """The ``POST /services/create`` body for ``request``: one task, never restarted, limits and equal
     reservations, GPUs as generic resources, our labels on the service and its container.
+
+    ``files_secret`` ``(ID, name)``: the Swarm secret holding a tar of the files put before the start, unpacked
+    by the shim before the command starts (no wait for the task to be reported running). ``folders``
+    ``(path, mode)``: the folders those files create, as in-memory folders owned by the container's user
+    (a kernel writes ``--out`` values next to its connection file; ``/run`` is root's).
 
     Kept pure so that the exact request sent to the manager is unit-tested.
     """
@@ -266,6 +293,8 @@ def service_spec(
         environment.setdefault("NVIDIA_DRIVER_CAPABILITIES", "compute,utility")
     if wait_for_files:
         environment["JC_WAIT_FOR"] = GO_MARKER
+    if files_secret is not None:
+        environment["JC_FILES"] = f"/run/secrets/{FILES_SECRET_TARGET}"
     command = list(request.command) or ["python"]
     container: dict[str, Any] = {
         "Image": image,
@@ -285,6 +314,21 @@ def service_spec(
         container["Mounts"].append(
             {"Type": m.type, "Source": str(m.source), "Target": m.target, "ReadOnly": bool(m.read_only)}
         )
+    uid, _, gid = user.partition(":")
+    if files_secret is not None:
+        container["Secrets"] = [
+            {
+                "SecretID": files_secret[0],
+                "SecretName": files_secret[1],
+                "File": {"Name": FILES_SECRET_TARGET, "UID": uid, "GID": gid or uid, "Mode": 0o400},
+            }
+        ]
+    for path, mode in folders:
+        # An anonymous tmpfs volume of the node's engine (removed with the task's container): unlike a tmpfs
+        # mount, its owner can be set, and the node's engine can still put files into it (%%container --in).
+        options = f"uid={uid},gid={gid or uid},mode={mode & 0o7777:o}"
+        driver = {"Name": "local", "Options": {"type": "tmpfs", "device": "tmpfs", "o": options}}
+        container["Mounts"].append({"Type": "volume", "Target": path, "VolumeOptions": {"DriverConfig": driver}})
     if r.shm_size is not None:
         # Services have no --shm-size: /dev/shm as a tmpfs of that size is what `docker run --shm-size` makes.
         container["Mounts"].append({"Type": "tmpfs", "Target": "/dev/shm", "TmpfsOptions": {"SizeBytes": r.shm_size}})
@@ -330,7 +374,8 @@ class SwarmContainer(Container):
     """One service of one task, behind the engine-neutral :class:`Container` interface.
 
     Created lazily: :meth:`SwarmBackend.create` only prepares the spec; files put before :meth:`start` are kept
-    and sent into the task's container once it runs (its shim waits for them), through its node's engine.
+    and go with the service in a Swarm secret (the shim unpacks them before the command starts); more than a
+    secret holds are sent into the task's container once it runs (its shim waits), through its node's engine.
     """
 
     def __init__(self, backend: SwarmBackend, service_id: str, request: RunRequest | None = None):
@@ -367,7 +412,14 @@ class SwarmContainer(Container):
             return
         assert self.request is not None
         backend = self.backend
-        self.id = backend._create_service(self.request, wait_for_files=bool(self._pending))
+        files = _combined(self._pending) if self._pending else b""
+        if files and len(files) <= SECRET_LIMIT:
+            # In the task's secret: the command starts as soon as the task does, without waiting for the
+            # manager to report it running and a second connection to its node's engine.
+            self.id = backend._create_service(self.request, files=files, folders=_folders(self._pending))
+            self._pending = []
+        else:
+            self.id = backend._create_service(self.request, wait_for_files=bool(self._pending))
         self._started = True
         try:
             task = backend._wait_placed(self, self.request.resources)
@@ -531,7 +583,18 @@ def _container_id(task: Mapping[str, Any] | None) -> str | None:
     return (((task or {}).get("Status") or {}).get("ContainerStatus") or {}).get("ContainerID") or None
 
 
-def _combined(archives: Sequence[tuple[str, bytes]], marker: str, uid: str, gid: str) -> bytes:
+def _folders(archives: Sequence[tuple[str, bytes]]) -> list[tuple[str, int]]:
+    """The folders (absolute path, mode) that the ``(directory, tar)`` archives create."""
+    out = []
+    for directory, data in archives:
+        with tarfile.open(fileobj=io.BytesIO(data)) as source:
+            for member in source.getmembers():
+                if member.isdir():
+                    out.append(("/" + f"{directory.strip('/')}/{member.name}".strip("/"), member.mode))
+    return out
+
+
+def _combined(archives: Sequence[tuple[str, bytes]], marker: str | None = None, uid: str = "", gid: str = "") -> bytes:
     """Tars meant for ``(directory, tar)`` put_archive calls as one tar to unpack at ``/``, ``marker`` last."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as out:
@@ -541,9 +604,11 @@ def _combined(archives: Sequence[tuple[str, bytes]], marker: str, uid: str, gid:
                     content = source.extractfile(member) if member.isfile() else None
                     member.name = f"{directory.strip('/')}/{member.name}".lstrip("/")
                     out.addfile(member, content)
-        info = tarfile.TarInfo(marker.lstrip("/"))
-        info.mode, info.mtime, info.uid, info.gid = 0o600, int(time.time()), int(uid or 0), int(gid or uid or 0)
-        out.addfile(info, io.BytesIO(b""))
+        if marker is not None:
+            info = tarfile.TarInfo(marker.lstrip("/"))
+            info.mode, info.mtime = 0o600, int(time.time())
+            info.uid, info.gid = int(uid or 0), int(gid or uid or 0)
+            out.addfile(info, io.BytesIO(b""))
     return buf.getvalue()
 
 
@@ -604,7 +669,16 @@ class SwarmBackend(DockerBackend):
         help="Times a task that failed (a node that died) is started again elsewhere; 0: reported as failed.",
     )
 
+    reschedule_on_node_failure = Bool(
+        False,
+        config=True,
+        help="A notebook job whose node goes down while it runs is run again from the start on another node, "
+        "once, saying so in its log (the target's reschedule_on_node_failure); False: it is reported failed.",
+    )
+
     _nodes_cache: tuple[float, list[dict[str, Any]]] | None = None
+    #: Services whose task's node went down while it ran, with that node's host name (see :meth:`lost_node`).
+    _lost: dict[str, tuple[str, dict[str, str]]] | None = None
     _node_backends: dict[str, DockerBackend] | None = None
     _pushed: dict[tuple[str, str], str] | None = None
 
@@ -776,11 +850,24 @@ class SwarmBackend(DockerBackend):
         return f"registry {host} answers"
 
     # ------------------------------------------------------------------ services
-    def _create_service(self, request: RunRequest, *, wait_for_files: bool = False) -> str:
+    def _create_service(
+        self,
+        request: RunRequest,
+        *,
+        wait_for_files: bool = False,
+        files: bytes = b"",
+        folders: Sequence[tuple[str, int]] = (),
+    ) -> str:
+        """The service of ``request``; ``files`` (a tar to unpack at ``/`` before the command starts) travel in a
+        Swarm secret of its own, removed with the service (:meth:`remove_container`)."""
+        from dataclasses import replace
+
+        request = replace(request, name=request.name or f"jc-{secrets.token_hex(6)}")
+        user = self.container_user()
         spec = service_spec(
             request,
             image=self.distribute(request.image),
-            user=self.container_user(),
+            user=user,
             constraints=list(self.constraints),
             gpu_resource=self.gpu_resource,
             wait_for_files=wait_for_files,
@@ -790,6 +877,25 @@ class SwarmBackend(DockerBackend):
         if problem is not None:
             raise EngineRefusedError(f"the swarm at {self.address} cannot run this: {problem}")
         api = self.api
+        secret: tuple[str, str] | None = None
+        if files:
+            # Secrets are encrypted in the swarm's raft log, sent only to the node that runs the task, kept in
+            # its memory, and not part of `docker service inspect` (an environment variable would be).
+            name = f"{request.name}-files-{secrets.token_hex(3)}"  # a leftover of a crashed process never clashes
+            found = self._call(
+                "creating the task's secret", api.create_secret, name, files, labels={MANAGED_LABEL: "true"}
+            )
+            secret = (str(found["ID"]), name)
+            spec = service_spec(
+                request,
+                image=spec["TaskTemplate"]["ContainerSpec"]["Image"],
+                user=user,
+                constraints=list(self.constraints),
+                gpu_resource=self.gpu_resource,
+                restart_attempts=int(self.reschedule),
+                files_secret=secret,
+                folders=folders,
+            )
 
         def create() -> Any:
             # docker-py sends the registry credentials of the image's registry (X-Registry-Auth) along:
@@ -802,8 +908,30 @@ class SwarmBackend(DockerBackend):
                 endpoint_spec=spec.get("EndpointSpec"),
             )
 
-        created = self._call(f"creating a service from {request.image}", create, resources=request.resources)
+        try:
+            created = self._call(f"creating a service from {request.image}", create, resources=request.resources)
+        except BaseException:
+            if secret is not None:
+                self._remove_secrets([secret[0]])
+            raise
         return str(created["ID"])
+
+    def _remove_secrets(self, secret_ids: Sequence[str]) -> None:
+        """Our secrets among ``secret_ids`` (a service's, once it is removed); one still held is retried briefly."""
+        for secret_id in secret_ids:
+            for attempt in range(20):
+                try:
+                    found = self.api.inspect_secret(secret_id)
+                    if MANAGED_LABEL not in ((found.get("Spec") or {}).get("Labels") or {}):
+                        break
+                    self.api.remove_secret(secret_id)
+                    break
+                except Exception as exc:  # noqa: BLE001 - docker's errors: gone already, or still in use
+                    if "in use" not in str(exc) or attempt == 19:
+                        if "not found" not in str(exc).lower():
+                            self.log.warning("could not remove the swarm secret %s: %s", secret_id, exc)
+                        break
+                    time.sleep(0.1)
 
     def _placement_problem(self, resources: Resources, constraints: Sequence[str]) -> str | None:
         raw = self._raw_nodes(max_age=0)
@@ -860,6 +988,10 @@ class SwarmBackend(DockerBackend):
             node_state = str(((node or {}).get("Status") or {}).get("State") or "ready")
             if node_state != "ready":
                 name = self.node_name(node_id)
+                if self._lost is None:
+                    self._lost = {}
+                container_labels = ((task.get("Spec") or {}).get("ContainerSpec") or {}).get("Labels") or {}
+                self._lost[str(task.get("ServiceID") or "")] = (name, dict(container_labels))
                 return ContainerState(
                     "dead",
                     exit_code=-1,
@@ -877,6 +1009,15 @@ class SwarmBackend(DockerBackend):
         if state in ("rejected", "orphaned") or (state == "failed" and code is None):
             reason = f"the swarm reports its task {state}: {status.get('Err') or status.get('Message') or ''}".strip()
         return ContainerState("exited", exit_code=int(code) if code is not None else -1, oom_killed=oom, reason=reason)
+
+    def lost_node(self, labels: Mapping[str, str]) -> str | None:
+        """The host name of the node that went down under the running task of a service with ``labels``, as
+        this backend saw it (the reason that task was dead); None when none did. What rescheduling a notebook
+        job asks (:meth:`ContainersManager.execute`): the job's kernel is a service labelled by its attempt."""
+        for name, found in (self._lost or {}).values():
+            if all(found.get(k) == v for k, v in labels.items()):
+                return name
+        return None
 
     def _service_logs(self, service_id: str, *, tail: int | None = None) -> str:
         return self._service_log_bytes(service_id, tail=tail).decode("utf-8", "replace")
@@ -985,10 +1126,15 @@ class SwarmBackend(DockerBackend):
         return out
 
     def remove_container(self, container_id: str) -> None:
+        """The service, then its secrets (the files put before its start)."""
         try:
+            found = self._call(f"looking up service {container_id[:12]}", self.api.inspect_service, container_id)
+            held = ((found.get("Spec") or {}).get("TaskTemplate") or {}).get("ContainerSpec", {}).get("Secrets")
             self._call(f"removing service {container_id[:12]}", self.api.remove_service, container_id)
         except NotFoundError:
             super().remove_container(container_id)  # a build's probe container on the manager's engine
+            return
+        self._remove_secrets([str(s["SecretID"]) for s in held or () if s.get("SecretID")])
 
     def usage(self, container_ids: Sequence[str]) -> dict[str, Usage]:
         """Through the engine of each task's node when it is configured (``node_engines``), else nothing."""

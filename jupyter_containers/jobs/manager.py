@@ -250,7 +250,7 @@ class JobManager(LoggingConfigurable):
         return job
 
     def _run(self, job_id: str, resources: Any, report_mode: bool = False) -> None:
-        from .runner import ExecuteRequest, execute_notebook
+        from .runner import ExecuteRequest
 
         cancel = self._cancel[job_id]
         with self._slots:
@@ -272,11 +272,11 @@ class JobManager(LoggingConfigurable):
                     labels={"job": job_id},
                     report_mode=report_mode,
                 )
-                result = execute_notebook(
-                    request,
-                    manager=self.service.get_manager().for_target(job.target),
-                    log=lambda text: self.log.info("job %s: %s", job_id, text),
-                    cancel=cancel,
+                # Through the manager: a swarm target's reschedule_on_node_failure reruns a job whose node died.
+                result = (
+                    self.service.get_manager()
+                    .for_target(job.target)
+                    .execute(request, log=lambda text: self.log.info("job %s: %s", job_id, text), cancel=cancel)
                 )
                 self.store.update(job_id, status=result.status, finished=time.time(), error=result.error)
             except Exception as exc:  # noqa: BLE001 - the job record must always end

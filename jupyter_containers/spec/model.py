@@ -206,6 +206,8 @@ class Target:
     nodes: Mapping[str, str] = field(default_factory=dict)
     #: The generic resource kind the swarm's nodes advertise GPUs as (None: ``NVIDIA-GPU``).
     generic_resource: str | None = None
+    #: A notebook job whose node goes down is run again from the start on another node (once).
+    reschedule_on_node_failure: bool = False
 
 
 @dataclass(frozen=True)

@@ -252,6 +252,11 @@ TARGET_SCHEMA: dict[str, Any] = {
             "type": "string",
             "pattern": r"^[A-Za-z0-9._-]+$",
         },
+        "reschedule_on_node_failure": {
+            "description": "kind = swarm: a notebook job whose node goes down while it runs is run again from the "
+            "start on another node, once (default false: it is reported failed)",
+            "type": "boolean",
+        },
         "workspace_claim": {
             "description": "kind = kubernetes: a PersistentVolumeClaim of the namespace mounted at /workspace "
             "(default: an empty folder that goes with the Pod)",

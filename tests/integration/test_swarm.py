@@ -82,14 +82,39 @@ def manager(project, engine_config):
 
     config = discover_config(project, base=engine_config)
     made = ContainersManager(spec_path=project / "containers.toml", config=config, target="sw")
-    made.build("sw")
+    built = made.build("sw")
+    pulls = _pull_on_workers(made, built.image)
     yield made
+    for pull in pulls:
+        pull.join(120)
     from jupyter_containers.kernel.pool import get_pool
 
     get_pool().stop_all()
     for service in made.backend.api.services(filters={"label": "io.jupyter.containers.managed"}):
         made.backend.api.remove_service(service["ID"])
+    leftover = made.backend.api.secrets(filters={"label": "io.jupyter.containers.managed"})
+    for secret in leftover:
+        made.backend.api.remove_secret(secret["ID"])
     made.backend.close()
+
+
+def _pull_on_workers(manager, image: str) -> list[threading.Thread]:
+    """Every worker pulls the pushed environment at once, in the background while the first tests run: the
+    pulls are the module's longest wait, and one after the other (each test's first task on a worker) they
+    add up. A task started while its node still pulls waits for that same pull (the engine joins it)."""
+    reference = manager.backend.distribute(image)
+    engines = [manager.backend.node_backend(name) for name in ("worker1", "worker2")]
+
+    def pull(engine) -> None:
+        try:
+            engine.api.pull(reference)
+        except Exception:  # noqa: BLE001 - only a head start: a test's task pulls it again if this failed
+            pass
+
+    threads = [threading.Thread(target=pull, args=(engine,), daemon=True) for engine in engines]
+    for thread in threads:
+        thread.start()
+    return threads
 
 
 def _services(manager) -> list[dict]:
@@ -191,6 +216,8 @@ def test_a_session_on_a_worker_takes_variables_in_and_out(manager, project, caps
         assert listed[session.container_id].node == "worker1"
         session.stop()
         assert session.container_id not in {s["ID"] for s in _services(manager)}
+        # and the secret that carried its connection file is gone with it
+        assert manager.backend.api.secrets(filters={"label": "io.jupyter.containers.managed"}) == []
     finally:
         os.chdir(before)
 
@@ -216,6 +243,10 @@ def test_a_provisioner_kernel_runs_on_a_worker(manager, project):
         assert reply["content"]["status"] == "ok"
         service = km.provisioner.kernel.container_id
         assert service in {s["ID"] for s in _services(manager)}
+        # the connection file went in a Swarm secret of the service: its keys are not in the service's spec
+        inspected = manager.backend.api.inspect_service(service)
+        (held,) = inspected["Spec"]["TaskTemplate"]["ContainerSpec"]["Secrets"]
+        assert km.get_connection_info()["key"].decode() not in json.dumps(inspected)
         # and an interrupt goes through the worker's engine
         done = threading.Event()
         threading.Timer(1.0, lambda: (km.interrupt_kernel(), done.set())).start()
@@ -225,6 +256,8 @@ def test_a_provisioner_kernel_runs_on_a_worker(manager, project):
         kc.stop_channels()
         km.shutdown_kernel(now=True)
     assert service not in {s["ID"] for s in _services(manager)}
+    # and its secret went with it
+    assert held["SecretID"] not in {s["ID"] for s in manager.backend.api.secrets()}
 
 
 @pytest.mark.parametrize(
@@ -310,11 +343,63 @@ def test_a_job_whose_worker_dies_is_reported_failed(manager, project, swarm):
     assert _services(manager) == []
 
 
-def _kill_when_running(manager, worker) -> None:
+def test_a_job_whose_worker_dies_runs_again_on_another_worker_when_asked(manager, project, swarm):
+    """``reschedule_on_node_failure`` (the target's field; set on the module's backend for this test): the job's
+    first attempt is placed on worker2 (worker1 drained until then), worker2's engine is killed mid-cell, and the
+    job runs again from the start on worker1, its log saying why."""
+    from jupyter_containers.jobs.runner import ExecuteRequest
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            "import os, time\nnode = os.environ['JUPYTER_CONTAINERS_NODE']\nprint('on', node, flush=True)\n"
+            "time.sleep(300 if node == 'worker2' else 0)"
+        )
+    ]
+    source = project / "moves.ipynb"
+    nbformat.write(nb, source)
+    output = project / "moves.out.ipynb"
+    worker = swarm.by_hostname("worker2")
+    _set_availability(manager, "worker1", "drain")
+    killer = threading.Thread(
+        target=_kill_when_running,
+        args=(manager, worker),
+        kwargs={"before": lambda: _set_availability(manager, "worker1", "active")},
+        daemon=True,
+    )
+    killer.start()
+    lines: list[str] = []
+    manager.backend.reschedule_on_node_failure = True
+    try:
+        result = manager.execute(
+            ExecuteRequest(notebook=source, environment="sw", output_path=output), log=lines.append
+        )
+        assert result.status == "completed", result
+        assert "on worker1" in json.dumps(nbformat.read(output, as_version=4).cells[-1].outputs)
+        said = [line for line in lines if "went down while the job ran" in line]
+        assert said and "the swarm node worker2" in said[0] and "from the start on another node" in said[0]
+    finally:
+        manager.backend.reschedule_on_node_failure = False
+        _set_availability(manager, "worker1", "active")
+        killer.join(60)
+        worker.start_engine()
+    assert _services(manager) == []
+
+
+def _set_availability(manager, hostname: str, availability: str) -> None:
+    api = manager.backend.api
+    (node,) = api.nodes(filters={"name": hostname})
+    if node["Spec"].get("Availability") != availability:
+        api.update_node(node["ID"], node["Version"]["Index"], {**node["Spec"], "Availability": availability})
+
+
+def _kill_when_running(manager, worker, before=None) -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if any(c.node == "worker2" for c in _running(manager)):
             time.sleep(2)  # the kernel answers, the cell runs
+            if before is not None:
+                before()
             worker.kill_engine()
             return
         time.sleep(0.2)

@@ -167,6 +167,7 @@ def test_a_swarm_target_table(tmp_path):
             "constraints": ["node.labels.gpu==a100"],
             "nodes": {"worker1": "ssh://worker1"},
             "generic_resource": "GPU",
+            "reschedule_on_node_failure": True,
         }
     }
     target = parse_targets(raw, tmp_path / "containers.toml")["sw"]
@@ -180,8 +181,11 @@ def test_a_swarm_target_table(tmp_path):
     assert settings["constraints"] == ["node.labels.gpu==a100"] and settings["node_engines"] == {
         "worker1": "ssh://worker1"
     }
-    assert settings["gpu_resource"] == "GPU"
+    assert settings["gpu_resource"] == "GPU" and settings["reschedule_on_node_failure"] is True
     assert workspace_mode(target, "ssh://manager") == "none"
+    # and the default: a job whose node dies is reported failed
+    del raw["sw"]["reschedule_on_node_failure"]
+    assert "reschedule_on_node_failure" not in backend_settings(parse_targets(raw, tmp_path / "c.toml")["sw"])
 
 
 @pytest.mark.parametrize(
@@ -190,6 +194,16 @@ def test_a_swarm_target_table(tmp_path):
         ({"engine": "ssh://m", "constraints": ["node.role==worker"]}, "targets.t.constraints", 'for kind = "swarm"'),
         ({"kind": "swarm", "engine": "ssh://m", "workspace": "sync"}, "targets.t.workspace", "needs a single engine"),
         ({"kind": "swarm", "engine": "ssh://m", "namespace": "ml"}, "targets.t.namespace", 'kind = "kubernetes"'),
+        (
+            {"kind": "swarm", "engine": "ssh://m", "reschedule_on_node_failure": "yes"},
+            "targets.t.reschedule_on_node_failure",
+            "'yes': true or false",
+        ),
+        (
+            {"engine": "ssh://m", "reschedule_on_node_failure": True},
+            "targets.t.reschedule_on_node_failure",
+            'for kind = "swarm"',
+        ),
     ],
 )
 def test_swarm_fields_in_the_wrong_place_name_the_key(tmp_path, table, key, message):
@@ -212,3 +226,65 @@ def test_files_put_before_the_start_arrive_in_one_archive_with_the_go_ahead_last
         assert [m.name for m in members] == ["run/jupyter-containers/kernel.json", GO_MARKER.lstrip("/")]
         assert all(m.uid == 1000 and m.mode == 0o600 for m in members)
         assert tar.extractfile(members[0]).read() == b"{}"  # type: ignore[union-attr]
+
+
+def test_files_put_before_the_start_travel_in_a_secret_into_the_users_in_memory_folder():
+    """The kernel's connection file: a secret the shim unpacks (no wait for the task to be reported running),
+    its folder a tmpfs volume owned by the container's user; nothing of the file in the service's spec."""
+    spec = spec_of(Resources(), files_secret=("sec123", "jc-abc-files"), folders=[("/run/jupyter-containers", 0o700)])
+    container = spec["TaskTemplate"]["ContainerSpec"]
+    assert container["Secrets"] == [
+        {
+            "SecretID": "sec123",
+            "SecretName": "jc-abc-files",
+            "File": {"Name": "jupyter-containers-files.tar", "UID": "1000", "GID": "1000", "Mode": 0o400},
+        }
+    ]
+    assert "JC_FILES=/run/secrets/jupyter-containers-files.tar" in container["Env"]
+    assert not any(e.startswith("JC_WAIT_FOR=") for e in container["Env"])
+    assert {
+        "Type": "volume",
+        "Target": "/run/jupyter-containers",
+        "VolumeOptions": {
+            "DriverConfig": {
+                "Name": "local",
+                "Options": {"type": "tmpfs", "device": "tmpfs", "o": "uid=1000,gid=1000,mode=700"},
+            }
+        },
+    } in container["Mounts"]
+
+
+def test_the_shim_unpacks_the_secrets_files_before_the_command(tmp_path):
+    """The shim itself, run by this machine's Python as the task's would run it: the files are in place, with
+    their modes, when the command starts."""
+    import io
+    import subprocess
+    import sys
+    import tarfile
+
+    from jupyter_containers.backends.swarm import ENTRYPOINT_SHIM, _combined, _folders
+
+    folder = tmp_path / "run" / "jupyter-containers"
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        directory = tarfile.TarInfo("jupyter-containers")
+        directory.type, directory.mode = tarfile.DIRTYPE, 0o700
+        data = b'{"key": "k"}'
+        info = tarfile.TarInfo("jupyter-containers/kernel.json")
+        info.size, info.mode = len(data), 0o600
+        tar.addfile(directory)
+        tar.addfile(info, io.BytesIO(data))
+    pending = [(str(tmp_path / "run"), buf.getvalue())]
+    assert _folders(pending) == [(str(folder), 0o700)]
+    secret = tmp_path / "secret.tar"
+    secret.write_bytes(_combined(pending))
+    folder.mkdir(parents=True)  # the in-memory folder Swarm mounts
+    command = "import os, stat, sys; p = sys.argv[1]; print(open(p).read(), oct(stat.S_IMODE(os.stat(p).st_mode)))"
+    shown = subprocess.run(
+        [sys.executable, "-c", ENTRYPOINT_SHIM, sys.executable, "-c", command, str(folder / "kernel.json")],
+        env={"PATH": "/usr/bin:/bin", "JC_FILES": str(secret)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert shown.stdout.split() == ['{"key":', '"k"}', "0o600"]
