@@ -686,14 +686,22 @@ def _python_matches(wanted: str, version: str) -> bool:
 
 
 def _brings_ipykernel(lines: list[str]) -> bool:
-    from packaging.requirements import InvalidRequirement, Requirement
-    from packaging.utils import canonicalize_name
+    from ..spec.parse import plain_requirement_name
 
     for line in lines:
         if line.startswith("-"):
             continue
+        text = line.split(" --", 1)[0]
+        name = plain_requirement_name(text)  # most lines: no import of packaging (see there)
+        if name is not None:
+            if name == "ipykernel":
+                return True
+            continue
+        from packaging.requirements import InvalidRequirement, Requirement
+        from packaging.utils import canonicalize_name
+
         try:
-            if canonicalize_name(Requirement(line.split(" --", 1)[0]).name) == "ipykernel":
+            if canonicalize_name(Requirement(text).name) == "ipykernel":
                 return True
         except InvalidRequirement:
             continue

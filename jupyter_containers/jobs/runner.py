@@ -326,10 +326,17 @@ class _Run:
             f"-> {shown_path(self.output_path)}"
         )
 
+        import zmq.asyncio
         from nbclient import NotebookClient
 
         from ..kernel.kernelspec import AsyncContainerKernelManager
 
+        # ipc sockets appear only once the kernel in the container binds them: the client retries its
+        # connections every 10 ms instead of ZMQ's 100 (as sessions do), so the kernel_info reply and the
+        # first IOPub messages are not held back by a reconnect timer.
+        context = zmq.asyncio.Context()
+        context.setsockopt(zmq.RECONNECT_IVL, 10)
+        context.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
         km = AsyncContainerKernelManager(
             environment=self.environment,
             spec_file=self.manager.spec_file(),
@@ -337,7 +344,11 @@ class _Run:
             config=self.manager.config,
             extra_labels=self.labels,
             target=self.manager.target,
+            context=context,
         )
+        # The image was checked (or built) just above with this manager: the provisioner uses that result
+        # for the first start instead of discovering the spec file and checking the image a second time.
+        km.prepared = (self.manager, build)
         client = _client_class(NotebookClient)(
             self.nb,
             on_output=self._on_output,
@@ -369,6 +380,7 @@ class _Run:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
             await self._shutdown(km, client)
+            context.destroy(linger=0)
             seconds = time.monotonic() - clock
             if status == COMPLETED and self.stop_reason is not None:
                 status, error = self.stop_reason, {"message": self._stop_message()}

@@ -99,6 +99,9 @@ class _InMemorySpec:
     """Gives a KernelManager a container kernelspec without installing it anywhere."""
 
     _kernel_spec: KernelSpec | None
+    #: ``(ContainersManager, BuildResult)`` of a caller that has just checked the image (``execute``): the
+    #: provisioner uses it for the first start instead of discovering the spec file and checking it again.
+    prepared: tuple[Any, Any] | None = None
 
     def __init__(
         self,

@@ -64,8 +64,13 @@ class ContainerProvisioner(KernelProvisionerBase):
 
     async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
         km: Any = self.parent  # the KernelManager this provisioner serves
+        # (manager, build result) of a caller that has just checked the image with the same spec file, target
+        # and config (execute): used once, so a restart checks the image again.
+        prepared = getattr(km, "prepared", None)
+        if prepared is not None:
+            km.prepared = None
         if self.kernel is None:
-            manager = self._manager()
+            manager = prepared[0].for_environment(self.environment) if prepared else self._manager()
             self.kernel = ContainerKernel(
                 manager,
                 self.environment,
@@ -76,7 +81,10 @@ class ContainerProvisioner(KernelProvisionerBase):
                 locked=self.locked,
             )
         try:
-            await asyncio.to_thread(self.kernel.build)
+            if prepared and prepared[1].image and self.kernel.image is None:
+                self.kernel.image, self.kernel.image_id = prepared[1].image, prepared[1].image_id
+            else:
+                await asyncio.to_thread(self.kernel.build)
             if self.kernel.remote:
                 # TCP with CurveZMQ (docs/remote.md); the key pair is kept across restarts like the HMAC key.
                 import zmq

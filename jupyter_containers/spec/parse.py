@@ -393,11 +393,31 @@ def check_python_version(version: str, *, file: object = None, key: str | None =
     return version
 
 
+#: A bare PEP 508 name, optionally with one or more plain release specifiers (``six``, ``numpy<2.4.6``,
+#: ``pandas>=2.1,!=2.2.0``): a subset of what ``packaging.requirements.Requirement`` accepts, checked without
+#: importing it (its import compiles about a hundred regular expressions: a third of an unchanged ``build``
+#: command's own time). Anything else (extras, markers, URLs, spaces, wildcards, ``~=``) goes to packaging.
+_PLAIN_REQUIREMENT_RE = re.compile(
+    r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?(?:(?:==|!=|<=|>=|<|>)[0-9]+(?:\.[0-9]+)*(?:,(?!$)|$))*"
+)
+
+
+def plain_requirement_name(text: str) -> str | None:
+    """The canonical name (as ``packaging.utils.canonicalize_name`` gives it) of a requirement of the
+    :data:`_PLAIN_REQUIREMENT_RE` kind, else None: the caller asks packaging."""
+    if not _PLAIN_REQUIREMENT_RE.fullmatch(text):
+        return None
+    name = re.match(r"[A-Za-z0-9._-]+", text)
+    return re.sub(r"[-_.]+", "-", name.group(0)).lower() if name else None
+
+
 def check_requirement(requirement: str, *, file: object = None, key: str | None = None) -> str:
     """A PEP 508 requirement as pip/uv accept it; options, editables and local paths are refused."""
+    text = requirement.strip()
+    if _PLAIN_REQUIREMENT_RE.fullmatch(text):
+        return text
     from packaging.requirements import InvalidRequirement, Requirement
 
-    text = requirement.strip()
     if len(text.splitlines()) > 1 or "\0" in text:
         raise SpecError(
             f"{show(requirement)} holds a line break or NUL byte; write one requirement per entry", file=file, key=key

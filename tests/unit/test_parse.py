@@ -220,3 +220,70 @@ def test_python_below_the_minimum_is_refused_when_the_spec_is_read(tmp_path, ver
     assert info.value.key == "environments.x.python"
     assert f"Python '{version}' is not supported" in str(info.value)
     assert "Python 3.8 or newer" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "six",
+        "numpy<2.4.6",
+        "pandas>=2.1,!=2.2.0",
+        "a-b.c_d",
+        "numpy<=2.0.0.1",
+        "numpy==1.2,",
+        "numpy==1.*",
+        "numpy[extra]",
+        "numpy>=1 ; python_version<'3.12'",
+        "numpy>=1.2<3",
+        "numpy~=1",
+        "numpy==1.",
+        "numpy>=",
+        "numpy<>1",
+        "x-",
+    ],
+)
+def test_the_plain_requirement_shortcut_agrees_with_packaging(text):
+    """Requirements the shortcut accepts without importing packaging are exactly ones packaging accepts, and
+    everything else gets packaging's verdict and message, as before."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    from jupyter_containers.spec.parse import _PLAIN_REQUIREMENT_RE, check_requirement
+
+    try:
+        Requirement(text)
+        valid = True
+    except InvalidRequirement:
+        valid = False
+    if _PLAIN_REQUIREMENT_RE.fullmatch(text):
+        assert valid
+    if valid:
+        assert check_requirement(text) == text
+    else:
+        with pytest.raises(SpecError, match="is not a valid requirement"):
+            check_requirement(text, key="pip[0]")
+
+
+@pytest.mark.parametrize("text", ["ipykernel", "IPyKernel==7.1.0", "ipy_kernel<8", "Foo.Bar-baz>=1,<2", "six"])
+def test_plain_requirement_names_are_packagings_canonical_names(text):
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    from jupyter_containers.spec.parse import plain_requirement_name
+
+    assert plain_requirement_name(text) == canonicalize_name(Requirement(text).name)
+
+
+@pytest.mark.parametrize(
+    ("lines", "brings"),
+    [
+        (["six", "numpy<2"], False),
+        (["six", "IPyKernel==7.1.0"], True),
+        (["ipykernel >= 6 ; python_version > '3'"], True),  # not plain: packaging's path
+        (["-r other.txt", "ipykernel==7.1.0 --hash=sha256:00"], True),
+        (["ipykernel-extras==1", "not a requirement"], False),
+    ],
+)
+def test_whether_the_requirements_bring_ipykernel(lines, brings):
+    from jupyter_containers.images.builder import _brings_ipykernel
+
+    assert _brings_ipykernel(lines) is brings
