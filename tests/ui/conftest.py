@@ -38,6 +38,9 @@ SPEC = f"""
 description = "a small environment for the browser tests"
 pip = ["six"]
 env = {{ UI_TEST_NONCE = "{NONCE}" }}
+# A step of its own that lasts: the install layers are shared with every environment of six on this base (a
+# cache hit for any earlier test's build), and the sidebar test must see a build's live log while it runs.
+post_build = ["echo 'ui test build {NONCE}' && sleep 3"]
 
 [environments.ui.resources]
 cpus = 1
