@@ -116,6 +116,16 @@ def ui_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+def own_workspace(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    """A workspace like the session's with a nonce of its own, for a module that builds ``ui`` outside the
+    sidebar (a module fixture ``ui_workspace`` returning it): else test_sidebar's first build, which must show
+    a live log, would find the session's ``ui`` already built and do nothing."""
+    root = tmp_path_factory.mktemp(name)
+    make_workspace(root, SPEC.replace(NONCE, uuid.uuid4().hex[:12]), config=CONFIG)
+    _notebook(root / "hello.ipynb")
+    return root
+
+
 @contextmanager
 def running_lab(root: Path, state: Path, *args: str, name: str = "lab") -> Iterator[Lab]:
     """``jupyter lab`` on 127.0.0.1 with a random port and token, in ``root``; stopped by its PID."""

@@ -14,7 +14,7 @@ import time
 import nbformat
 import pytest
 
-from .conftest import open_left, screenshot
+from .conftest import open_left, own_workspace, screenshot
 
 pytestmark = pytest.mark.engine
 
@@ -49,6 +49,12 @@ def _saved_metadata(path, wait: float = 30.0) -> dict:
         if nb.metadata.get("jupyter_containers") or time.monotonic() > deadline:
             return nb
         time.sleep(0.25)
+
+
+@pytest.fixture(scope="module")
+def ui_workspace(tmp_path_factory):
+    """This module's own workspace: it builds ``ui`` itself (see own_workspace)."""
+    return own_workspace(tmp_path_factory, "ui-share")
 
 
 @pytest.fixture(scope="module")

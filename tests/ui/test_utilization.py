@@ -10,9 +10,15 @@ import time
 
 import pytest
 
-from .conftest import ARTIFACTS, REPO, SIDEBAR, open_left
+from .conftest import ARTIFACTS, REPO, SIDEBAR, open_left, own_workspace
 
 pytestmark = pytest.mark.engine
+
+
+@pytest.fixture(scope="module")
+def ui_workspace(tmp_path_factory):
+    """This module's own workspace: it builds ``ui`` itself (see own_workspace)."""
+    return own_workspace(tmp_path_factory, "ui-utilization")
 
 
 @pytest.fixture
