@@ -99,6 +99,15 @@ def remove_test_images():
     SESSIONS.mkdir(mode=0o755, exist_ok=True)
     me = SESSIONS / str(os.getpid())
     me.touch()
+    if not (_live_sessions() - {os.getpid()}):
+        # A disk that persists between runs may start full of an earlier run's (or benchmark's) build cache.
+        from jupyter_containers.backends.docker import DockerBackend
+        from jupyter_containers.errors import EngineUnavailableError
+
+        try:
+            trim_build_cache(DockerBackend())
+        except EngineUnavailableError:
+            pass
     yield
     me.unlink(missing_ok=True)
     from jupyter_containers.backends.docker import DockerBackend
@@ -108,6 +117,23 @@ def remove_test_images():
         _cleanup(DockerBackend(), images=not (_live_sessions() - {os.getpid()}))
     except EngineUnavailableError:
         pass
+
+
+#: What the engine's build cache may keep after a test session (bytes; ``JC_TEST_BUILD_CACHE_GB`` overrides).
+#: Every session builds dozens of uniquely-salted images, so their cache grows by gigabytes per run and, on a
+#: machine whose disk persists from run to run, ends in "no space left on device" (a CI run failed so, with
+#: 72 GB of cache): an engine that did not start with a GC policy (see ``provision/engine.py``) is trimmed here.
+BUILD_CACHE_KEEP = int(float(os.environ.get("JC_TEST_BUILD_CACHE_GB", "10")) * 1e9)
+
+
+def trim_build_cache(backend) -> None:
+    """Trim the engine's build cache to :data:`BUILD_CACHE_KEEP` (least recently used first, BuildKit's rule)."""
+    import docker
+
+    try:
+        backend.api.prune_builds(keep_storage=BUILD_CACHE_KEEP)
+    except docker.errors.APIError:
+        pass  # an engine without BuildKit's prune (API < 1.39): nothing to trim
 
 
 def _cleanup(backend, images: bool = True) -> None:
@@ -130,8 +156,17 @@ def _cleanup(backend, images: bool = True) -> None:
                 engines.remove_engine_container(backend.api, container.id)  # with its volume
             else:
                 backend.remove_container(container.id)
+    import docker
+
     if not images:
         return
+    # Images a rebuild of the same tag left untagged (a concurrent session's second engine, say).
+    for image in backend.api.images(filters={"dangling": True, "label": "io.jupyter.containers.test=true"}):
+        try:
+            backend.api.remove_image(image["Id"])
+        except docker.errors.APIError:
+            pass  # in use by a concurrent session's container
+    trim_build_cache(backend)
     for image in backend.list_images():
         for tag in image.tags:
             # The second engine's image is kept for the next session (its tag is a hash of its recipe; a new

@@ -7,6 +7,7 @@ local socket), so setup prepares the very engine that builds and kernels then us
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from ..backends.base import ContainerBackend, EngineInfo
 from ..errors import EngineUnavailableError
+from ..images.lock import atomic_write
 from ..paths import file_lock
 from . import Log, log_tail, one_line
 from .apt import apt_install, is_debian_like
@@ -24,6 +26,13 @@ DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 DOCKERD_LOG = Path("/var/log/jupyter-containers-dockerd.log")
 DOCKERD_PIDFILE = Path("/var/log/jupyter-containers-dockerd.pid")
 DOCKERD_DEFAULT_PIDFILE = Path("/var/run/docker.pid")
+#: dockerd's own configuration file; when there is none, the dockerd we start gets :data:`DOCKERD_CONFIG`.
+DOCKERD_SYSTEM_CONFIG = Path("/etc/docker/daemon.json")
+DOCKERD_CONFIG = Path("/etc/jupyter-containers/dockerd.json")
+#: What BuildKit's garbage collector lets the build cache keep. Every spec edit leaves layers behind, and
+#: dockerd 20.10 starts with no collector at all: a machine here reached 72 GB of cache and "no space left
+#: on device". With a policy, BuildKit trims the least recently used records after builds.
+BUILD_CACHE_KEEP = "10GB"
 
 
 def ensure_engine(
@@ -106,6 +115,8 @@ def _start_dockerd(backend: ContainerBackend, log: Log, timeout: float) -> Engin
             log(f"engine: dockerd (PID {pid}) is already running; waiting up to {timeout:g} s for it to answer")
         else:
             cmd = ["dockerd"] if address == DEFAULT_SOCKET else ["dockerd", "-H", address]
+            if not DOCKERD_SYSTEM_CONFIG.exists():
+                cmd += ["--config-file", str(_write_dockerd_config())]
             log(f"engine: starting {' '.join(cmd)} (log: {DOCKERD_LOG}, pidfile: {DOCKERD_PIDFILE})")
             DOCKERD_LOG.parent.mkdir(parents=True, exist_ok=True)
             with open(DOCKERD_LOG, "ab") as out:
@@ -140,6 +151,15 @@ def _start_dockerd(backend: ContainerBackend, log: Log, timeout: float) -> Engin
                     f"running. Last lines of {DOCKERD_LOG}:\n{log_tail(DOCKERD_LOG, offset)}"
                 )
             time.sleep(0.25)
+
+
+def _write_dockerd_config() -> Path:
+    """Our dockerd configuration (a bounded build cache), written atomically; an administrator's own
+    ``/etc/docker/daemon.json`` always wins, since we only pass this file when there is none."""
+    config = {"builder": {"gc": {"enabled": True, "defaultKeepStorage": BUILD_CACHE_KEEP}}}
+    DOCKERD_CONFIG.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(DOCKERD_CONFIG, json.dumps(config, indent=2) + "\n")
+    return DOCKERD_CONFIG
 
 
 def _starting_dockerd_pid() -> int | None:

@@ -64,3 +64,17 @@ def test_setup_uses_the_configured_engine_address_without_a_spec_file(tmp_path, 
     assert "engine: none answers at tcp://127.0.0.1:9" in out
     assert "tcp://127.0.0.1:9 is not a local socket" in err
     assert "127.0.0.1:7" not in out + err
+
+
+def test_the_dockerd_we_start_keeps_its_build_cache_bounded(tmp_path, monkeypatch):
+    """dockerd 20.10 starts with no build-cache collector, and a disk that persists filled with 72 GB of cache
+    until builds failed with "no space left on device": the dockerd we start gets BuildKit's GC policy."""
+    import json
+
+    from jupyter_containers.provision import engine
+
+    monkeypatch.setattr(engine, "DOCKERD_CONFIG", tmp_path / "etc" / "dockerd.json")
+    written = engine._write_dockerd_config()
+    assert written == tmp_path / "etc" / "dockerd.json"
+    assert json.loads(written.read_text()) == {"builder": {"gc": {"enabled": True, "defaultKeepStorage": "10GB"}}}
+    assert [p.name for p in written.parent.iterdir()] == ["dockerd.json"]  # no temporary file left behind
