@@ -16,6 +16,7 @@ deleted here (they come back on the next sync). Symlinks, empty folders and the 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import io
 import json
 import os
@@ -38,12 +39,15 @@ from .spec.model import Resources
 
 Manifest = dict[str, list[int]]
 
-# Runs in the environment's image (its Python may be as old as 3.8: standard library only).
-_SCRIPT = r"""
-import json, os, stat, sys, tarfile
-root, mode, exclude = "/workspace", sys.argv[1], set(json.loads(sys.argv[2]))
-def walk():
-    out = {}
+
+def _walk(root: str, exclude: set[str]) -> dict[str, list[int]]:
+    """``{relative path: [size, mtime_ns]}`` of the regular files below ``root``, skipping ``exclude`` names.
+
+    The same function walks the workspace here and the volume in the container (its source is the head of
+    :data:`_SCRIPT`), so that both sides compare alike: standard library only, no annotations needed at run
+    time (the environment's Python may be as old as 3.8).
+    """
+    out: dict[str, list[int]] = {}
     for folder, dirs, files in os.walk(root):
         dirs[:] = [d for d in dirs if d not in exclude]
         for name in files:
@@ -57,6 +61,17 @@ def walk():
             if stat.S_ISREG(st.st_mode):
                 out[os.path.relpath(path, root)] = [st.st_size, st.st_mtime_ns]
     return out
+
+
+# Runs in the environment's image: _walk's source, then the mode's work.
+_SCRIPT = (
+    "from __future__ import annotations\n"
+    "import json, os, stat, sys, tarfile\n"
+    + inspect.getsource(_walk)
+    + r"""
+root, mode, exclude = "/workspace", sys.argv[1], set(json.loads(sys.argv[2]))
+def walk():
+    return _walk(root, exclude)
 if mode == "live":
     # In a running kernel's own container: only the files changed since the last sync, none when none did.
     try:
@@ -96,6 +111,7 @@ else:
     with open("/tmp/jc-out/manifest.json", "w") as fh:
         json.dump(now, fh)
 """
+)
 
 
 class WorkspaceSync(LoggingConfigurable):
@@ -147,21 +163,7 @@ class WorkspaceSync(LoggingConfigurable):
         return self.volume in self.backend.list_volumes({"io.jupyter.containers.role": "workspace"})
 
     def local_manifest(self) -> Manifest:
-        out: Manifest = {}
-        exclude = set(self.exclude)
-        for folder, dirs, files in os.walk(self.workspace):
-            dirs[:] = [d for d in dirs if d not in exclude]
-            for name in files:
-                if name in exclude:
-                    continue
-                path = os.path.join(folder, name)
-                try:
-                    st = os.lstat(path)
-                except OSError:
-                    continue
-                if stat.S_ISREG(st.st_mode):
-                    out[os.path.relpath(path, self.workspace)] = [st.st_size, st.st_mtime_ns]
-        return out
+        return _walk(str(self.workspace), set(self.exclude))
 
     # ------------------------------------------------------------------ helper containers
     def _helper(self, image: str, mode: str) -> Any:
@@ -267,25 +269,29 @@ class WorkspaceSync(LoggingConfigurable):
                     "/tmp", _tar({"jc-sync/base.json": json.dumps(state["remote"]).encode()}, uid, gid)
                 )
                 self._run_helper(container, "reading")
-                with tempfile.TemporaryFile() as fh:
-                    for chunk in container.get_archive("/tmp/jc-out"):
-                        fh.write(chunk)
-                    fh.seek(0)
-                    with tarfile.open(fileobj=fh) as outer:
-                        manifest = _member(outer, "jc-out/manifest.json")
-                        changes = _member(outer, "jc-out/changes.tar")
-                        remote = json.loads(manifest.read() if manifest else b"{}")
-                        fetched, size, conflicts = self._apply(changes, state, warn)
+                figures = self._fetch_changes(container, "/tmp/jc-out", state, warn)
             finally:
                 container.remove()
-            self._save({"local": state["local"], "remote": remote})
-        self.last = {
-            "fetched": fetched,
-            "bytes": size,
-            "conflicts": conflicts,
-            "seconds": time.perf_counter() - started,
-        }
+        self.last = {**figures, "seconds": time.perf_counter() - started}
         return self.last
+
+    def _fetch_changes(
+        self, container: Any, folder: str, state: dict[str, Manifest], warn: Callable[[str], None]
+    ) -> dict[str, Any]:
+        """Bring back the ``changes.tar`` and ``manifest.json`` that the script left in ``folder`` of
+        ``container``, apply the changes here and save the new state (the caller holds the sync lock)."""
+        name = Path(folder).name
+        with tempfile.TemporaryFile() as fh:
+            for chunk in container.get_archive(folder):
+                fh.write(chunk)
+            fh.seek(0)
+            with tarfile.open(fileobj=fh) as outer:
+                manifest = _member(outer, f"{name}/manifest.json")
+                changes = _member(outer, f"{name}/changes.tar")
+                remote = json.loads(manifest.read() if manifest else b"{}")
+                fetched, size, conflicts = self._apply(changes, state, warn)
+        self._save({"local": state["local"], "remote": remote})
+        return {"fetched": fetched, "bytes": size, "conflicts": conflicts}
 
     def _apply(
         self, changes: Any, state: dict[str, Manifest], warn: Callable[[str], None]
@@ -355,22 +361,8 @@ class WorkspaceSync(LoggingConfigurable):
             answer = _exec_output(container, ["python", "-c", _SCRIPT, "live", json.dumps(sorted(self.exclude))])
             if "unchanged" in answer or "changed" not in answer:
                 return {"fetched": 0, "bytes": 0, "conflicts": [], "seconds": time.perf_counter() - started}
-            with tempfile.TemporaryFile() as fh:
-                for chunk in container.get_archive("/tmp/.jc-live/out"):
-                    fh.write(chunk)
-                fh.seek(0)
-                with tarfile.open(fileobj=fh) as outer:
-                    manifest = _member(outer, "out/manifest.json")
-                    changes = _member(outer, "out/changes.tar")
-                    remote = json.loads(manifest.read() if manifest else b"{}")
-                    fetched, size, conflicts = self._apply(changes, state, warn)
-            self._save({"local": state["local"], "remote": remote})
-        self.last = {
-            "fetched": fetched,
-            "bytes": size,
-            "conflicts": conflicts,
-            "seconds": time.perf_counter() - started,
-        }
+            figures = self._fetch_changes(container, "/tmp/.jc-live/out", state, warn)
+        self.last = {**figures, "seconds": time.perf_counter() - started}
         return self.last
 
     def remove(self) -> None:

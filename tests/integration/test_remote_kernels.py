@@ -9,7 +9,6 @@ ssh connection), a project outside /tmp (tests/integration/remote_project.py), n
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import nbformat
@@ -17,6 +16,7 @@ import numpy as np
 import pytest
 import zmq
 
+from ..kernels import interrupted_sleep, provisioner_kernel
 from .remote_project import make_remote_project, remote_config, remove_project
 
 pytestmark = pytest.mark.engine
@@ -174,39 +174,17 @@ def _listening_here() -> dict[int, list[str]]:
 
 
 def test_a_provisioner_kernel_runs_there(managers, project):
-    from jupyter_client.manager import KernelManager
-
-    from jupyter_containers.kernel.kernelspec import kernel_spec_dict
-
-    # given an installed-style kernelspec for the environment on the ssh target
-    spec_dir = project / ".kernels" / "containers-remote"
-    spec_dir.mkdir(parents=True)
-    spec = kernel_spec_dict("remote", project / "containers.toml", target="ssh")
-    (spec_dir / "kernel.json").write_text(json.dumps(spec))
-    from jupyter_client.kernelspec import KernelSpecManager
-
-    ksm = KernelSpecManager(kernel_dirs=[str(project / ".kernels")])
-    # when jupyter_client starts it as any kernel
-    km = KernelManager(kernel_name="containers-remote", kernel_spec_manager=ksm, config=managers["ssh"].config)
-    km.start_kernel(cwd=str(project))
-    kc = km.client()
-    kc.start_channels()
-    try:
-        kc.wait_for_ready(timeout=60)
+    # given an installed-style kernelspec for the environment on the ssh target, started as any kernel
+    with provisioner_kernel(project, "remote", managers["ssh"].config, target="ssh") as (km, kc):
         reply = kc.execute_interactive("import os; print(os.getcwd(), open('data.txt').read().strip())", timeout=60)
         assert reply["content"]["status"] == "ok"
         # and the kernel is on the engine of the target
         container = km.provisioner.kernel.container_id
         assert container in [c.id for c in managers["ssh"].backend.list_containers()]
         # and an interrupt goes through the engine
-        done = threading.Event()
-        threading.Timer(1.0, lambda: (km.interrupt_kernel(), done.set())).start()
-        reply = kc.execute_interactive("import time; time.sleep(60)", timeout=30)
-        assert done.is_set() and reply["content"]["status"] == "error"
+        reply = interrupted_sleep(km, kc)
+        assert reply["content"]["status"] == "error"
         assert reply["content"]["ename"] == "KeyboardInterrupt"
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
     assert container not in [c.id for c in managers["ssh"].backend.list_containers(all=True)]
 
 
@@ -310,33 +288,15 @@ def test_container_cells_without_network_run_over_the_engines_connection(shell, 
 
 
 def test_a_provisioner_kernel_without_network_runs_and_is_interrupted(managers, project):
-    from jupyter_client.kernelspec import KernelSpecManager
-    from jupyter_client.manager import KernelManager
-
-    from jupyter_containers.kernel.kernelspec import kernel_spec_dict
-
-    spec_dir = project / ".kernels-offline" / "containers-offline"
-    spec_dir.mkdir(parents=True)
-    spec = kernel_spec_dict("remote", project / "containers.toml", {"network": "none"}, target="tls")
-    (spec_dir / "kernel.json").write_text(json.dumps(spec))
-    ksm = KernelSpecManager(kernel_dirs=[str(project / ".kernels-offline")])
-    km = KernelManager(kernel_name="containers-offline", kernel_spec_manager=ksm, config=managers["tls"].config)
-    km.start_kernel(cwd=str(project))
-    kc = km.client()
-    kc.start_channels()
-    try:
-        kc.wait_for_ready(timeout=60)
+    with provisioner_kernel(project, "remote", managers["tls"].config, target="tls", options={"network": "none"}) as (
+        km,
+        kc,
+    ):
         reply = kc.execute_interactive("import os; print(sorted(os.listdir('/sys/class/net')))", timeout=60)
         assert reply["content"]["status"] == "ok"
         container = km.provisioner.kernel.container_id
         assert managers["tls"].backend.api.inspect_container(container)["HostConfig"]["NetworkMode"] == "none"
-        done = threading.Event()
-        threading.Timer(1.0, lambda: (km.interrupt_kernel(), done.set())).start()
-        reply = kc.execute_interactive("import time; time.sleep(60)", timeout=30)
-        assert done.is_set() and reply["content"]["ename"] == "KeyboardInterrupt"
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
+        assert interrupted_sleep(km, kc)["content"]["ename"] == "KeyboardInterrupt"
     assert container not in [c.id for c in managers["tls"].backend.list_containers(all=True)]
 
 
