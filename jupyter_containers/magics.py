@@ -100,6 +100,8 @@ class ContainerMagics(Magics):
           logs ENV [--tail N]        the container log of ENV's kernel
           capture [--imported] ENV   write this kernel's packages as environment ENV into the spec file
           execute NOTEBOOK --env ENV [-p NAME VALUE]... [-o OUT] [limits]   run a whole notebook in ENV
+                  [--sweep NAME=VALUES]... [--max-parallel N] [--min-parallel N] [--target-utilization U]
+                                     one run per combination of values, then a summary table
           ui                         the environment picker and containers panel (ipywidgets)
         Each subcommand takes ``-f/--file SPEC`` and ``-h`` for its options.
         """

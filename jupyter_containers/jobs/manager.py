@@ -11,6 +11,7 @@ import hashlib
 import json
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,10 @@ from traitlets.config import LoggingConfigurable
 from ..errors import ConflictError, NotFoundError, RequestError
 from .parameters import validate_parameters
 from .runner import check_notebook_file
-from .store import ACTIVE, Job, JobStore
+from .store import ACTIVE, Job, JobStore, SweepRecord
+
+#: The body fields of a sweep's bounds (``POST jobs`` with ``sweep``); the command line's --max-parallel ….
+SWEEP_OPTIONS = ("max_parallel", "min_parallel", "target_utilization")
 
 
 class JobManager(LoggingConfigurable):
@@ -208,6 +212,31 @@ class JobManager(LoggingConfigurable):
 
     # ------------------------------------------------------------------ submit
     def submit(self, body: dict[str, Any]) -> Job:
+        for name in SWEEP_OPTIONS:
+            if name in body:
+                raise RequestError(f'{name}: only for a sweep; give "sweep" too, or leave {name} out')
+        checked = self._checked(body)
+        path, environment, target, manager, parameters, report_mode, resources = checked
+        job = self.store.create(
+            str(path.relative_to(self.root)),
+            environment,
+            str(manager.spec_file()),
+            parameters,
+            resources.to_dict(),
+            target=target,
+        )
+        output = Path(self.outputs_dir) / f"{path.stem}-{job.id}.ipynb"
+        self.store.update(job.id, output_path=str(output))
+        job.output_path = str(output)
+        self._cancel[job.id] = threading.Event()
+        threading.Thread(
+            target=self._run, args=(job.id, resources, report_mode), name=f"job-{job.id}", daemon=True
+        ).start()
+        return job
+
+    def _checked(self, body: dict[str, Any]) -> tuple[Path, str, str | None, Any, dict[str, Any], bool, Any]:
+        """A job body's notebook, environment, target (and its manager), parameters, report mode and effective
+        resources, each checked (a 400 or 404 naming the field) before anything is recorded or run."""
         notebook = body.get("notebook")
         if not isinstance(notebook, str) or not notebook.endswith(".ipynb"):
             raise RequestError("notebook: give the path of a .ipynb file, relative to the server root")
@@ -232,22 +261,186 @@ class JobManager(LoggingConfigurable):
             raise RequestError(f"report_mode: give true or false, not {report_mode!r}")
         check_notebook_file(path, notebook=notebook, environment=environment)  # e.g. an R notebook: 400
         resources = self.service.validate_resources(body.get("resources"), environment=environment)
-        job = self.store.create(
-            str(path.relative_to(self.root)),
-            environment,
-            str(manager.spec_file()),
-            parameters,
-            resources.to_dict(),
-            target=target,
+        return path, environment, target, manager, parameters, report_mode, resources
+
+    # ------------------------------------------------------------------ sweeps
+    def submit_sweep(self, body: dict[str, Any]) -> dict[str, Any]:
+        """One job per combination of the body's ``sweep`` (see :func:`.sweep.sweep_axes`), all sharing a sweep
+        id, run by :class:`.sweep.Sweep` (the HPA rule decides how many at once, within ``max_parallel``, which
+        may not exceed ``max_running``). Each job is an ordinary job of this manager (listed, cancellable, its
+        container labelled with its id); its output notebook is named by its parameters, in a folder of the
+        sweep under ``outputs_dir``. Returns the sweep's summary (:meth:`sweep`).
+        """
+        from .sweep import Sweep, SweepJob, check_options, combinations, output_paths, sweep_axes
+
+        path, environment, target, manager, parameters, report_mode, resources = self._checked(body)
+        axes = sweep_axes(body.get("sweep"), fixed=parameters)
+        limit = max(1, self.max_running)
+        max_parallel = body.get("max_parallel", min(4, limit))
+        min_parallel = body.get("min_parallel", 1)
+        target_utilization = body.get("target_utilization", 0.8)
+        check_options(max_parallel, min_parallel, target_utilization, names=SWEEP_OPTIONS)
+        if max_parallel > limit:
+            raise RequestError(
+                f"max_parallel: {max_parallel} is over this server's {limit} jobs at once "
+                "(c.JobManager.max_running); give at most that"
+            )
+        combos = combinations(axes)
+        ids: dict[int, str] = {}
+        sweep = Sweep(
+            manager,
+            notebook=path,
+            environment=environment,
+            jobs=[],
+            fixed=parameters,
+            resources=resources,
+            max_parallel=max_parallel,
+            min_parallel=min_parallel,
+            target_utilization=target_utilization,
+            report_mode=report_mode,
+            log=lambda text: self.log.info("%s", text),
+            run_job=lambda request, **kwargs: self._run_sweep_job(ids, resources, request, **kwargs),
         )
-        output = Path(self.outputs_dir) / f"{path.stem}-{job.id}.ipynb"
-        self.store.update(job.id, output_path=str(output))
-        job.output_path = str(output)
-        self._cancel[job.id] = threading.Event()
-        threading.Thread(
-            target=self._run, args=(job.id, resources, report_mode), name=f"job-{job.id}", daemon=True
-        ).start()
-        return job
+        stem = path.name[: -len(".ipynb")]
+        folder = Path(self.outputs_dir) / f"{stem}-{sweep.sweep_id}"
+        notebook = str(path.relative_to(self.root))
+        self.store.create_sweep(
+            SweepRecord(
+                id=sweep.sweep_id,
+                notebook=notebook,
+                environment=environment,
+                axes=[name for name, _ in axes],
+                options={
+                    "max_parallel": max_parallel,
+                    "min_parallel": min_parallel,
+                    "target_utilization": target_utilization,
+                },
+                target=target,
+            )
+        )
+        spec_file = str(manager.spec_file())
+        for index, (combo, output) in enumerate(zip(combos, output_paths(folder, stem, combos), strict=True)):
+            job = self.store.create(
+                notebook, environment, spec_file, {**parameters, **combo}, resources.to_dict(), target, sweep.sweep_id
+            )
+            self.store.update(job.id, output_path=str(output))
+            ids[index] = job.id
+            sweep.jobs.append(SweepJob(index=index, parameters=combo, output_path=self.root / output))
+            self._cancel[job.id] = sweep.jobs[-1].cancel
+        (self.root / folder).mkdir(parents=True, exist_ok=True)
+        threading.Thread(target=self._run_sweep, args=(sweep, ids), name=f"sweep-{sweep.sweep_id}", daemon=True).start()
+        return self.sweep(sweep.sweep_id)
+
+    def _run_sweep(self, sweep: Any, ids: dict[int, str]) -> None:
+        try:
+            sweep.run()
+        except Exception as exc:  # noqa: BLE001 - e.g. the image does not build: every job left says why
+            message = str(exc) or exc.__class__.__name__
+            for job_id in ids.values():
+                job = self.store.get(job_id)
+                if job is not None and job.status == "queued":
+                    self.store.update(job_id, status="failed", finished=time.time(), error={"message": message})
+        finally:
+            self.store.update_sweep(sweep.sweep_id, peak=sweep.peak)
+            for job_id in ids.values():
+                self._cancel.pop(job_id, None)
+
+    def _run_sweep_job(
+        self, ids: dict[int, str], resources: Any, request: Any, *, manager: Any, log: Any, cancel: Any
+    ) -> Any:
+        """One job of a sweep (``Sweep(run_job=…)``): as :meth:`_run` runs a job, within this server's slots,
+        recording its status; a job cancelled while queued does not start."""
+        from .runner import CANCELLED, ExecutionResult
+
+        job_id = ids[int(request.labels["sweep-job"])]
+
+        def cancelled() -> ExecutionResult:
+            return ExecutionResult(
+                status=CANCELLED,
+                output_path=request.output_path,
+                environment=request.environment,
+                seconds=0.0,
+                cells_executed=0,
+                error={"message": "cancelled"},
+            )
+
+        if cancel.is_set():
+            return cancelled()
+        with self._slots:
+            if cancel.is_set():
+                return cancelled()
+            self.store.update(job_id, status="running", started=time.time())
+            try:
+                result = manager.execute(
+                    replace(request, labels={**request.labels, "job": job_id}, timeout=resources.timeout),
+                    log=lambda text: self.log.info("job %s: %s", job_id, text),
+                    cancel=cancel,
+                )
+            except Exception as exc:  # the job record must always end; the sweep records it too
+                error = {"message": f"{exc.__class__.__name__}: {exc}"}
+                self.store.update(job_id, status="failed", finished=time.time(), error=error)
+                raise
+            self.store.update(job_id, status=result.status, finished=time.time(), error=result.error)
+            return result
+
+    def sweep(self, sweep_id: str) -> dict[str, Any]:
+        """A sweep's summary: its jobs and the table the command line prints at the end (the swept
+        parameters, status, time and output notebook of each job), from the store (so it survives a restart)."""
+        from .provenance import COMPLETED
+        from .sweep import SweepJob, summary_rows
+
+        record = self.store.get_sweep(sweep_id)
+        if record is None:
+            raise NotFoundError(f"no sweep {sweep_id!r}")
+        jobs = self.store.list(sweep=sweep_id)
+        rows = [
+            SweepJob(
+                index=index,
+                parameters={name: job.parameters.get(name) for name in record.axes},
+                output_path=Path(job.output_path or ""),
+                status=job.status,
+                seconds=(job.finished - job.started) if job.finished and job.started else None,
+                error=(job.error or {}).get("message"),
+            )
+            for index, job in enumerate(jobs)
+        ]
+        counts: dict[str, int] = {}
+        for job in jobs:
+            counts[job.status] = counts.get(job.status, 0) + 1
+        done = counts.get(COMPLETED, 0)
+        if any(job.status in ACTIVE for job in jobs):
+            status = "running"
+        else:
+            status = COMPLETED if done == len(jobs) else "failed"
+        return {
+            "id": record.id,
+            "notebook": record.notebook,
+            "environment": record.environment,
+            "target": record.target,
+            "parameters": record.axes,
+            **record.options,
+            "created": record.created,
+            "status": status,
+            "counts": counts,
+            "peak": record.peak,
+            "summary": f"{done} of {len(jobs)} jobs completed"
+            + (f", at most {record.peak} at once" if record.peak else ""),
+            "table": summary_rows(rows),
+            "jobs": [
+                {**job.to_dict(), "seconds": row.to_dict()["seconds"]} for job, row in zip(jobs, rows, strict=True)
+            ],
+        }
+
+    def cancel_sweep(self, sweep_id: str) -> dict[str, Any]:
+        """Cancel every job of a sweep that has not ended (running ones keep their output so far)."""
+        self.sweep(sweep_id)  # 404 for an unknown sweep
+        for job in self.store.list(sweep=sweep_id):
+            if job.status in ACTIVE:
+                try:
+                    self.cancel(job.id)
+                except ConflictError:
+                    pass  # it ended meanwhile
+        return self.sweep(sweep_id)
 
     def _run(self, job_id: str, resources: Any, report_mode: bool = False) -> None:
         from .runner import ExecuteRequest

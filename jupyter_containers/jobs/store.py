@@ -33,9 +33,26 @@ CREATE TABLE IF NOT EXISTS jobs (
     finished REAL,
     output_path TEXT,
     error TEXT,
-    target TEXT
+    target TEXT,
+    sweep TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created);
+"""
+
+#: A parameter sweep's own record (its jobs are rows of ``jobs`` with its id in ``sweep``): which parameters
+#: were swept, in order (the summary table's columns), the rule's bounds, and how many of its jobs ran at once.
+SWEEP_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sweeps (
+    id TEXT PRIMARY KEY,
+    notebook TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    target TEXT,
+    axes TEXT NOT NULL,
+    options TEXT NOT NULL DEFAULT '{}',
+    created REAL NOT NULL,
+    peak INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS jobs_sweep ON jobs (sweep);
 """
 
 
@@ -54,9 +71,24 @@ class Job:
     output_path: str | None = None
     error: dict[str, Any] | None = None
     target: str | None = None
+    sweep: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass
+class SweepRecord:
+    """A sweep: ``axes`` are the swept parameters' names in order; ``options`` the rule's bounds."""
+
+    id: str
+    notebook: str
+    environment: str
+    axes: list[str]
+    options: dict[str, Any] = field(default_factory=dict)
+    target: str | None = None
+    created: float = field(default_factory=time.time)
+    peak: int = 0
 
 
 class JobStore:
@@ -68,6 +100,9 @@ class JobStore:
             columns = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
             if "target" not in columns:  # a database of an earlier version
                 db.execute("ALTER TABLE jobs ADD COLUMN target TEXT")
+            if "sweep" not in columns:
+                db.execute("ALTER TABLE jobs ADD COLUMN sweep TEXT")
+            db.executescript(SWEEP_SCHEMA)
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30)
@@ -83,6 +118,7 @@ class JobStore:
         parameters: dict,
         resources: dict,
         target: str | None = None,
+        sweep: str | None = None,
     ) -> Job:
         job = Job(
             id=uuid.uuid4().hex[:12],
@@ -92,11 +128,12 @@ class JobStore:
             parameters=parameters,
             resources=resources,
             target=target,
+            sweep=sweep,
         )
         with closing(self._connect()) as db, db:
             db.execute(
                 "INSERT INTO jobs (id, notebook, environment, spec_file, parameters, resources, status, created, "
-                "target) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "target, sweep) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job.id,
                     notebook,
@@ -107,6 +144,7 @@ class JobStore:
                     job.status,
                     job.created,
                     target,
+                    sweep,
                 ),
             )
         return job
@@ -124,10 +162,47 @@ class JobStore:
             row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return _job(row) if row else None
 
-    def list(self, limit: int = 200) -> builtins.list[Job]:
+    def list(self, limit: int = 200, *, sweep: str | None = None) -> builtins.list[Job]:
+        """The newest ``limit`` jobs, newest first; with ``sweep``, every job of that sweep in its order."""
         with closing(self._connect()) as db:
-            rows = db.execute("SELECT * FROM jobs ORDER BY created DESC LIMIT ?", (limit,)).fetchall()
+            if sweep is not None:
+                rows = db.execute("SELECT * FROM jobs WHERE sweep = ? ORDER BY rowid", (sweep,)).fetchall()
+            else:
+                rows = db.execute("SELECT * FROM jobs ORDER BY created DESC LIMIT ?", (limit,)).fetchall()
         return [_job(row) for row in rows]
+
+    # ------------------------------------------------------------------ sweeps
+    def create_sweep(self, record: SweepRecord) -> SweepRecord:
+        with closing(self._connect()) as db, db:
+            db.execute(
+                "INSERT INTO sweeps (id, notebook, environment, target, axes, options, created, peak) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.id,
+                    record.notebook,
+                    record.environment,
+                    record.target,
+                    json.dumps(record.axes),
+                    json.dumps(record.options),
+                    record.created,
+                    record.peak,
+                ),
+            )
+        return record
+
+    def update_sweep(self, sweep_id: str, *, peak: int) -> None:
+        with closing(self._connect()) as db, db:
+            db.execute("UPDATE sweeps SET peak = MAX(peak, ?) WHERE id = ?", (peak, sweep_id))
+
+    def get_sweep(self, sweep_id: str) -> SweepRecord | None:
+        with closing(self._connect()) as db:
+            row = db.execute("SELECT * FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()
+        if row is None:
+            return None
+        data = dict(row)
+        data["axes"] = json.loads(data["axes"])
+        data["options"] = json.loads(data["options"] or "{}")
+        return SweepRecord(**data)
 
     def mark_interrupted(self) -> builtins.list[str]:
         """Jobs a previous server left queued or running: they cannot be resumed, so say what happened."""

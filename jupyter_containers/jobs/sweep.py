@@ -53,17 +53,20 @@ MAX_NAME = 200
 
 
 # ---------------------------------------------------------------------- the grammar
-def parse_sweep(text: str) -> tuple[str, list[Any]]:
+def parse_sweep(text: str, *, where: str | None = None) -> tuple[str, list[Any]]:
     """One ``--sweep NAME=VALUES``: ``VALUES`` is a comma-separated list of items, each a value typed as
     papermill types ``-p`` values (int, float, True/False/None, else a string) or an inclusive integer range
     ``A..B`` or ``A..B..STEP`` (``1..4`` → 1, 2, 3, 4; ``0..10..5`` → 0, 5, 10; ``3..1`` → 3, 2, 1).
+
+    Args:
+        where: how error messages name the text (default ``--sweep 'TEXT'``; the REST API's ``sweep.NAME``).
 
     Raises:
         RequestError: naming the ``--sweep`` text and what is wrong with it.
     """
     name, sep, values = text.partition("=")
     name = name.strip()
-    where = f"--sweep {text!r}"
+    where = where or f"--sweep {text!r}"
     if not sep or not name:
         raise RequestError(f"{where}: use NAME=VALUES, e.g. --sweep alpha=0.1,0.2 or --sweep seed=1..4")
     try:
@@ -112,21 +115,111 @@ def parse_sweeps(texts: Sequence[str], *, fixed: Mapping[str, Any] | None = None
         RequestError: a bad ``--sweep``, a name swept twice or also given as a fixed parameter, or more than
             :data:`MAX_COMBINATIONS` combinations.
     """
+    return _checked_axes(
+        [(f"--sweep {text!r}", *parse_sweep(text)) for text in texts],
+        fixed=fixed,
+        key="--sweep",
+        fixed_as="a fixed parameter (-p/-y/…)",
+    )
+
+
+def _checked_axes(
+    named: Sequence[tuple[str, str, list[Any]]], *, fixed: Mapping[str, Any] | None, key: str, fixed_as: str
+) -> list[tuple[str, list[Any]]]:
+    """``(where, name, values)`` → the axes, refusing a name swept twice or also fixed, and too many combinations."""
     axes: list[tuple[str, list[Any]]] = []
-    for text in texts:
-        name, values = parse_sweep(text)
+    for where, name, values in named:
         if any(name == seen for seen, _ in axes):
-            raise RequestError(f"--sweep {text!r}: {name} is swept twice; give all its values in one --sweep")
+            raise RequestError(f"{where}: {name} is swept twice; give all its values in one {key}")
         if name in (fixed or {}):
-            raise RequestError(f"--sweep {text!r}: {name} is also given as a fixed parameter (-p/-y/…); give one")
+            raise RequestError(f"{where}: {name} is also given as {fixed_as}; give one")
         axes.append((name, values))
     count = math.prod(len(v) for _, v in axes) if axes else 0
     if count > MAX_COMBINATIONS:
         raise RequestError(
-            f"--sweep: {' × '.join(str(len(v)) for _, v in axes)} = {count} combinations, over the "
+            f"{key}: {' × '.join(str(len(v)) for _, v in axes)} = {count} combinations, over the "
             f"{MAX_COMBINATIONS} one sweep may run"
         )
     return axes
+
+
+def sweep_axes(
+    value: Any, *, fixed: Mapping[str, Any] | None = None, key: str = "sweep"
+) -> list[tuple[str, list[Any]]]:
+    """The axes of a sweep given as data (the REST API's ``sweep`` field) rather than as command-line flags.
+
+    Two forms: an object of parameter names to a list of JSON values (as ``parameters`` takes them) or to a
+    string in the ``--sweep`` grammar (``{"alpha": [0.1, 0.2], "seed": "1..4"}``); or the command line's own
+    ``NAME=VALUES`` text, one string or a list of them (``["alpha=0.1,0.2", "seed=1..4"]``). Both end in the
+    grammar and checks of :func:`parse_sweeps`, so a sweep means the same from every front end.
+
+    Raises:
+        RequestError: naming ``key`` and the parameter or item at fault, with its value.
+    """
+    from .parameters import validate_parameters
+
+    named: list[tuple[str, str, list[Any]]] = []
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, list):
+        for i, text in enumerate(value):
+            if not isinstance(text, str):
+                raise RequestError(f'{key}[{i}]: {text!r} is not NAME=VALUES text, e.g. "seed=1..4"')
+            where = f"{key}[{i}] {text!r}"
+            named.append((where, *parse_sweep(text, where=where)))
+    elif isinstance(value, Mapping):
+        for name, values in value.items():
+            check_parameter_names({name: None}, key=key)
+            where = f"{key}.{name}"
+            if isinstance(values, str):
+                where = f"{where} {values!r}"
+                named.append((where, *parse_sweep(f"{name}={values}", where=where)))
+            elif isinstance(values, list):
+                if not values:
+                    raise RequestError(f'{where}: give at least one value, e.g. [1, 2] or "1..4"')
+                if len(values) > MAX_COMBINATIONS:
+                    raise RequestError(f"{where}: {len(values)} values, more than {MAX_COMBINATIONS}")
+                validate_parameters({name: values}, key=key)  # JSON values the injected cell can hold
+                named.append((where, name, list(values)))
+            else:
+                raise RequestError(
+                    f'{where}: {values!r} is not a list of values or a string such as "1..4" or "0.1,0.2"'
+                )
+    else:
+        raise RequestError(
+            f'{key}: give an object of parameter names to lists of values, e.g. {{"seed": [1, 2]}}, '
+            f"or NAME=VALUES text; not {type(value).__name__}"
+        )
+    if not named:
+        raise RequestError(f'{key}: give at least one parameter to sweep, e.g. {{"seed": [1, 2]}}')
+    return _checked_axes(named, fixed=fixed, key=key, fixed_as="a fixed value in parameters")
+
+
+def check_options(
+    max_parallel: Any,
+    min_parallel: Any,
+    target_utilization: Any,
+    *,
+    names: tuple[str, str, str] = ("--max-parallel", "--min-parallel", "--target-utilization"),
+) -> None:
+    """The bounds of the rule, checked once for every front end; ``names`` are what the messages call them.
+
+    Raises:
+        RequestError: a count that is not a whole number ≥ 1, ``min_parallel`` above ``max_parallel``, or a
+            target utilization that is not a number in (0, 10].
+    """
+    most, least, target = names
+    for name, number in ((most, max_parallel), (least, min_parallel)):
+        if isinstance(number, bool) or not isinstance(number, int):
+            raise RequestError(f"{name}: {number!r} is not a number of jobs; give a whole number, 1 or more")
+    if max_parallel < 1:
+        raise RequestError(f"{most}: {max_parallel} is not a number of jobs; give 1 or more")
+    if not 1 <= min_parallel <= max_parallel:
+        raise RequestError(f"{least}: {min_parallel} must be between 1 and {most} ({max_parallel})")
+    if isinstance(target_utilization, bool) or not isinstance(target_utilization, int | float):
+        raise RequestError(f"{target}: {target_utilization!r} is not a utilization; give a fraction such as 0.8")
+    if not 0 < target_utilization <= 10:
+        raise RequestError(f"{target}: {target_utilization:g} is not a utilization; give a fraction such as 0.8")
 
 
 def combinations(axes: Sequence[tuple[str, Sequence[Any]]]) -> list[dict[str, Any]]:
@@ -323,14 +416,7 @@ class Sweep:
         log: Callable[[str], None] = print,
         run_job: Callable[..., Any] | None = None,
     ):
-        if max_parallel < 1:
-            raise RequestError(f"--max-parallel: {max_parallel} is not a number of jobs; give 1 or more")
-        if not 1 <= min_parallel <= max_parallel:
-            raise RequestError(f"--min-parallel: {min_parallel} must be between 1 and --max-parallel ({max_parallel})")
-        if not 0 < target_utilization <= 10:
-            raise RequestError(
-                f"--target-utilization: {target_utilization:g} is not a utilization; give a fraction such as 0.8"
-            )
+        check_options(max_parallel, min_parallel, target_utilization)
         self.manager = manager.for_environment(environment)
         self.notebook = Path(notebook)
         self.environment = environment

@@ -248,20 +248,62 @@ class ContainerLogsHandler(ContainersHandler):
 
 
 class JobsHandler(ContainersHandler):
+    """``GET jobs[?sweep=ID]`` (the newest jobs, or every job of a sweep); ``POST jobs``: one job, or with
+    ``sweep`` one job per combination (201 with the sweep's summary, ``Location: …/sweeps/ID``)."""
+
     @web.authenticated
     @authorized
     async def get(self) -> None:
+        sweep = self.get_argument("sweep", None)
+        if sweep is not None:
+            summary = await self.call(self.service.jobs.sweep, sweep)  # 404 for an unknown sweep
+            self.finish(json.dumps({"jobs": summary["jobs"]}))
+            return
         jobs = await self.call(self.service.jobs.list)
         self.finish(json.dumps({"jobs": [j.to_dict() for j in jobs]}))
 
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        body = self.body({"notebook", "environment", "parameters", "resources", "report_mode", "target"})
-        job = await self.call(self.service.jobs.submit, body)
+        body = self.body(
+            {
+                "notebook",
+                "environment",
+                "parameters",
+                "resources",
+                "report_mode",
+                "target",
+                "sweep",
+                "max_parallel",
+                "min_parallel",
+                "target_utilization",
+            }
+        )
         self.set_status(201)
+        if "sweep" in body:
+            sweep = await self.call(self.service.jobs.submit_sweep, body)
+            self.set_header("Location", f"{self.base_url.rstrip('/')}{API}/sweeps/{sweep['id']}")
+            self.finish(json.dumps(sweep))
+            return
+        job = await self.call(self.service.jobs.submit, body)
         self.set_header("Location", f"{self.base_url.rstrip('/')}{API}/jobs/{job.id}")
         self.finish(json.dumps(job.to_dict()))
+
+
+class SweepHandler(ContainersHandler):
+    """``GET sweeps/ID``: the summary the command line prints at the end; ``DELETE``: cancel its jobs."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, sweep_id: str) -> None:
+        self.finish(json.dumps(await self.call(self.service.jobs.sweep, sweep_id)))
+
+    @web.authenticated
+    @authorized
+    async def delete(self, sweep_id: str) -> None:
+        sweep = await self.call(self.service.jobs.cancel_sweep, sweep_id)
+        self.set_status(202)
+        self.finish(json.dumps(sweep))
 
 
 class JobHandler(ContainersHandler):
@@ -386,6 +428,7 @@ def handlers() -> list[tuple[str, type]]:
         (rf"{API}/jobs", JobsHandler),
         (rf"{API}/jobs/{ID.format('job_id')}", JobHandler),
         (rf"{API}/jobs/{ID.format('job_id')}/output", JobOutputHandler),
+        (rf"{API}/sweeps/{ID.format('sweep_id')}", SweepHandler),
         (rf"{API}/notebooks/check", NotebookCheckHandler),
         (rf"{API}/kernels/(?P<kernel_id>[A-Za-z0-9-]+)/record", KernelRecordHandler),
         (rf"{API}/notebooks/restore", NotebookRestoreHandler),

@@ -92,6 +92,9 @@ CELLS = {
     ),
     "execute": "%container execute child.ipynb --env kern -p n 21 -o child.out.ipynb --memory 200m -q",
     "execute_usage": "%container execute child.ipynb",
+    "execute_sweep": (
+        "%container execute child.ipynb --env kern --sweep n=1..2 -o sweep-out --memory 200m -q --min-parallel 2"
+    ),
 }
 
 
@@ -293,6 +296,24 @@ def test_execute_runs_a_whole_notebook_like_the_command_line(run: Run, magics_pr
     text = "".join(o.get("text", "") for o in run.outputs("execute_usage"))
     assert "the following arguments are required: --env" in text
     assert "UsageError" in text
+
+
+def test_execute_with_sweeps_runs_each_combination_and_prints_the_summary(run: Run, magics_project: Path):
+    # when a notebook runs a sweep of another one, two combinations at once
+    import nbformat
+
+    lines = [line.split() for line in run.stdout("execute_sweep").splitlines()]
+    # then the cell shows the command line's summary table, one row per combination
+    assert lines[0] == ["n", "STATUS", "TIME", "OUTPUT"], lines
+    assert [(row[0], row[1], row[3]) for row in lines[1:3]] == [
+        ("1", "completed", "sweep-out/child-n=1.ipynb"),
+        ("2", "completed", "sweep-out/child-n=2.ipynb"),
+    ]
+    assert lines[3] == "sweep: 2 of 2 jobs completed, at most 2 at once".split()
+    # and each output notebook is named by its parameter and ran it in the container
+    for n in (1, 2):
+        out = nbformat.read(magics_project / "sweep-out" / f"child-n={n}.ipynb", 4)
+        assert out.cells[2].outputs[0]["text"] == f"{n * 2} 1000\n"
 
 
 def test_sessions_are_removed_when_the_local_kernel_shuts_down(run: Run):

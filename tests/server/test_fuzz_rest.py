@@ -48,6 +48,17 @@ job_bodies = st.fixed_dictionaries(
         "parameters": st.one_of(json_values, st.dictionaries(st.text(max_size=10), json_values, max_size=3)),
         "resources": st.one_of(resources, json_values),
         "report_mode": st.one_of(st.booleans(), json_values),
+        "sweep": st.one_of(
+            json_values,
+            st.dictionaries(
+                st.sampled_from(["n", "seed", "a b", "class"]),
+                st.one_of(json_values, st.sampled_from(["1..4", "3..1", "0..10..0", "1..", "a,,b", "1..99999999"])),
+                max_size=2,
+            ),
+        ),
+        "max_parallel": json_values,
+        "min_parallel": json_values,
+        "target_utilization": json_values,
         "extra": json_values,
     },
 )
@@ -63,7 +74,9 @@ queries = st.dictionaries(
 requests_ = st.one_of(
     st.tuples(st.just("GET"), st.sampled_from(["environments", "builds", "containers", "jobs", "engine"]), queries),
     st.tuples(
-        st.just("GET"), st.tuples(st.sampled_from(["environments", "builds", "containers", "jobs"]), segments), queries
+        st.just("GET"),
+        st.tuples(st.sampled_from(["environments", "builds", "containers", "jobs", "sweeps"]), segments),
+        queries,
     ),
     st.tuples(
         st.just("GET"),
@@ -72,7 +85,7 @@ requests_ = st.one_of(
         ),
         queries,
     ),
-    st.tuples(st.just("DELETE"), st.tuples(st.sampled_from(["containers", "jobs"]), segments), queries),
+    st.tuples(st.just("DELETE"), st.tuples(st.sampled_from(["containers", "jobs", "sweeps"]), segments), queries),
     st.tuples(st.just("POST"), st.just("jobs"), job_bodies),
     st.tuples(st.just("POST"), st.tuples(st.just("environments"), segments, st.just("build")), json_values),
     st.tuples(

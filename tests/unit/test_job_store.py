@@ -60,3 +60,43 @@ def test_a_database_of_an_earlier_version_gets_the_target_column(tmp_path):
     # then its old jobs read back (no target) and new ones keep theirs
     assert store.get("old").target is None
     assert store.get(store.create("b.ipynb", "e", "s", {}, {}, target="gpu-box").id).target == "gpu-box"
+
+
+def test_a_sweeps_jobs_are_listed_in_its_order_with_its_record(tmp_path):
+    from jupyter_containers.jobs.store import SweepRecord
+
+    # given a sweep of two jobs and an unrelated job
+    store = JobStore(tmp_path / "jobs.sqlite")
+    store.create_sweep(SweepRecord(id="sw1", notebook="a.ipynb", environment="e", axes=["seed"], options={"x": 1}))
+    first = store.create("a.ipynb", "e", "s", {"seed": 1}, {}, sweep="sw1")
+    store.create("b.ipynb", "e", "s", {}, {})
+    second = store.create("a.ipynb", "e", "s", {"seed": 2}, {}, sweep="sw1")
+    store.update_sweep("sw1", peak=2)
+    # when another server reads it
+    again = JobStore(tmp_path / "jobs.sqlite")
+    # then the sweep's jobs come in the order they were made, each naming the sweep, and its record is kept
+    assert [(j.id, j.sweep) for j in again.list(sweep="sw1")] == [(first.id, "sw1"), (second.id, "sw1")]
+    record = again.get_sweep("sw1")
+    assert (record.axes, record.options, record.peak) == (["seed"], {"x": 1}, 2)
+    assert again.get_sweep("nope") is None
+
+
+def test_a_database_of_an_earlier_version_gets_the_sweep_column(tmp_path):
+    import sqlite3
+
+    from jupyter_containers.jobs.store import SCHEMA
+
+    # given a job database written before sweeps
+    path = tmp_path / "jobs.sqlite"
+    with sqlite3.connect(path) as db:
+        db.executescript(SCHEMA.replace(",\n    sweep TEXT", ""))
+        db.execute(
+            "INSERT INTO jobs (id, notebook, environment, spec_file, status, created) "
+            "VALUES ('old', 'a.ipynb', 'e', 's', 'completed', 1)"
+        )
+    assert "sweep" not in {row[1] for row in sqlite3.connect(path).execute("PRAGMA table_info(jobs)")}
+    # when a server opens it
+    store = JobStore(path)
+    # then its old jobs belong to no sweep and new ones name theirs
+    assert store.get("old").sweep is None
+    assert store.get(store.create("b.ipynb", "e", "s", {}, {}, sweep="sw").id).sweep == "sw"

@@ -14,6 +14,7 @@ from jupyter_containers.jobs.sweep import (
     SweepJob,
     bounded,
     capacity,
+    check_options,
     combinations,
     hpa_desired,
     output_name,
@@ -21,6 +22,7 @@ from jupyter_containers.jobs.sweep import (
     parse_sweep,
     parse_sweeps,
     summary_rows,
+    sweep_axes,
 )
 from jupyter_containers.spec.model import Resources
 
@@ -230,3 +232,51 @@ def test_summary_table_has_parameters_status_time_and_output():
     assert rows[0] == ["alpha", "model", "STATUS", "TIME", "OUTPUT"]
     assert rows[1] == ["0.1", "'vit'", "completed", "3.2s", "out/NB-alpha=0.1-model=vit.ipynb"]
     assert rows[2][2] == "failed"
+
+
+# ---------------------------------------------------------------------- a sweep as data (REST)
+def test_a_sweep_given_as_data_means_what_the_command_line_means():
+    # given the same sweep as an object (lists and the --sweep grammar) and as the command line's text
+    as_object = sweep_axes({"alpha": [0.1, 0.2], "seed": "1..3"})
+    as_text = sweep_axes(["alpha=0.1,0.2", "seed=1..3"])
+    # then both are the command line's axes
+    assert as_object == as_text == parse_sweeps(["alpha=0.1,0.2", "seed=1..3"])
+    assert sweep_axes("word=a,b") == [("word", ["a", "b"])]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"n": []}, "sweep.n: give at least one value"),
+        ({"n": "1..x"}, "sweep.n '1..x': '1..x' is not a range of whole numbers"),
+        ({"n": 5}, "sweep.n: 5 is not a list of values"),
+        ({"a b": [1]}, "sweep: parameter name 'a b' is not a Python variable name"),
+        ({}, "sweep: give at least one parameter"),
+        (["n=1", "n=2"], "sweep[1] 'n=2': n is swept twice"),
+        ([3], "sweep[0]: 3 is not NAME=VALUES text"),
+        (None, "sweep: give an object of parameter names"),
+        ({"fixed": [1]}, "sweep.fixed: fixed is also given as a fixed value in parameters"),
+        ({"a": "1..1000", "b": "1..1000"}, "sweep: 1000 × 1000 = 1000000 combinations"),
+    ],
+)
+def test_a_bad_sweep_given_as_data_is_refused_naming_the_field(value, message):
+    with pytest.raises(RequestError) as caught:
+        sweep_axes(value, fixed={"fixed": 0})
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ((0, 1, 0.8), "max_parallel: 0 is not a number of jobs"),
+        ((True, 1, 0.8), "max_parallel: True is not a number of jobs"),
+        ((2, 3, 0.8), "min_parallel: 3 must be between 1 and max_parallel (2)"),
+        ((2, "1", 0.8), "min_parallel: '1' is not a number of jobs"),
+        ((2, 1, 0), "target_utilization: 0 is not a utilization"),
+        ((2, 1, "high"), "target_utilization: 'high' is not a utilization"),
+    ],
+)
+def test_the_rule_bounds_are_checked_under_the_callers_names(options, message):
+    with pytest.raises(RequestError) as caught:
+        check_options(*options, names=("max_parallel", "min_parallel", "target_utilization"))
+    assert message in str(caught.value)
