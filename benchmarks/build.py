@@ -17,6 +17,11 @@ through the identical engine API (``POST /build?version=2``, the engine's BuildK
 4. with ``--kernel-import MODULE`` (the heavy case: ``--packages "torch transformers" --kernel-import torch``):
    a container kernel's cold start, from asking for a session to the first output of a cell importing it.
 
+``--find-links DIR`` offers the wheels of DIR to both sides: ours gets ``find_links = ["wheels"]`` (DIR's
+``*.whl`` copied into the benchmark's project folder), the naive Dockerfile ``COPY``s them and runs ``pip install
+--find-links``. With PyTorch's CPU wheel there and ``torch==2.13.0+cpu`` in ``--packages``, both install the CPU
+build (PyPI's ``torch`` is the CUDA build, with 18 nvidia wheels).
+
 Progress goes to stderr, the results table to stdout. Every image the run created is removed at the end
 (unless ``--keep``), and so is the uv cache mount it created, by its build-cache record id.
 
@@ -80,6 +85,8 @@ class Timed:
     uv_lines: list[str] = field(default_factory=list)
     #: Seconds spent waiting for other builds on the engine (the one-build-at-a-time slot), not counted.
     waited: float = 0.0
+    #: Wall-clock times of the first step's start and the last step's end: the build held the engine's slot.
+    window: tuple[float, float] = (0.0, 0.0)
 
 
 class Recorder:
@@ -101,6 +108,8 @@ class Recorder:
             self.waiting = now
             return
         if event.kind == "step":
+            if not self.first_step:
+                self.first_wall = time.time()
             self.first_step = self.first_step or now
             self.started.setdefault(event.step, now)
             say(f"  {event.text[:110]}")
@@ -108,6 +117,7 @@ class Recorder:
             began = self.started.get(event.step, now)
             self.timed.steps.append((event.step, now - began, event.cached))
             self.last_done = now
+            self.last_wall = time.time()
         elif event.kind == "log":
             text = event.text.strip()
             if _UV_LINE.match(text):
@@ -124,6 +134,8 @@ def timed_build(run, recorder: Recorder | None = None) -> Timed:
     recorder.timed.seconds = end - start - waited
     recorder.timed.export = end - recorder.last_done if recorder.last_done else 0.0
     recorder.timed.before = recorder.first_step - start - waited if recorder.first_step else 0.0
+    # Build cache records are created when a step starts: between the first step and the last one's end.
+    recorder.timed.window = (getattr(recorder, "first_wall", 0.0), getattr(recorder, "last_wall", 0.0))
     return recorder.timed
 
 
@@ -138,12 +150,22 @@ RUN python3 -m venv /venv && /venv/bin/pip install -r /app/requirements.txt
 """
 
 
-def naive_context(base: str, requirements: bytes) -> bytes:
-    """The naive build context, as USTAR (the engine's BuildKit rejects PAX headers), like Builder.context_tar."""
+#: The naive Dockerfile with local wheels (``--find-links``): as a user writes it, the wheels are copied in.
+NAIVE_FIND_LINKS_DOCKERFILE = NAIVE_DOCKERFILE.replace(
+    "RUN python3 -m venv /venv && /venv/bin/pip install -r /app/requirements.txt",
+    "COPY wheels /wheels\n"
+    "RUN python3 -m venv /venv && /venv/bin/pip install --find-links /wheels -r /app/requirements.txt",
+)
+
+
+def naive_context(base: str, requirements: bytes, wheels: list[Path] | None = None) -> bytes:
+    """The naive build context, as USTAR (the engine's BuildKit rejects PAX headers), like Builder.context_tar;
+    with ``wheels``, the ``--find-links`` variant and the wheels under ``wheels/``."""
+    template = NAIVE_FIND_LINKS_DOCKERFILE if wheels is not None else NAIVE_DOCKERFILE
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         for name, data in (
-            ("Dockerfile", NAIVE_DOCKERFILE.format(base=base).encode()),
+            ("Dockerfile", template.format(base=base).encode()),
             ("ca-certificates.crt", CA_BUNDLE.read_bytes()),
             ("requirements.txt", requirements),
         ):
@@ -152,6 +174,15 @@ def naive_context(base: str, requirements: bytes) -> bytes:
             info.mode = 0o644
             info.mtime = 0
             tar.addfile(info, io.BytesIO(data))
+        if wheels is not None:
+            folder = tarfile.TarInfo("wheels")
+            folder.type, folder.mode, folder.mtime = tarfile.DIRTYPE, 0o755, 0
+            tar.addfile(folder)
+            for wheel in wheels:
+                info = tarfile.TarInfo(f"wheels/{wheel.name}")
+                info.size, info.mode, info.mtime = wheel.stat().st_size, 0o644, 0
+                with wheel.open("rb") as fh:
+                    tar.addfile(info, fh)
     return buf.getvalue()
 
 
@@ -168,6 +199,10 @@ class Bench:
         self.our_tags: set[str] = set()
         self.rows: list[tuple[str, str, str, str, str, str]] = []
         self.started_at = time.time()
+        #: (start, end) wall-clock times of this run's builds while they held the engine's build slot: the
+        #: build cache records created inside them are this run's (every build of ours takes that slot).
+        self.windows: list[tuple[float, float]] = []
+        self.wheels: list[Path] | None = None
 
     # -------------------------------------------------------------- project folder
     def requirements_txt(self, requirements: list[str]) -> str:
@@ -178,6 +213,8 @@ class Bench:
     def write_project(self, requirements: list[str], pip: list[str]) -> None:
         (self.folder / "requirements.txt").write_text(self.requirements_txt(requirements))
         spec = f'[environments.{ENV}]\nrequirements = ["requirements.txt"]\n'
+        if self.wheels is not None:
+            spec += 'find_links = ["wheels"]\n'
         if pip:
             spec += "pip = [" + ", ".join(json.dumps(p) for p in pip) + "]\n"
         (self.folder / "containers.toml").write_text(spec)
@@ -187,6 +224,15 @@ class Bench:
         (self.folder / "jupyter_containers_config.py").write_text(
             f"c.Builder.image_repository = {REPOSITORY!r}\nc.Builder.uv_cache_id = {self.uv_cache_id!r}\n"
         )
+        if self.args.find_links:
+            source = Path(self.args.find_links).expanduser()
+            if not source.is_dir():
+                raise SystemExit(f"--find-links {self.args.find_links}: not a folder")
+            (self.folder / "wheels").mkdir()
+            for wheel in sorted(source.glob("*.whl")):
+                shutil.copy2(wheel, self.folder / "wheels" / wheel.name)
+            self.wheels = sorted((self.folder / "wheels").glob("*.whl"))
+            say(f"find_links: {', '.join(w.name for w in self.wheels) or 'no wheels'} (copied from {source})")
         self.write_project(self.packages, [])
         say("run this while no other build uses the engine (see the module docstring)")
         config: Config = load_config(self.folder)
@@ -201,6 +247,7 @@ class Bench:
         info = self.backend.engine_info()
         self.engine = f"Docker {info.version} (API {info.api_version}), {info.storage_driver}, {info.cpus} CPUs"
         self.uv_caches_before = self.uv_cache_records()
+        self.records_before = {r["ID"] for r in self.api.df().get("BuildCache") or []}
         say(f"engine: {self.engine}")
         say(f"base: {self.base} ({self.base_id[:19]})")
         say(f"project folder: {self.folder}; uv cache id: {self.uv_cache_id}")
@@ -214,6 +261,7 @@ class Bench:
             result["r"] = self.builder.build(env, on_event=recorder, no_cache=no_cache)
 
         timed = timed_build(run)
+        self.windows.append(timed.window)
         build = result["r"]
         self.our_tags.add(build.image)
         if not build.built:
@@ -226,7 +274,7 @@ class Bench:
             # caches nothing through this machine's proxy): the cold naive build is that rebuild (heavy case).
             say("  (the naive cold build stands for this naive rebuild: --edit-baseline cold)")
             return self.cold_naive
-        context = naive_context(self.base, self.requirements_txt(requirements).encode())
+        context = naive_context(self.base, self.requirements_txt(requirements).encode(), self.wheels)
         reference = f"{NAIVE_REPOSITORY}:{tag}-{self.run_id}"
         self.naive_tags.add(reference)
 
@@ -243,7 +291,9 @@ class Bench:
                 for event in events:
                     recorder(event)
 
-        return timed_build(run)
+        timed = timed_build(run)
+        self.windows.append(timed.window)
+        return timed
 
     # -------------------------------------------------------------- the three figures
     def cold(self) -> None:
@@ -478,21 +528,30 @@ class Bench:
     def prune_layers(self) -> None:
         """Remove this run's large layers from the build cache, by record id.
 
-        A record does not name the build it came from (nor the uv cache id of its mounts), so this takes the
-        records created since this run started, larger than 200 MB, made by a naive pip step or one of our uv
-        steps: the heavy case's layers. Other sessions' builds of that size in the same minutes would go too
-        (they rebuild; nothing breaks).
+        A record does not name the build it came from (nor the uv cache id of its mounts), so a record counts as
+        this run's when it did not exist when the run began, was created while one of this run's builds held the
+        engine's one-build-at-a-time slot (every build of jupyter-containers on this host takes it, so no other
+        session's build of ours ran then), is larger than 200 MB and was made by a naive pip or COPY step or one
+        of our uv steps: the heavy case's layers. Nothing else is pruned.
         """
-        started = getattr(self, "started_at", 0.0)
-        commands = ("/venv/bin/pip install -r /app/requirements.txt", "UV_CACHE_DIR=/tmp/jupyter-containers/uv-cache")
+        before = getattr(self, "records_before", None)
+        if before is None:
+            return
+        commands = ("/venv/bin/pip install ", "COPY wheels /wheels", "UV_CACHE_DIR=/tmp/jupyter-containers/uv-cache")
         records = self.api.df().get("BuildCache") or []
+
+        def ours(record: dict) -> bool:
+            created = _epoch(record.get("CreatedAt", ""))
+            return any(start - 1 <= created <= end + 1 for start, end in self.windows)
+
         doomed = [
             r["ID"]
             for r in records
             if r.get("Type") == "regular"
+            and r["ID"] not in before
             and (r.get("Size") or 0) > 200e6
             and any(c in r.get("Description", "") for c in commands)
-            and _epoch(r.get("CreatedAt", "")) >= started - 1
+            and ours(r)
         ]
         freed = 0
         for rid in doomed:
@@ -512,7 +571,7 @@ class Bench:
         print(f"engine:   {self.engine}")
         print(f"base:     {self.base} ({self.base_id[:19]}), the same for both sides")
         print(f"packages: {' '.join(self.packages)}; small package: {self.small}")
-        wanted = {p.lower().replace("_", "-") for p in self.packages}
+        wanted = {re.split(r"[<>=!~;\[ @]", p, maxsplit=1)[0].lower().replace("_", "-") for p in self.packages}
         top = [p for p in ours_versions if p.split("==")[0].lower().replace("_", "-") in wanted]
         print(f"installed (containers.lock): {', '.join(top)}; {len(ours_versions)} distributions in all")
         print(f"  all: {' '.join(ours_versions)}")
@@ -611,6 +670,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="at the end, remove from the build cache the large layers (> 200 MB) of pip and uv steps created "
         "during the run: the heavy case leaves gigabytes otherwise",
+    )
+    parser.add_argument(
+        "--find-links",
+        default="",
+        metavar="DIR",
+        help="a folder of wheels both sides may install from: the spec's find_links (DIR copied into the project) "
+        "and, in the naive Dockerfile, COPY + pip install --find-links (e.g. PyTorch's CPU wheel)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the images this run built")
     parser.add_argument("--keep-uv-cache", action="store_true", help="do not prune this run's uv cache mount")

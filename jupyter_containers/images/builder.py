@@ -13,11 +13,11 @@ import hashlib
 import io
 import json
 import os
-import tarfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from traitlets import Bool, Instance, Int, List, Unicode
 from traitlets.config import LoggingConfigurable
@@ -40,6 +40,9 @@ from .dockerfile import (
     uv_index_config,
 )
 from .lock import PROBE_SCRIPT, LockEntry, read_lock, write_lock_entry
+
+if TYPE_CHECKING:  # imported where a context is written: an unchanged build writes none
+    import tarfile
 
 EventCallback = Callable[[BuildEvent], None]
 
@@ -67,6 +70,8 @@ class BuildPlan:
 
 @dataclass(frozen=True)
 class BuildResult:
+    """What a build (or the finding that none was needed) gave: the tagged image, whether it was built or pulled."""
+
     environment: str
     image: str
     image_id: str
@@ -189,17 +194,7 @@ class Builder(LoggingConfigurable):
         dockerfile, files = render(env, inputs)
         if index is not None:
             files[".jc/uv.toml"] = index
-        digest = hashlib.sha256()
-        for part in (
-            f"builder={__version__}",
-            f"uv={_uv_version()}",
-            f"base={base_id}",
-            "Dockerfile",
-            dockerfile,
-            *[f"{name}:{hashlib.sha256(files[name]).hexdigest()}" for name in sorted(files)],
-        ):
-            digest.update(part.encode() + b"\0")
-        spec_hash = digest.hexdigest()
+        spec_hash = content_hash(dockerfile, files, inputs, base_id)
         tag = f"{self.image_repository.format(env=env.name)}:{spec_hash[:16]}"
         buildargs = hostconfig.proxy_build_args() if self.inject_proxy else {}
         frame = self.frame(env, inputs, index, base_id)
@@ -227,6 +222,7 @@ class Builder(LoggingConfigurable):
             f"kernel={inputs.kernel}",
             dockerfile,
             *[f"{name}:{hashlib.sha256(files[name]).hexdigest()}" for name in sorted(files)],
+            *_wheel_parts(inputs),
         ):
             digest.update(part.encode() + b"\0")
         return digest.hexdigest()[:32]
@@ -306,7 +302,6 @@ class Builder(LoggingConfigurable):
     def _inputs(self, env: Environment, base: str, locked: bool) -> tuple[BuildInputs, Path | None, bytes | None]:
         from ..spec.files import resolve_roots
         from ..spec.parse import PYPROJECT_TABLE, keypath
-        from ..spec.requirements import read_requirements
 
         requirements: list[str] = []
         constraints: list[str] = []
@@ -314,6 +309,8 @@ class Builder(LoggingConfigurable):
         roots = resolve_roots(env.spec_dir, self.allowed_reference_roots)
         table = [PYPROJECT_TABLE] if env.source is not None and env.source.name == "pyproject.toml" else []
         for i, rel in enumerate(env.requirements):
+            from ..spec.requirements import read_requirements  # here: most specs list packages, not files
+
             key = ".".join([*table, keypath(["environments", env.name, "requirements"])]) + f"[{i}]"
             parsed = read_requirements(env.spec_dir / rel, roots=roots, reference=rel, file=env.source, key=key)
             requirements.extend(parsed.options)
@@ -332,6 +329,7 @@ class Builder(LoggingConfigurable):
             locked_packages = list(entry.packages)
             pinned = {line.split("=", 1)[0]: line for line in entry.apt}
             apt = [pinned.get(p.split("=", 1)[0], p) for p in env.apt]
+        folders, wheels = self._find_links(env, roots, table)
         ca = self._ca_bundle()
         index = uv_index_config(hostconfig.pip_index_settings()) if self.inject_index else None
         inputs = BuildInputs(
@@ -347,8 +345,34 @@ class Builder(LoggingConfigurable):
             compile_bytecode=self.compile_bytecode,
             keep_uv=self.keep_uv,
             kernel=not _brings_ipykernel([*requirements, *env.pip, *(locked_packages or [])]),
+            find_links=folders,
+            wheels=wheels,
         )
         return inputs, ca, index
+
+    def _find_links(
+        self, env: Environment, roots: tuple[Path, ...], table: list[str]
+    ) -> tuple[list[str], list[tuple[str, str, Path]]]:
+        """The environment's wheel folders (each named by a digest of its wheels) and their wheels.
+
+        Read again at every plan, not only when the spec was parsed: a wheel added, removed or rebuilt since is a
+        new tag (its name and sha256 are part of it), an unchanged folder the same tag.
+        """
+        from ..spec.files import find_links_folder
+        from ..spec.parse import keypath
+
+        folders: list[str] = []
+        wheels: list[tuple[str, str, Path]] = []
+        for i, rel in enumerate(env.find_links):
+            key = ".".join([*table, keypath(["environments", env.name, "find_links"])]) + f"[{i}]"
+            _, found = find_links_folder(rel, base=env.spec_dir, roots=roots, file=env.source, key=key)
+            hashed = [(name, _file_sha256(path, file=env.source, key=key), path) for name, path in found]
+            folder = hashlib.sha256("".join(f"{name}\0{sha}\0" for name, sha, _ in hashed).encode()).hexdigest()[:16]
+            if folder in folders:  # two entries with the same wheels: offered once
+                continue
+            folders.append(folder)
+            wheels.extend((f".jc/find-links/{folder}/{name}", sha, path) for name, sha, path in hashed)
+        return folders, wheels
 
     def _ca_bundle(self) -> Path | None:
         if not self.inject_ca_bundle:
@@ -511,6 +535,8 @@ class Builder(LoggingConfigurable):
 
         ``dockerfile``/``files`` replace the plan's (an incremental build's own Dockerfile).
         """
+        import tarfile
+
         import uv
 
         dockerfile = plan.dockerfile if dockerfile is None else dockerfile
@@ -523,6 +549,8 @@ class Builder(LoggingConfigurable):
             if plan.ca_bundle is not None:
                 _add_bytes(tar, ".jc/ca-certificates.crt", plan.ca_bundle.read_bytes())
             _add_bytes(tar, ".jc/uv", Path(uv.find_uv_bin()).read_bytes(), mode=0o755)
+            if plan.inputs is not None and plan.inputs.find_links:
+                _add_wheels(tar, plan.inputs)
         return buf.getvalue()
 
     # ------------------------------------------------------------------ python
@@ -708,7 +736,140 @@ def _brings_ipykernel(lines: list[str]) -> bool:
     return False
 
 
+def content_hash(dockerfile: str, files: Mapping[str, bytes], inputs: BuildInputs, base_id: str) -> str:
+    """The spec hash (the tag is its first 16 digits): the rendered Dockerfile, its context files and the wheels
+    of its ``find_links`` folders (names and sha256), the base image id, the builder and uv versions."""
+    digest = hashlib.sha256()
+    for part in (
+        f"builder={__version__}",
+        f"uv={_uv_version()}",
+        f"base={base_id}",
+        "Dockerfile",
+        dockerfile,
+        *[f"{name}:{hashlib.sha256(files[name]).hexdigest()}" for name in sorted(files)],
+        *_wheel_parts(inputs),
+    ):
+        digest.update(part.encode() + b"\0")
+    return digest.hexdigest()
+
+
+def _wheel_parts(inputs: BuildInputs) -> list[str]:
+    """What the wheels of ``find_links`` folders add to a hash: their context names and sha256 (none without)."""
+    return [f"wheel:{name}:{sha}" for name, sha, _ in inputs.wheels]
+
+
+#: ``(path, device, inode, size, mtime, ctime)`` → sha256: a wheel is hashed once per process while unchanged.
+_WHEEL_HASHES: dict[tuple[str, int, int, int, int, int], str] = {}
+
+
+def _file_sha256(path: Path, *, file: object, key: str) -> str:
+    """The sha256 of a wheel, from a memo (in process, then in the cache folder) while its inode, size, mtime and
+    ctime are those it was hashed at: hashing PyTorch's 190 MB wheel takes 0.7-2 s, which every plan (an unchanged
+    ``build``, a status listing) would pay. The ctime changes with every write and cannot be set back."""
+    try:
+        info = path.stat()
+        memo = (str(path), info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+        if memo in _WHEEL_HASHES:
+            return _WHEEL_HASHES[memo]
+        kept = _kept_hash(memo)
+        if kept is not None:
+            _WHEEL_HASHES[memo] = kept
+            return kept
+        digest = hashlib.sha256()
+        with path.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+        # Kept only for a file unchanged for a while: timestamps have a granularity of milliseconds, so a file
+        # rewritten just now at the same size could show the same times again (git's "racy" case).
+        if time.time_ns() - max(info.st_mtime_ns, info.st_ctime_ns) > 2_000_000_000:
+            _WHEEL_HASHES[memo] = digest.hexdigest()
+            _keep_hash(memo, digest.hexdigest())
+        return digest.hexdigest()
+    except OSError as exc:
+        raise SpecError(f"cannot read the wheel {path.name!r}: {exc.strerror or exc}", file=file, key=key) from None
+
+
+def _hash_cache_entry(memo: tuple[object, ...]) -> Path | None:
+    """Where the hash of a wheel in the state ``memo`` is kept: a folder of this user's that nobody else can
+    write (else None: nothing is kept or read)."""
+    import stat
+
+    from ..paths import cache_dir
+
+    try:
+        folder = cache_dir() / "wheel-hashes"
+        folder.mkdir(mode=0o700, exist_ok=True)
+        info = folder.stat()
+    except OSError:
+        return None
+    if info.st_uid != os.getuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return None
+    return folder / hashlib.sha256(repr(memo).encode()).hexdigest()[:40]
+
+
+def _kept_hash(memo: tuple[object, ...]) -> str | None:
+    entry = _hash_cache_entry(memo)
+    try:
+        text = entry.read_text(encoding="ascii").strip() if entry is not None else ""
+    except (OSError, UnicodeDecodeError):
+        return None
+    return text if len(text) == 64 and all(c in "0123456789abcdef" for c in text) else None
+
+
+def _keep_hash(memo: tuple[object, ...], sha: str) -> None:
+    entry = _hash_cache_entry(memo)
+    if entry is None:
+        return
+    try:
+        partial = entry.with_name(f"{entry.name}.{os.getpid()}.tmp")
+        partial.write_text(sha + "\n", encoding="ascii")
+        os.replace(partial, entry)
+    except OSError:
+        pass
+
+
+class _HashingReader:
+    """A file read by tarfile while its sha256 is computed, so that the context holds the bytes that were hashed."""
+
+    def __init__(self, fh: io.BufferedReader) -> None:
+        self.fh = fh
+        self.digest = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.fh.read(size)
+        self.digest.update(data)
+        return data
+
+
+def _add_wheels(tar: tarfile.TarFile, inputs: BuildInputs) -> None:
+    """The ``find_links`` folders (empty ones too: the mount needs them) and their wheels, streamed from disk.
+
+    A wheel whose bytes differ from those hashed into the tag (rebuilt during the build) fails the build.
+    """
+    import tarfile
+
+    for folder in [".jc/find-links", *(f".jc/find-links/{name}" for name in inputs.find_links)]:
+        info = tarfile.TarInfo(folder)
+        info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, 0
+        tar.addfile(info)
+    for name, sha, path in inputs.wheels:
+        try:
+            with path.open("rb") as fh:
+                info = tarfile.TarInfo(name)
+                info.size, info.mode, info.mtime = os.fstat(fh.fileno()).st_size, 0o644, 0
+                reader = _HashingReader(fh)
+                tar.addfile(info, reader)
+        except ValueError as exc:  # USTAR holds names of up to 100 characters (after the folders)
+            raise BuildError(f"cannot add the wheel {path.name!r} to the build context: {exc}") from None
+        except OSError as exc:
+            raise BuildError(f"cannot read the wheel {path}: {exc.strerror or exc}; build again") from None
+        if reader.digest.hexdigest() != sha:
+            raise BuildError(f"the wheel {path} changed since it was hashed into the tag; build again")
+
+
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -> None:
+    import tarfile
+
     info = tarfile.TarInfo(name)
     info.size = len(data)
     info.mode = mode
@@ -722,7 +883,49 @@ _UV_VERSION: str | None = None
 def _uv_version() -> str:
     global _UV_VERSION
     if _UV_VERSION is None:
-        from importlib.metadata import version
+        _UV_VERSION = _installed_version("uv")
+        if _UV_VERSION is None:
+            from importlib.metadata import version
 
-        _UV_VERSION = version("uv")
+            _UV_VERSION = version("uv")
     return _UV_VERSION
+
+
+def _installed_version(name: str) -> str | None:
+    """The version of the distribution ``name`` found where importlib.metadata looks first (the first folder of
+    ``sys.path`` that has its metadata), read from its ``*.dist-info/METADATA`` without importing
+    importlib.metadata: that import (with the email parser it uses) and its search were 12 ms of an unchanged
+    ``jupyter-containers build``. None, for importlib.metadata to answer, whenever it is not that simple: a
+    zip file on the path, an egg-info, several candidates in one folder, no Version line."""
+    import sys
+
+    for entry in sys.path:
+        try:
+            names = os.listdir(entry or ".")
+        except NotADirectoryError:
+            return None  # a zip file: importlib.metadata looks inside it
+        except OSError:
+            continue
+        found = []
+        for item in names:
+            low = item.lower()
+            if low.endswith((".dist-info", ".egg-info", ".egg")):
+                project = low.rsplit(".", 1)[0].split("-", 1)[0]
+                if project.replace("-", "_").replace(".", "_") == name:
+                    found.append(item)
+        if not found:
+            continue
+        if len(found) > 1 or not found[0].lower().endswith(".dist-info"):
+            return None
+        try:
+            with open(os.path.join(entry or ".", found[0], "METADATA"), encoding="utf-8") as metadata:
+                for line in metadata:
+                    if not line.strip():
+                        break  # the end of the headers
+                    key, sep, value = line.partition(":")
+                    if sep and key.strip().lower() == "version":
+                        return value.strip() or None
+        except OSError:
+            return None
+        return None
+    return None

@@ -10,9 +10,9 @@ and owned by the environment's user (uid 1000, ``HOME=/home/jovyan``) and ``post
 as repo2docker runs ``postBuild``: what a step writes under ``$HOME`` belongs to the user the containers run
 as, and ``pip``/``%pip`` in a running container can install into the virtualenv. Every virtualenv has pip.
 
-Everything the build needs only while building — the uv binary, the host CA bundle, index settings — enters
-through BuildKit bind mounts, never through COPY: it is not in any layer nor in the history (the one COPY is
-the kernel startup file, which belongs to the image).
+Everything the build needs only while building — the uv binary, the host CA bundle, index settings, the wheels
+of ``find_links`` folders — enters through BuildKit bind mounts, never through COPY: it is not in any layer nor
+in the history (the one COPY is the kernel startup file, which belongs to the image).
 
 The spec's ``env`` values reach every process in the container byte for byte; see :func:`env_lines`.
 """
@@ -48,6 +48,8 @@ KERNEL_STARTUP_CODE = (Path(__file__).parent / "kernel_startup.py").read_text(en
 ENV_FILE = "/etc/jupyter-containers/env.sh"
 #: Where uv installs a Python the base image lacks (a download: needs the internet, see docs/air-gapped.md).
 PYTHON_DIR = "/opt/python"
+#: Where the wheels of an environment's ``find_links`` folders are mounted for its install layers (build only).
+FIND_LINKS_DIR = f"{BUILD_DIR}/find-links"
 _CA_ENV = f"SSL_CERT_FILE={CA_TARGET} PIP_CERT={CA_TARGET} REQUESTS_CA_BUNDLE={CA_TARGET} CURL_CA_BUNDLE={CA_TARGET}"
 
 
@@ -57,7 +59,10 @@ class BuildInputs:
 
     ``requirements``/``pip``/``locked`` are already-flattened requirement lines; ``apt`` may carry
     ``=version`` pins (from a lock). ``has_ca``/``has_index_config`` say whether the host provides a CA
-    bundle or pip index settings to inject.
+    bundle or pip index settings to inject. ``find_links`` names the environment's wheel folders as they lie
+    under ``.jc/find-links/`` in the context: each by a digest of its wheels' names and bytes, so that the
+    folder uv reads (and caches by) changes whenever a wheel does; ``wheels`` lists their files
+    (``(context name, sha256, host path)``), which the builder adds to the context.
     """
 
     base: str
@@ -72,6 +77,8 @@ class BuildInputs:
     kernel: bool = True
     compile_bytecode: bool = True
     keep_uv: bool = False
+    find_links: Sequence[str] = ()
+    wheels: Sequence[tuple[str, str, Path]] = ()
 
 
 def render(env: Environment, inputs: BuildInputs) -> tuple[str, dict[str, bytes]]:
@@ -137,7 +144,8 @@ def render(env: Environment, inputs: BuildInputs) -> tuple[str, dict[str, bytes]
         lines.append(f"RUN{uv_mounts}{mounts}{seed_mount} {install}{flags} -r {BUILD_DIR}/{name}{keep_seed}")
 
     if inputs.locked is not None:
-        install_layer("locked.txt", inputs.locked, " --no-deps")
+        extra = ("find-links",) if inputs.find_links else ()
+        install_layer("locked.txt", inputs.locked, " --no-deps" + _find_links_flags(inputs), extra)
     else:
         sources = _source_files(inputs, files)
         # One layer per source (requirement files, then the spec's pip list, the most often edited): each
@@ -250,7 +258,8 @@ def _source_files(inputs: BuildInputs, files: dict[str, bytes]) -> list[str]:
 
 
 def _sync_mounts(inputs: BuildInputs, sources: Sequence[str]) -> str:
-    names = [*(["constraints.txt"] if inputs.constraints else []), *sources, "seed.txt"]
+    names = [*(["find-links"] if inputs.find_links else []), *(["constraints.txt"] if inputs.constraints else [])]
+    names += [*sources, "seed.txt"]
     return "".join(f" --mount=type=bind,source=.jc/{n},target={BUILD_DIR}/{n}" for n in names)
 
 
@@ -262,7 +271,15 @@ def _sync(uv: str, inputs: BuildInputs, sources: Sequence[str]) -> str:
     """
     constraints = f" -c {BUILD_DIR}/constraints.txt" if inputs.constraints else ""
     requirements = "".join(f" -r {BUILD_DIR}/{name}" for name in (*sources, "seed.txt"))
-    return f"{uv} pip install --python {VENV}/bin/python --exact --upgrade{constraints}{requirements}"
+    return (
+        f"{uv} pip install --python {VENV}/bin/python --exact --upgrade{_find_links_flags(inputs)}"
+        f"{constraints}{requirements}"
+    )
+
+
+def _find_links_flags(inputs: BuildInputs) -> str:
+    """uv's ``--find-links`` for each wheel folder (mounted at :data:`FIND_LINKS_DIR`), in the spec's order."""
+    return "".join(f" --find-links {FIND_LINKS_DIR}/{name}" for name in inputs.find_links)
 
 
 def _uv_parts(inputs: BuildInputs) -> tuple[str, str]:

@@ -78,6 +78,11 @@ def export_binder(
             "post_build_root cannot be expressed: repo2docker runs postBuild as the user; put system packages in "
             "apt.txt, or keep this environment out of mybinder"
         )
+    if env.find_links:
+        notes.append(
+            f"find_links ({', '.join(env.find_links)}) cannot be expressed: repo2docker installs from the index only, "
+            "so requirements.txt pins versions only those wheels may have; publish them to an index or a URL"
+        )
     if env.base:
         notes.append(f"base = {env.base!r} cannot be expressed: repo2docker chooses its own base image")
     resources = env.resources.to_dict()

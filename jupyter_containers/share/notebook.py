@@ -76,6 +76,13 @@ def environment_from_record(record: dict[str, Any], spec_file: Path, name: str |
             "they were left out; 'build --locked' installs the recorded versions from the lock"
         )
         table.pop("requirements")
+    if table.get("find_links"):
+        notes.append(
+            f"the recorded spec installs wheels from the folder(s) {', '.join(table['find_links'])}, which the "
+            "notebook does not carry: they were left out; put the wheels in a folder next to the new spec and list "
+            "it in find_links"
+        )
+        table.pop("find_links")
     if table.get("target"):
         # A target names an engine of the recording workspace's [targets] table, which the record does not carry
         # (it holds addresses and certificate paths of someone else's machine).

@@ -169,3 +169,55 @@ def confine(
         file=file,
         key=key,
     )
+
+
+#: ``NAME-VERSION(-BUILD)?-PYTHON-ABI-PLATFORM.whl`` (PEP 427), each part without a dash.
+_WHEEL_PARTS = (5, 6)
+
+
+def find_links_folder(
+    reference: str, *, base: Path, roots: Sequence[Path], file: object, key: str | None
+) -> tuple[Path, list[tuple[str, Path]]]:
+    """The folder a spec's ``find_links`` entry names and its wheels, ``(file name, resolved path)`` sorted.
+
+    The folder and each wheel in it must lie inside ``roots`` (as every file a spec refers to: its bytes go
+    into the build context); a wheel may be a symlink within them. Only the folder's own ``*.whl`` files
+    count (not sub-folders): what uv is offered is what the folder shows.
+    """
+    folder = confine(reference, base=base, roots=roots, file=file, key=key, what="find_links folder")
+    if not folder.exists():
+        raise SpecError(
+            f"find_links folder {_short(str(reference))} does not exist (looked for {folder}); "
+            "paths are relative to the spec file",
+            file=file,
+            key=key,
+        )
+    if not folder.is_dir():
+        raise SpecError(
+            f"find_links {_short(str(reference))} is a file, not a folder; name the folder that holds the wheels "
+            "(uv installs its *.whl files)",
+            file=file,
+            key=key,
+        )
+    wheels: list[tuple[str, Path]] = []
+    try:
+        names = sorted(entry.name for entry in os.scandir(folder) if entry.name.endswith(".whl"))
+    except OSError as exc:
+        raise SpecError(
+            f"cannot list the find_links folder {_short(str(reference))}: {exc.strerror or exc}", file=file, key=key
+        ) from None
+    for name in names:
+        shown = f"{str(reference).rstrip('/')}/{name}"
+        path = confine(name, base=folder, roots=roots, file=file, key=key, what="wheel", shown=shown)
+        if not path.is_file():
+            raise SpecError(f"wheel {_short(shown)} is not a regular file; remove it or replace it", file=file, key=key)
+        parts = name[: -len(".whl")].split("-")
+        if len(parts) not in _WHEEL_PARTS or not all(parts):
+            raise SpecError(
+                f"{_short(shown)} is not a wheel file name (NAME-VERSION-PYTHON-ABI-PLATFORM.whl, as pip wheel and "
+                "uv build name them); rename it or move it out of the folder",
+                file=file,
+                key=key,
+            )
+        wheels.append((name, path))
+    return folder, wheels

@@ -112,8 +112,8 @@ def _frozen_env(value: Mapping[str, str] | None) -> Mapping[str, str]:
 class Environment:
     """One named environment of a spec file.
 
-    ``requirements`` are paths relative to ``spec_dir``; ``source`` is the spec file it came from,
-    kept so errors and locks can point back at it.
+    ``requirements`` and ``find_links`` are paths relative to ``spec_dir``; ``source`` is the spec file it
+    came from, kept so errors and locks can point back at it.
     """
 
     name: str
@@ -122,6 +122,8 @@ class Environment:
     pip: tuple[str, ...] = ()
     apt: tuple[str, ...] = ()
     requirements: tuple[str, ...] = ()
+    #: Folders whose ``*.whl`` files uv may install from besides the index (private or prebuilt wheels).
+    find_links: tuple[str, ...] = ()
     post_build: tuple[str, ...] = ()
     #: Build steps run as root (before ``post_build``, which runs as the environment's user).
     post_build_root: tuple[str, ...] = ()
@@ -149,7 +151,7 @@ class Environment:
             out["base"] = self.base
         if self.python:
             out["python"] = self.python
-        for key in ("pip", "apt", "requirements", "post_build", "post_build_root"):
+        for key in ("pip", "apt", "requirements", "find_links", "post_build", "post_build_root"):
             value = getattr(self, key)
             if value:
                 out[key] = list(value)

@@ -7,7 +7,6 @@ user nothing about what to type instead.
 
 from __future__ import annotations
 
-import difflib
 import math
 import os
 import re
@@ -19,7 +18,7 @@ from typing import Any
 
 from ..errors import SpecError, SpecNotFoundError
 from ..units import MAX_GPUS, MAX_PIDS, parse_cpus, parse_duration, parse_size
-from .files import check_nesting, check_path_text, confine, nesting_error, read_text, resolve_roots
+from .files import check_nesting, check_path_text, confine, find_links_folder, nesting_error, read_text, resolve_roots
 from .model import Environment, Resources, SpecFile
 from .schema import ENV_NAME_HELP, ENV_NAME_PATTERN, MIN_PYTHON, MIN_PYTHON_TEXT, SPEC_SCHEMA
 
@@ -174,6 +173,8 @@ def _cached_validator() -> Any:
 
     Generating and compiling that code (about 200 KB) cost every command 0.1-0.2 s of its start-up; the kept
     bytecode loads in milliseconds. It is loaded only from a folder of this user's that nobody else can write.
+    Its regular expressions are compiled when a document first reaches them (:class:`_LazyPattern`): compiling
+    all 16 at load took 2-14 ms of every command, and a spec without targets or a registry uses few of them.
     """
     import hashlib
     import json
@@ -192,20 +193,54 @@ def _cached_validator() -> Any:
         if info.st_uid != os.getuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
             return None
         schema = json.dumps(SPEC_SCHEMA, sort_keys=True)
-        key = f"{fastjsonschema.VERSION}\n{sys.implementation.cache_tag}\n{schema}"
+        key = f"{fastjsonschema.VERSION}\n{sys.implementation.cache_tag}\nlazy patterns\n{schema}"
         path = folder / f"spec-schema-{hashlib.sha256(key.encode()).hexdigest()[:20]}.bytecode"
         if path.is_file():
             code = marshal.loads(path.read_bytes())
         else:
-            code = compile(fastjsonschema.compile_to_code(SPEC_SCHEMA), "<jupyter-containers spec schema>", "exec")
+            code = compile(_lazy_patterns(fastjsonschema.compile_to_code(SPEC_SCHEMA)), _SCHEMA_CODE_NAME, "exec")
             partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
             partial.write_bytes(marshal.dumps(code))
             os.replace(partial, path)
-        namespace: dict[str, Any] = {"__name__": "_jupyter_containers_spec_schema"}
+        namespace: dict[str, Any] = {"__name__": "_jupyter_containers_spec_schema", "_LazyPattern": _LazyPattern}
         exec(code, namespace)  # fastjsonschema's own generated code, run as fastjsonschema.compile runs it
         return namespace[RefResolver.from_schema(SPEC_SCHEMA).get_scope_name()]
     except (OSError, ValueError, EOFError, TypeError, KeyError, SyntaxError, ImportError):
         return None
+
+
+_SCHEMA_CODE_NAME = "<jupyter-containers spec schema>"
+
+
+def _lazy_patterns(code: str) -> str:
+    """fastjsonschema's generated code with its table of compiled patterns (``REGEX_PATTERNS = {...:
+    re.compile(...)}``, the only ``re.compile`` calls it makes) building :class:`_LazyPattern` objects instead."""
+    start = code.find("REGEX_PATTERNS = {")
+    end = code.find("\n}\n", start)
+    if start < 0 or end < 0:
+        return code  # another layout: its patterns are compiled at load, as before
+    return code[:start] + code[start:end].replace("re.compile(", "_LazyPattern(") + code[end:]
+
+
+class _LazyPattern:
+    """A regular expression compiled when first used; the generated validator only calls ``search`` on it."""
+
+    __slots__ = ("_args", "_compiled")
+
+    def __init__(self, *args: Any):
+        self._args = args
+        self._compiled: re.Pattern[str] | None = None
+
+    def _pattern(self) -> re.Pattern[str]:
+        if self._compiled is None:
+            self._compiled = re.compile(*self._args)
+        return self._compiled
+
+    def search(self, *args: Any) -> re.Match[str] | None:
+        return self._pattern().search(*args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pattern(), name)
 
 
 def _describe(error: Any, document: Any) -> tuple[str, str]:
@@ -361,6 +396,9 @@ def _environment(name: str, raw: Mapping[str, Any], path: Path, key: str, roots:
                 file=path,
                 key=ref_key,
             )
+    find_links = tuple(raw.get("find_links", ()))
+    for i, rel in enumerate(find_links):
+        find_links_folder(rel, base=path.parent, roots=roots, file=path, key=f"{key}.find_links[{i}]")
     if raw.get("python") is not None:
         check_python_version(raw["python"], file=path, key=f"{key}.python")
     return Environment(
@@ -370,6 +408,7 @@ def _environment(name: str, raw: Mapping[str, Any], path: Path, key: str, roots:
         pip=pip,
         apt=tuple(raw.get("apt", ())),
         requirements=requirements,
+        find_links=find_links,
         post_build=tuple(raw.get("post_build", ())),
         post_build_root=tuple(raw.get("post_build_root", ())),
         env=dict(raw.get("env", {})),
@@ -622,5 +661,7 @@ def _join(prefix: str, key: str) -> str:
 
 
 def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+    import difflib  # here: only a misspelt name needs it
+
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""

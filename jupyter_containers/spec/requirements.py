@@ -308,7 +308,8 @@ class _Reader:
         if option == "--find-links" and not value.lower().startswith(("http://", "https://")):
             raise SpecError(
                 f"--find-links {value!r} is a local path, which does not exist inside the image; "
-                "serve the packages over http(s) and use that URL, or publish them to an index",
+                "serve the packages over http(s) and use that URL, publish them to an index, or name the folder of "
+                "wheels in the environment's find_links (see docs/spec.md)",
                 file=file,
                 key=key,
             )

@@ -119,6 +119,13 @@ ENVIRONMENT_SCHEMA: dict[str, Any] = {
             "type": "array",
             "items": {"type": "string", "minLength": 1},
         },
+        "find_links": {
+            "description": "a list of folders of wheels (*.whl) that uv may install from besides the index, "
+            "relative to the spec file",
+            "type": "array",
+            "items": {"type": "string", "minLength": 1},
+            "uniqueItems": True,
+        },
         "post_build": {
             "description": "a list of shell commands run at the end of the build, as the environment's user "
             "(uid 1000, HOME=/home/jovyan)",

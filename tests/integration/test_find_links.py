@@ -1,0 +1,84 @@
+"""``find_links`` on the real engine: a wheel no index holds, written in the test, installed and imported.
+
+The wheel reaches the install layers through a bind mount only (never a layer); a rebuilt wheel is a new
+tag and is installed afresh (not served from uv's cache of the old one under the same file name); the
+incremental layer and ``--locked`` builds find it too.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+
+from jupyter_containers.backends.base import RunRequest, labels, owner_labels
+from jupyter_containers.manager import ContainersManager
+from jupyter_containers.spec.model import Resources
+
+from ..wheels import write_wheel
+
+pytestmark = pytest.mark.engine
+
+
+def run(manager: ContainersManager, image: str, code: str) -> str:
+    """``python -c code`` in the image, labelled as this process's (a concurrent test session's cleanup spares it)."""
+    out = bytearray()
+    request = RunRequest(
+        image=image,
+        command=["python", "-c", code],
+        resources=Resources(network=False),
+        labels=labels(role="test-probe", **owner_labels()),
+    )
+    result = manager.backend.run(request, stdout=out.extend)
+    assert result.exit_code == 0, out.decode()
+    return out.decode().strip()
+
+
+def test_a_private_wheel_is_installed_from_a_find_links_folder(tmp_path: Path, engine_config):
+    # given a wheel no index holds, in a folder next to the spec, and an environment installing it
+    nonce = uuid.uuid4().hex[:12]
+    write_wheel(tmp_path / "wheels", value=f"one-{nonce}")
+    spec = tmp_path / "containers.toml"
+    body = (
+        f'[environments.private]\nfind_links = ["wheels"]\npip = ["jc-private-demo==1.0.0"]\nenv = {{ N = "{nonce}" }}'
+    )
+    body += "\n"
+    spec.write_text(body)
+    manager = ContainersManager(spec_path=spec, config=engine_config)
+    # when it is built
+    first = manager.build("private")
+    # then the container imports the wheel's module, and the lock records it
+    assert first.built
+    assert run(manager, first.image, "import jc_private_demo; print(jc_private_demo.VALUE)") == f"one-{nonce}"
+    assert first.lock is not None and "jc-private-demo==1.0.0" in first.lock.packages
+    # and the wheel was only mounted: it is in no layer's history, nor anywhere in the image (BuildKit leaves the
+    # mount point, an empty folder)
+    history = json.dumps(manager.backend.api.history(first.image))
+    assert "py3-none-any.whl" not in history and "COPY .jc/find-links" not in history
+    found = "import glob; print([p for d in ('/opt', '/tmp', '/home', '/root', '/usr', '/var', '/workspace') "
+    found += "for p in glob.glob(d + '/**/jc_private_demo*.whl', recursive=True)])"
+    assert run(manager, first.image, found) == "[]"
+    assert run(manager, first.image, "import os; print(os.listdir('/tmp/jupyter-containers/find-links'))") == "[]"
+
+    # when nothing changed, then nothing is built
+    assert manager.build("private").built is False
+
+    # when a package is added to the spec: one layer on the previous image, which still finds the wheel
+    spec.write_text(body.replace('pip = ["jc-private-demo==1.0.0"]', 'pip = ["jc-private-demo==1.0.0", "six"]'))
+    added = manager.build("private")
+    assert added.built and added.incremental_from == first.image_id
+    assert run(manager, added.image, "import jc_private_demo, six; print(jc_private_demo.VALUE)") == f"one-{nonce}"
+
+    # when the wheel is rebuilt with other contents under the same file name
+    write_wheel(tmp_path / "wheels", value=f"two-{nonce}")
+    rebuilt = manager.build("private")
+    # then it is another tag, built in full, holding the new bytes
+    assert rebuilt.built and rebuilt.image != added.image and not rebuilt.incremental_from
+    assert run(manager, rebuilt.image, "import jc_private_demo; print(jc_private_demo.VALUE)") == f"two-{nonce}"
+
+    # when it is built --locked from that lock (the pinned list, no resolution), the wheel is found again
+    locked = manager.build("private", locked=True)
+    assert locked.built and locked.image != rebuilt.image
+    assert run(manager, locked.image, "import jc_private_demo; print(jc_private_demo.VALUE)") == f"two-{nonce}"

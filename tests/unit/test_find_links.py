@@ -1,0 +1,188 @@
+"""``find_links``: folders of wheels (private or prebuilt) that uv installs from besides the index.
+
+The folders are spec references like ``requirements``: confined to the workspace, checked when the spec is
+read and again at every build; their wheels' names and bytes are part of the tag, and they reach the build
+only through a bind mount of the install layers.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from jupyter_containers.errors import SpecError
+from jupyter_containers.images.builder import Builder, content_hash
+from jupyter_containers.images.dockerfile import BuildInputs, render
+from jupyter_containers.spec.parse import load_environment, load_spec
+
+from ..wheels import write_wheel
+
+KEY = "environments.x.find_links[0]"
+
+
+def spec(folder: Path, body: str) -> Path:
+    path = folder / "containers.toml"
+    path.write_text(body, encoding="utf-8")
+    return path
+
+
+def inputs_of(folder: Path) -> BuildInputs:
+    env = load_environment("x", folder / "containers.toml")
+    inputs, _, _ = Builder(inject_ca_bundle=False, inject_index=False)._inputs(env, "python:3.11-slim", False)
+    return inputs
+
+
+def planned(folder: Path) -> tuple[str, str]:
+    """The Dockerfile and spec hash the builder computes for environment ``x`` (base id fixed)."""
+    env = load_environment("x", folder / "containers.toml")
+    inputs = inputs_of(folder)
+    dockerfile, files = render(env, inputs)
+    return dockerfile, content_hash(dockerfile, files, inputs, "sha256:base")
+
+
+@pytest.fixture
+def workspace(tmp_path):
+    """A spec folder with a wheels/ folder of one wheel, and a folder beside it with another."""
+    ws = tmp_path / "ws"
+    write_wheel(ws / "wheels")
+    write_wheel(tmp_path / "outside", name="shadow")
+    return ws
+
+
+# ------------------------------------------------------------------ spec errors
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("missing", "find_links folder 'missing' does not exist (looked for"),
+        ("wheels/jc_private_demo-1.0.0-py3-none-any.whl", "is a file, not a folder"),
+        ("../outside", "find_links folder '../outside' is outside the folder"),
+        ("link", "find_links folder 'link' is outside the folder"),
+    ],
+)
+def test_a_bad_folder_is_a_spec_error_naming_the_key_and_the_value(workspace, value, expected):
+    # given a spec whose find_links names a missing folder, a file, a folder out of it, or a symlink out of it
+    os.symlink(workspace.parent / "outside", workspace / "link")
+    path = spec(workspace, f'[environments.x]\nfind_links = ["{value}"]\n')
+    # when it is read
+    with pytest.raises(SpecError) as caught:
+        load_spec(path)
+    # then the error names the file, the key and the value
+    assert caught.value.key == KEY
+    assert expected in str(caught.value)
+    assert f"{path}: {KEY}: " in str(caught.value)
+
+
+def test_a_wheel_that_links_out_of_the_workspace_is_refused(workspace):
+    # given a wheels folder inside the workspace holding a symlink to a wheel outside it
+    os.symlink(
+        workspace.parent / "outside" / "shadow-1.0.0-py3-none-any.whl", workspace / "wheels" / "s-1-py3-none-any.whl"
+    )
+    path = spec(workspace, '[environments.x]\nfind_links = ["wheels"]\n')
+    # when it is read, then the wheel is refused by the name it has in the folder
+    with pytest.raises(SpecError, match="wheel 'wheels/s-1-py3-none-any.whl' is outside the folder") as caught:
+        load_spec(path)
+    assert caught.value.key == KEY
+
+
+def test_a_file_that_is_not_named_as_a_wheel_is_refused(workspace):
+    (workspace / "wheels" / "notes.whl").write_bytes(b"")
+    path = spec(workspace, '[environments.x]\nfind_links = ["wheels"]\n')
+    with pytest.raises(SpecError, match=r"'wheels/notes.whl' is not a wheel file name \(NAME-VERSION"):
+        load_spec(path)
+
+
+def test_a_folder_listed_twice_is_a_spec_error(workspace):
+    path = spec(workspace, '[environments.x]\nfind_links = ["wheels", "wheels"]\n')
+    with pytest.raises(SpecError, match="lists a value twice") as caught:
+        load_spec(path)
+    assert caught.value.key == "environments.x.find_links"
+
+
+def test_a_folder_swapped_for_a_symlink_after_loading_is_refused_when_building(workspace):
+    # given a valid spec, read
+    env = load_environment("x", spec(workspace, '[environments.x]\nfind_links = ["wheels"]\n'))
+    # when the folder is replaced by a symlink out of the workspace before the build reads it
+    (workspace / "wheels").rename(workspace / "old")
+    os.symlink(workspace.parent / "outside", workspace / "wheels")
+    # then the build refuses it as the parser would have
+    with pytest.raises(SpecError, match="outside the folder") as caught:
+        Builder(inject_ca_bundle=False, inject_index=False)._inputs(env, "b", False)
+    assert caught.value.key == KEY
+
+
+# ------------------------------------------------------------------ the spec and the tag
+def test_the_folder_is_part_of_the_environment(workspace):
+    env = load_environment(
+        "x", spec(workspace, '[environments.x]\nfind_links = ["wheels"]\npip = ["jc-private-demo"]\n')
+    )
+    assert env.find_links == ("wheels",)
+    assert env.to_dict()["find_links"] == ["wheels"]
+
+
+def test_the_tag_changes_with_a_wheels_bytes_and_only_then(workspace):
+    # given an environment installing from a wheels folder
+    spec(workspace, '[environments.x]\nfind_links = ["wheels"]\npip = ["jc-private-demo"]\n')
+    first = planned(workspace)
+    # when nothing changed, then the hash is the same (no rebuild)
+    assert planned(workspace) == first
+    # when the wheel is rebuilt with other contents under the same file name
+    write_wheel(workspace / "wheels", value="two")
+    rebuilt = planned(workspace)
+    # then the hash (the tag) and the folder uv reads (so uv's cache cannot serve the old wheel) change
+    assert rebuilt[1] != first[1] and rebuilt[0] != first[0]
+    # when a wheel is added to the folder, the hash changes again
+    write_wheel(workspace / "wheels", name="jc_other")
+    assert planned(workspace)[1] not in (first[1], rebuilt[1])
+    # and the old bytes give the old hash back
+    (workspace / "wheels" / "jc_other-1.0.0-py3-none-any.whl").unlink()
+    write_wheel(workspace / "wheels", value="one")
+    assert planned(workspace) == first
+
+
+def test_the_wheels_are_mounted_into_the_install_layers_only(workspace):
+    # given an environment with a wheels folder and a requirement file
+    (workspace / "requirements.txt").write_text("six\n")
+    spec(
+        workspace,
+        '[environments.x]\nfind_links = ["wheels"]\nrequirements = ["requirements.txt"]\npip = ["jc-private-demo"]\n',
+    )
+    inputs = inputs_of(workspace)
+    (folder,) = inputs.find_links
+    assert [name for name, _, _ in inputs.wheels] == [f".jc/find-links/{folder}/jc_private_demo-1.0.0-py3-none-any.whl"]
+    # when the Dockerfile is rendered
+    dockerfile, files = render(load_environment("x", workspace / "containers.toml"), inputs)
+    lines = dockerfile.splitlines()
+    flag = f"--find-links /tmp/jupyter-containers/find-links/{folder} "
+    mount = "--mount=type=bind,source=.jc/find-links,target=/tmp/jupyter-containers/find-links "
+    # then every install layer (requirement files, pip list) offers the folder to uv through a bind mount
+    installs = [line for line in lines if "--exact --upgrade" in line]
+    assert len(installs) == 2 and all(flag in line and mount in line for line in installs)
+    # and nothing else names it: the shared virtualenv layer is the same as without find_links, no COPY brings it
+    others = [line for line in lines if line not in installs]
+    assert not any("find-links" in line for line in others)
+    assert not any(name.startswith(".jc/find-links") for name in files)
+
+
+def test_a_locked_build_reinstalls_from_the_folder_too(workspace):
+    env = load_environment(
+        "x", spec(workspace, '[environments.x]\nfind_links = ["wheels"]\npip = ["jc-private-demo"]\n')
+    )
+    inputs = inputs_of(workspace)
+    from dataclasses import replace
+
+    dockerfile, _ = render(env, replace(inputs, locked=["jc-private-demo==1.0.0"]))
+    locked = next(line for line in dockerfile.splitlines() if "locked.txt" in line)
+    assert f"--no-deps --find-links /tmp/jupyter-containers/find-links/{inputs.find_links[0]} " in locked
+    assert "source=.jc/find-links," in locked
+
+
+def test_without_find_links_nothing_changes(workspace):
+    # given the same environment with and without an (empty) find_links list
+    spec(workspace, '[environments.x]\npip = ["six"]\n')
+    without = planned(workspace)
+    spec(workspace, '[environments.x]\npip = ["six"]\nfind_links = []\n')
+    # then the Dockerfile and the tag are the same: no wheels, no mount, no flag
+    assert planned(workspace) == without
+    assert "find-links" not in without[0]
