@@ -24,6 +24,7 @@ from __future__ import annotations
 import io
 import re
 import secrets
+import struct
 import tarfile
 import threading
 import time
@@ -44,6 +45,7 @@ from ..errors import (
 from ..spec.model import Resources
 from ..units import format_duration, format_size
 from .base import (
+    LABEL_PREFIX,
     MANAGED_LABEL,
     Container,
     ContainerInfo,
@@ -53,6 +55,7 @@ from .base import (
     OutputCallback,
     RunRequest,
     RunResult,
+    SecretInfo,
     Usage,
 )
 from .docker import DockerBackend, DockerContainer
@@ -112,6 +115,11 @@ GO_MARKER = "/tmp/.jupyter-containers-go"
 SECRET_LIMIT = 400 * 1024
 #: Where the task's secret of files appears (under Swarm's /run/secrets).
 FILES_SECRET_TARGET = "jupyter-containers-files.tar"
+#: The label naming the service a secret of files was made for (``prune`` says whose leftover it is).
+SERVICE_LABEL = f"{LABEL_PREFIX}.service"
+#: The engine API version whose service ContainerSpec takes ``Privileges.NoNewPrivileges`` (Docker 27): older
+#: engines (20.10 speaks 1.41) have no way to set it on a service.
+NO_NEW_PRIVILEGES_API = (1, 46)
 
 
 class NodePort(int):
@@ -258,6 +266,7 @@ def service_spec(
     restart_attempts: int = 0,
     files_secret: tuple[str, str] | None = None,
     folders: Sequence[tuple[str, int]] = (),
+    no_new_privileges: bool = False,
 ) -> dict[str, Any]:
     """The ``POST /services/create`` body for ``request``: one task, never restarted, limits and equal
     reservations, GPUs as generic resources, our labels on the service and its container.
@@ -266,6 +275,10 @@ def service_spec(
     by the shim before the command starts (no wait for the task to be reported running). ``folders``
     ``(path, mode)``: the folders those files create, as in-memory folders owned by the container's user
     (a kernel writes ``--out`` values next to its connection file; ``/run`` is root's).
+
+    Privileges as on a single engine as far as the manager's API lets a service say it: every capability dropped
+    (``CapabilityDrop``, API 1.41), and ``no_new_privileges`` (``Privileges.NoNewPrivileges``) only when the
+    engine speaks API 1.46 or later (:data:`NO_NEW_PRIVILEGES_API`): an older one has no such field.
 
     Kept pure so that the exact request sent to the manager is unit-tested.
     """
@@ -306,6 +319,8 @@ def service_spec(
         "CapabilityDrop": ["ALL"],
         "Mounts": [],
     }
+    if no_new_privileges:
+        container["Privileges"] = {"NoNewPrivileges": True}
     if request.entrypoint is not None:
         container["Command"] = list(request.entrypoint)
     if request.working_dir:
@@ -511,17 +526,52 @@ class SwarmContainer(Container):
         return out
 
 
+#: The stream ids of the engine's multiplexed log frames (``stdcopy``): 1 stdout, 2 stderr, 3 the engine's own
+#: errors (``Error grabbing logs: … node … is not available`` when a task's node went down): never the program's.
+STDOUT, STDERR, SYSERR = 1, 2, 3
+
+
+def log_frames(raw: IO[bytes]) -> Iterator[tuple[int, bytes]]:
+    """``(stream id, bytes)`` of each frame of a multiplexed (non-TTY) log: an 8-byte header (the stream id, 3
+    zero bytes, the big-endian length), then that many bytes. docker-py's ``service_logs`` drops the stream id;
+    the engine keeps it for a service's tasks as for a container (``docker service logs`` separates them)."""
+    while True:
+        header = _read_exactly(raw, 8)
+        if len(header) < 8:
+            return
+        stream, length = struct.unpack(">BxxxL", header)
+        data = _read_exactly(raw, length)
+        if data:
+            yield (stream if stream in (STDERR, SYSERR) else STDOUT), data
+        if len(data) < length:
+            return
+
+
+def _read_exactly(raw: IO[bytes], size: int) -> bytes:
+    out = b""
+    while len(out) < size:
+        chunk = raw.read(size - len(out))
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
 class _LogFollower:
-    """A service's output as it comes (``docker service logs -f``), then the rest once the task is done.
+    """A service's output as it comes (``docker service logs -f``), then the rest once the task is done: stdout
+    to ``out``, stderr to ``err`` (the engine's frames say which is which), as a run on a single engine.
 
     The follow stream of a service stays open until the service is removed, so it cannot tell that the output
     is complete: :meth:`finish` reads the whole log once (not following) and passes on what the stream had not
-    yet delivered. The engine's service log mixes stdout and stderr into one stream: all of it goes to ``out``.
+    yet delivered, stream by stream.
     """
 
-    def __init__(self, backend: SwarmBackend, service_id: str, out: OutputCallback | None):
-        self.backend, self.service_id, self.out = backend, service_id, out
-        self.sent = 0
+    def __init__(
+        self, backend: SwarmBackend, service_id: str, out: OutputCallback | None, err: OutputCallback | None = None
+    ):
+        self.backend, self.service_id = backend, service_id
+        self.callbacks = {STDOUT: out, STDERR: err}
+        self.sent = {STDOUT: 0, STDERR: 0}
         self.lock = threading.Lock()
         self.done = False
         self.thread = threading.Thread(target=self._follow, name=f"logs-{service_id[:12]}", daemon=True)
@@ -529,25 +579,29 @@ class _LogFollower:
     def start(self) -> None:
         self.thread.start()
 
-    def _emit(self, data: bytes, *, whole: bool = False) -> None:
+    def _emit(self, stream: int, data: bytes, *, whole: bool = False) -> None:
+        if stream == SYSERR:
+            if not whole:
+                self.backend.log.warning(
+                    "the log of service %s: %s", self.service_id[:12], data.decode("utf-8", "replace")
+                )
+            return
         with self.lock:
             if self.done and not whole:
                 return
             if whole:
-                data = data[self.sent :]
-            self.sent += len(data)
-            if data and self.out is not None:
-                self.out(data)
+                data = data[self.sent[stream] :]
+            self.sent[stream] += len(data)
+            callback = self.callbacks[stream]
+            if data and callback is not None:
+                callback(data)
 
     def _follow(self) -> None:
         try:
-            stream = self.backend.api.service_logs(
-                self.service_id, follow=True, stdout=True, stderr=True, is_tty=False, tail="all"
-            )
-            for chunk in stream:
+            for stream, data in self.backend._service_log_frames(self.service_id, follow=True):
                 if self.done:
                     return
-                self._emit(chunk if isinstance(chunk, bytes) else str(chunk).encode())
+                self._emit(stream, data)
         except Exception:  # the service was removed: the stream just ends
             self.backend.log.debug("log stream of service %s ended", self.service_id, exc_info=True)
 
@@ -556,11 +610,14 @@ class _LogFollower:
         self.thread.join(0.2)
         with self.lock:
             self.done = True
+        whole = {STDOUT: b"", STDERR: b"", SYSERR: b""}
         try:
-            whole = self.backend._service_log_bytes(self.service_id)
+            for stream, data in self.backend._service_log_frames(self.service_id):
+                whole[stream] += data
         except ContainersError:
             return
-        self._emit(whole, whole=True)
+        for stream, data in whole.items():
+            self._emit(stream, data, whole=True)
 
     def stop(self) -> None:
         with self.lock:
@@ -864,6 +921,7 @@ class SwarmBackend(DockerBackend):
 
         request = replace(request, name=request.name or f"jc-{secrets.token_hex(6)}")
         user = self.container_user()
+        no_new_privileges = self.api_at_least(NO_NEW_PRIVILEGES_API)
         spec = service_spec(
             request,
             image=self.distribute(request.image),
@@ -872,6 +930,7 @@ class SwarmBackend(DockerBackend):
             gpu_resource=self.gpu_resource,
             wait_for_files=wait_for_files,
             restart_attempts=int(self.reschedule),
+            no_new_privileges=no_new_privileges,
         )
         problem = self._placement_problem(request.resources, spec["TaskTemplate"]["Placement"]["Constraints"])
         if problem is not None:
@@ -882,9 +941,10 @@ class SwarmBackend(DockerBackend):
             # Secrets are encrypted in the swarm's raft log, sent only to the node that runs the task, kept in
             # its memory, and not part of `docker service inspect` (an environment variable would be).
             name = f"{request.name}-files-{secrets.token_hex(3)}"  # a leftover of a crashed process never clashes
-            found = self._call(
-                "creating the task's secret", api.create_secret, name, files, labels={MANAGED_LABEL: "true"}
-            )
+            # The request's labels (owner, workspace, role) and its service's name: prune tells a leftover (its
+            # service gone behind our back, or never created by a process that died) from a live one by them.
+            secret_labels = {**request.labels, MANAGED_LABEL: "true", SERVICE_LABEL: request.name}
+            found = self._call("creating the task's secret", api.create_secret, name, files, labels=secret_labels)
             secret = (str(found["ID"]), name)
             spec = service_spec(
                 request,
@@ -895,6 +955,7 @@ class SwarmBackend(DockerBackend):
                 restart_attempts=int(self.reschedule),
                 files_secret=secret,
                 folders=folders,
+                no_new_privileges=no_new_privileges,
             )
 
         def create() -> Any:
@@ -915,6 +976,65 @@ class SwarmBackend(DockerBackend):
                 self._remove_secrets([secret[0]])
             raise
         return str(created["ID"])
+
+    def api_at_least(self, version: tuple[int, int]) -> bool:
+        """Whether the manager's engine speaks API ``version`` (``(1, 46)``) or later: what the service spec may
+        hold (the client negotiates the engine's own version)."""
+        found = str(getattr(self.api, "api_version", "") or "")
+        try:
+            have = tuple(int(part) for part in found.split(".")[:2])
+        except ValueError:
+            return False
+        return have >= version
+
+    def list_secrets(self, labels: Mapping[str, str] | None = None, *, unused: bool = False) -> list[SecretInfo]:
+        """Our secrets with every label in ``labels``; ``unused``: those no service of the swarm holds (whoever's
+        the service: a secret still held cannot be removed anyway)."""
+        from datetime import datetime
+
+        wanted = [MANAGED_LABEL, *(f"{k}={v}" for k, v in (labels or {}).items())]
+        found = self._call("listing the swarm's secrets", self.api.secrets, filters={"label": wanted})
+        held: set[str] = set()
+        if unused:
+            for service in self._call("listing services", self.api.services):
+                container = ((service.get("Spec") or {}).get("TaskTemplate") or {}).get("ContainerSpec") or {}
+                held.update(str(s.get("SecretID")) for s in container.get("Secrets") or ())
+        out = []
+        for secret in found or ():
+            if str(secret["ID"]) in held:
+                continue
+            created = None
+            stamp = str(secret.get("CreatedAt") or "")
+            if stamp:
+                try:  # Go's RFC 3339 with nanoseconds: Python takes microseconds
+                    head, _, tail = stamp.rstrip("Z").partition(".")
+                    created = datetime.fromisoformat(f"{head}.{(tail + '000000')[:6]}+00:00").timestamp()
+                except ValueError:
+                    created = None
+            spec = secret.get("Spec") or {}
+            out.append(
+                SecretInfo(
+                    id=str(secret["ID"]),
+                    name=str(spec.get("Name") or ""),
+                    labels=dict(spec.get("Labels") or {}),
+                    created=created,
+                )
+            )
+        return out
+
+    def remove_secret(self, secret_id: str) -> None:
+        """One of our secrets; one still held by a service just removed (Swarm lets go of it shortly after) is
+        retried for about 2 s, then the engine's refusal is raised."""
+        for attempt in range(20):
+            try:
+                self._call(f"removing the swarm secret {secret_id[:12]}", self.api.remove_secret, secret_id)
+                return
+            except NotFoundError:
+                return
+            except ContainersError as exc:
+                if "in use" not in str(exc) or attempt == 19:
+                    raise
+                time.sleep(0.1)
 
     def _remove_secrets(self, secret_ids: Sequence[str]) -> None:
         """Our secrets among ``secret_ids`` (a service's, once it is removed); one still held is retried briefly."""
@@ -983,8 +1103,12 @@ class SwarmBackend(DockerBackend):
         node_id = str(task.get("NodeID") or "")
         if state in PENDING_STATES:
             return ContainerState("created")
-        if state == "running":
-            node = next((n for n in self._raw_nodes() if n.get("ID") == node_id), None)
+        # A task that ran and was then rejected (Swarm's constraint enforcer, as its node went down: "assigned node
+        # no longer meets constraints") or orphaned lost its node as much as one Swarm still says runs there.
+        ended_with_node = state in ("rejected", "orphaned") and code is None and _container_id(task) is not None
+        if state == "running" or ended_with_node:
+            nodes = self._raw_nodes(max_age=0) if ended_with_node else self._raw_nodes()
+            node = next((n for n in nodes if n.get("ID") == node_id), None)
             node_state = str(((node or {}).get("Status") or {}).get("State") or "ready")
             if node_state != "ready":
                 name = self.node_name(node_id)
@@ -997,7 +1121,8 @@ class SwarmBackend(DockerBackend):
                     exit_code=-1,
                     reason=f"the swarm node {name} it ran on is {node_state} (its engine or machine stopped)",
                 )
-            return ContainerState("running")
+            if state == "running":
+                return ContainerState("running")
         oom = False
         if code == 137 and self.node_engines and _container_id(task):
             try:
@@ -1023,20 +1148,37 @@ class SwarmBackend(DockerBackend):
         return self._service_log_bytes(service_id, tail=tail).decode("utf-8", "replace")
 
     def _service_log_bytes(self, service_id: str, *, tail: int | None = None) -> bytes:
-        data = self._call(
-            f"reading the log of service {service_id[:12]}",
-            self.api.service_logs,
-            service_id,
-            stdout=True,
-            stderr=True,
-            tail="all" if tail is None else int(tail),
-            is_tty=False,
-        )
-        if isinstance(data, bytes | str):
-            chunks = [data]
-        else:
-            chunks = list(data)
-        return b"".join(c if isinstance(c, bytes) else str(c).encode() for c in chunks)
+        return b"".join(data for stream, data in self._service_log_frames(service_id, tail=tail) if stream != SYSERR)
+
+    def _service_log_frames(
+        self, service_id: str, *, follow: bool = False, tail: int | None = None
+    ) -> Iterator[tuple[int, bytes]]:
+        """The service's log as ``(STDOUT or STDERR, bytes)`` frames (:func:`log_frames`); ``follow``: as they
+        come, until the service is removed. The same request as docker-py's ``service_logs``, read raw so that
+        each frame's stream id is kept."""
+        api = self.api
+        params = {
+            "details": False,
+            "follow": follow,
+            "stdout": True,
+            "stderr": True,
+            "since": 0,
+            "timestamps": False,
+            "tail": "all" if tail is None else int(tail),
+        }
+
+        def get() -> Any:
+            response = api._get(api._url("/services/{0}/logs", service_id), params=params, stream=True)
+            api._raise_for_status(response)
+            return response
+
+        response = self._call(f"reading the log of service {service_id[:12]}", get)
+        if follow:
+            api._disable_socket_timeout(api._get_raw_response_socket(response))
+        try:
+            yield from log_frames(response.raw)
+        finally:
+            response.close()
 
     # ------------------------------------------------------------------ ContainerBackend
     def create(self, request: RunRequest) -> SwarmContainer | DockerContainer:  # type: ignore[override]
@@ -1071,7 +1213,7 @@ class SwarmBackend(DockerBackend):
         started = time.monotonic()
         container = SwarmContainer(self, self._create_service(self._checked(request)))
         # The output is followed from the service's creation on, while the task is still being placed.
-        follower = _LogFollower(self, container.id, stdout)
+        follower = _LogFollower(self, container.id, stdout, stderr)
         try:
             follower.start()
             self._wait_placed(container, request.resources)

@@ -314,6 +314,137 @@ def test_stopping_a_job_removes_its_service(manager):
     assert _services(manager) == []
 
 
+def test_a_sweep_spreads_its_jobs_over_the_workers(manager, project):
+    """``execute --sweep`` on a swarm target: four jobs at once are four services, which Swarm spreads over
+    both workers; each output notebook is named by its parameters and says where it ran."""
+    import io
+
+    from jupyter_containers.cli import _parser
+    from jupyter_containers.frontend import execute_from_args
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("seed = 0", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("import os, time; time.sleep(2); print(os.environ['JUPYTER_CONTAINERS_NODE'], seed)"),
+    ]
+    source = project / "sweep.ipynb"
+    nbformat.write(nb, source)
+    out_dir = project / "sweep-out"
+    args = _parser().parse_args(
+        ["execute", str(source), "--env", "sw", "--sweep", "seed=1..4", "-o", str(out_dir)]
+        + ["--max-parallel", "4", "--min-parallel", "4", "-q"]
+    )
+    stream = io.StringIO()
+    assert execute_from_args(args, manager, stream=stream) == 0, stream.getvalue()
+    assert "sweep: 4 of 4 jobs completed" in stream.getvalue()
+    nodes = set()
+    for seed in range(1, 5):
+        out = nbformat.read(out_dir / f"sweep-seed={seed}.ipynb", as_version=4)
+        node, printed_seed = out.cells[-1].outputs[0]["text"].split()
+        assert printed_seed == str(seed)
+        nodes.add(node)
+    assert nodes == {"worker1", "worker2"}
+    assert _services(manager) == []
+
+
+def test_a_run_gives_stdout_and_stderr_separately(manager):
+    """As on a single engine: the service log's frames say which stream each line came from."""
+    out: list[bytes] = []
+    err: list[bytes] = []
+    # when a command prints to both streams, interleaved
+    _, _, result = manager.run(
+        "sw", ["sh", "-c", "echo out1; echo err1 >&2; echo out2; echo err2 >&2"], stdout=out.append, stderr=err.append
+    )
+    # then each stream comes back on its own, whole and in order
+    assert result.exit_code == 0
+    assert b"".join(out) == b"out1\nout2\n"
+    assert b"".join(err) == b"err1\nerr2\n"
+
+
+def test_a_task_runs_without_capabilities(manager):
+    """The task's container has none of the capabilities the single-engine backend drops (cap_drop ALL): its
+    bounding set is empty, so nothing it executes (a setuid binary) can gain one. no_new_privs is set only when the
+    manager's engine speaks API 1.46 (this one is 20.10, API 1.41: it has no such field for services)."""
+    from jupyter_containers.backends.swarm import NO_NEW_PRIVILEGES_API
+
+    out: list[bytes] = []
+    _, _, result = manager.run("sw", ["python3", "-c", "print(open('/proc/self/status').read())"], stdout=out.append)
+    assert result.exit_code == 0
+    status = dict(
+        line.split(":", 1) for line in b"".join(out).decode().splitlines() if line.startswith(("Cap", "NoNewPrivs"))
+    )
+    # Docker's default set (without the drop) is 00000000a80425fb in each of these
+    assert {k: int(status[k], 16) for k in ("CapBnd", "CapEff", "CapPrm", "CapAmb")} == dict.fromkeys(
+        ("CapBnd", "CapEff", "CapPrm", "CapAmb"), 0
+    )
+    expected = "1" if manager.backend.api_at_least(NO_NEW_PRIVILEGES_API) else "0"
+    assert status["NoNewPrivs"].strip() == expected
+
+
+def test_prune_removes_swarm_secrets_left_behind_and_keeps_live_ones(manager, project, monkeypatch, tmp_path, capfd):
+    """``jupyter-containers prune --target sw``: a kernel-like service whose connection-file secret outlived it
+    (its service removed behind our back, its owning process gone) loses that secret; a live kernel keeps its
+    service and secret, and so do a secret its (live) process has just created (until SECRET_GRACE has passed)
+    and another user's."""
+    import subprocess
+
+    from jupyter_containers import cli
+    from jupyter_containers.backends.base import RunRequest, labels
+    from jupyter_containers.spec.model import Resources
+
+    monkeypatch.setenv("JUPYTER_CONTAINERS_RUNTIME_DIR", str(tmp_path))  # prune's socket folders: this test's own
+    backend = manager.backend
+    api = backend.api
+    image = manager.build("sw").image
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+
+    def kernel_like(owner_pid: int):
+        owner = {**manager.ownership(), "owner_pid": str(owner_pid)}
+        container = backend.create(
+            RunRequest(
+                image=image,
+                command=["sleep", "300"],
+                resources=Resources(),
+                labels=labels(env="sw", role="kernel", **owner),
+            )
+        )
+        container.put_files("/tmp", {"kernel.json": b"{}"})  # before the start: in a secret of the service
+        container.start()
+        (held,) = api.inspect_service(container.id)["Spec"]["TaskTemplate"]["ContainerSpec"]["Secrets"]
+        return container, held["SecretID"]
+
+    live, live_secret = kernel_like(os.getpid())
+    gone, gone_secret = kernel_like(dead.pid)
+    fresh = api.create_secret("jc-test-fresh", b"x", labels=labels(role="kernel", **manager.ownership()))["ID"]
+    other = labels(role="kernel", **{**manager.ownership(), "owner_uid": str(os.getuid() + 1), "owner_pid": "1"})
+    foreign = api.create_secret("jc-test-foreign", b"x", labels=other)["ID"]
+    try:
+        # given the second kernel's service removed behind our back (its secret stays: nobody removed it)
+        api.remove_service(gone.id)
+        assert gone_secret in {s["ID"] for s in api.secrets()}
+        # when prune runs on the swarm target
+        code = cli.main(["prune", "-f", str(project / "containers.toml"), "--target", "sw"])
+        printed = capfd.readouterr().out
+        # then only the leftover secret went, and prune said so
+        assert code == 0
+        left = {s["ID"] for s in api.secrets()}
+        assert gone_secret not in left
+        assert {live_secret, fresh, foreign} <= left
+        assert "1 leftover swarm secrets" in printed
+        assert live.id in {s["ID"] for s in _services(manager)}
+        # and once past the grace a live process has to create the service, its unheld secret is a leftover too
+        monkeypatch.setattr("jupyter_containers.manager.SECRET_GRACE", 0.0)
+        assert cli.main(["prune", "-f", str(project / "containers.toml"), "--target", "sw"]) == 0
+        left = {s["ID"] for s in api.secrets()}
+        assert fresh not in left and {live_secret, foreign} <= left
+    finally:
+        live.remove()
+        for secret in (fresh, foreign):
+            backend.remove_secret(secret)
+    assert _services(manager) == []
+
+
 def test_a_job_whose_worker_dies_is_reported_failed(manager, project, swarm):
     from jupyter_containers.jobs.runner import ExecuteRequest
     from jupyter_containers.spec.model import Resources
@@ -384,6 +515,52 @@ def test_a_job_whose_worker_dies_runs_again_on_another_worker_when_asked(manager
         killer.join(60)
         worker.start_engine()
     assert _services(manager) == []
+
+
+def test_run_with_reschedule_runs_again_on_another_worker_when_its_worker_dies(manager, project, swarm, capfd):
+    """``jupyter-containers run --target sw --reschedule`` (the target itself does not ask for it): the command's
+    first attempt is placed on worker2 (worker1 drained until then), worker2's engine is killed while it runs, and
+    the command runs again from the start on worker1, the CLI saying why."""
+    from jupyter_containers import cli
+
+    worker = swarm.by_hostname("worker2")
+    # worker2 back whole from the tests before that killed it: a task assigned while it re-registers is rejected
+    _wait_node_ready(manager, "worker2")
+    _set_availability(manager, "worker1", "drain")
+    killer = threading.Thread(
+        target=_kill_when_running,
+        args=(manager, worker),
+        kwargs={"before": lambda: _set_availability(manager, "worker1", "active")},
+        daemon=True,
+    )
+    killer.start()
+    script = 'echo "on $JUPYTER_CONTAINERS_NODE"; [ "$JUPYTER_CONTAINERS_NODE" = worker2 ] && sleep 300; echo done'
+    try:
+        code = cli.main(
+            ["run", "sw", "-f", str(project / "containers.toml"), "--target", "sw", "--reschedule"]
+            + ["--", "sh", "-c", script]
+        )
+        captured = capfd.readouterr()
+        assert code == 0, captured.err + captured.out
+        assert captured.out.endswith("on worker1\ndone\n"), captured.out
+        assert "the swarm node worker2 went down while the command ran" in captured.err
+        assert "from the start on another node" in captured.err
+    finally:
+        _set_availability(manager, "worker1", "active")
+        killer.join(60)
+        worker.start_engine()
+        _wait_node_ready(manager, "worker2")
+    assert _services(manager) == []
+
+
+def _wait_node_ready(manager, hostname: str, timeout: float = 60) -> None:
+    """Until the node is ready with its whole description (its two GPUs: it registered again after a restart)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(n.name == hostname and n.state == "ready" and n.gpus == 2 for n in manager.backend.nodes()):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"the swarm node {hostname} was not ready again within {timeout:.0f} s")
 
 
 def _set_availability(manager, hostname: str, availability: str) -> None:

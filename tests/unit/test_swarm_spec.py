@@ -288,3 +288,123 @@ def test_the_shim_unpacks_the_secrets_files_before_the_command(tmp_path):
         check=True,
     )
     assert shown.stdout.split() == ['{"key":', '"k"}', "0o600"]
+
+
+@pytest.mark.parametrize(("no_new_privileges", "privileges"), [(False, None), (True, {"NoNewPrivileges": True})])
+def test_privileges_are_dropped_as_far_as_the_engines_api_says(no_new_privileges, privileges):
+    """API 1.41 (Docker 20.10) has CapabilityDrop but no way to set no_new_privs on a service; 1.46 has
+    ``Privileges.NoNewPrivileges`` (``no_new_privileges`` is what the backend passes for such an engine)."""
+    container = spec_of(Resources(), no_new_privileges=no_new_privileges)["TaskTemplate"]["ContainerSpec"]
+    # every capability the single-engine backend drops (cap_drop=["ALL"]) is dropped here too
+    assert container["CapabilityDrop"] == ["ALL"]
+    assert container.get("Privileges") == privileges
+
+
+@pytest.mark.parametrize(
+    ("api_version", "expected"), [("1.41", False), ("1.45", False), ("1.46", True), ("1.47", True)]
+)
+def test_no_new_privileges_is_asked_of_engines_from_api_1_46(api_version, expected):
+    """The version check itself: the client's negotiated API version (the engine's own). Only the version is
+    stood in for (a 1.46 engine cannot run here: the engine is 20.10); the backend reads it as from docker-py."""
+    from types import SimpleNamespace
+
+    from jupyter_containers.backends.swarm import NO_NEW_PRIVILEGES_API, SwarmBackend
+
+    backend = SwarmBackend(base_url="tcp://manager:2376")
+    backend._api = SimpleNamespace(api_version=api_version)  # type: ignore[attr-defined]
+    assert backend.api_at_least(NO_NEW_PRIVILEGES_API) is expected
+
+
+RESCHEDULE_SPEC = """
+[environments.demo]
+pip = []
+
+[environments.away]
+pip = []
+target = "sw"
+
+[targets.sw]
+kind = "swarm"
+engine = "tcp://manager:2376"
+
+[targets.box]
+engine = "ssh://gpu-box"
+"""
+
+
+def _reschedule(tmp_path, argv):
+    """``argv`` parsed by the CLI's parser and its --reschedule applied to the command's manager (nothing reaches
+    an engine: the flag is settled before the build)."""
+    from jupyter_containers import cli
+    from jupyter_containers.manager import ContainersManager
+
+    (tmp_path / "containers.toml").write_text(RESCHEDULE_SPEC)
+    args = cli._parser().parse_args(argv)
+    manager = ContainersManager(spec_path=tmp_path / "containers.toml", target=args.target or "")
+    cli._apply_reschedule(args, manager)
+    return args, manager
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "demo", "--target", "sw", "--reschedule"],
+        ["execute", "nb.ipynb", "--env", "demo", "--target", "sw", "--reschedule"],
+        ["run", "away", "--reschedule"],  # the environment's own target = "sw"
+    ],
+)
+def test_reschedule_turns_on_the_swarm_backends_rescheduling_for_this_run(tmp_path, argv):
+    args, manager = _reschedule(tmp_path, argv)
+    backend = manager.for_environment(args.env).backend
+    assert backend.kind == "swarm" and backend.reschedule_on_node_failure is True
+
+
+def test_without_reschedule_the_target_decides(tmp_path):
+    args, manager = _reschedule(tmp_path, ["run", "demo", "--target", "sw"])
+    assert args.reschedule is False
+    assert manager.for_environment("demo").backend.reschedule_on_node_failure is False
+
+
+@pytest.mark.parametrize(
+    ("argv", "where"),
+    [
+        (["run", "demo", "--target", "box", "--reschedule", "--", "true"], "target 'box' (kind 'docker')"),
+        (["execute", "nb.ipynb", "--env", "demo", "--reschedule"], "the local engine"),
+    ],
+)
+def test_reschedule_off_a_swarm_is_refused_naming_the_target(tmp_path, capsys, monkeypatch, argv, where):
+    from jupyter_containers import cli
+
+    # given a spec file whose environment runs on a plain Docker target (or the local engine)
+    (tmp_path / "containers.toml").write_text(RESCHEDULE_SPEC)
+    (tmp_path / "nb.ipynb").write_text('{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}')
+    monkeypatch.chdir(tmp_path)
+    # when --reschedule is asked for
+    code = cli.main(argv)
+    # then the command fails before any build, saying why
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"--reschedule: 'demo' runs on {where}, not on a swarm" in err and 'kind = "swarm"' in err
+
+
+def test_the_service_logs_frames_keep_their_stream():
+    """The engine's multiplexed log (what ``GET /services/ID/logs`` answers for a task without a TTY): each frame's
+    header says stdout (1), stderr (2) or the engine's own error (3, never the program's output); a frame cut short
+    by a closed stream still gives what arrived."""
+    import io
+    import struct
+
+    from jupyter_containers.backends.swarm import STDERR, STDOUT, SYSERR, log_frames
+
+    def frame(stream: int, data: bytes) -> bytes:
+        return struct.pack(">BxxxL", stream, len(data)) + data
+
+    raw = frame(1, b"out1\n") + frame(2, b"err1\n") + frame(3, b"Error grabbing logs\n") + frame(1, b"out2\n")
+    raw += frame(2, b"cut sh")[:-2]
+    assert list(log_frames(io.BytesIO(raw))) == [
+        (STDOUT, b"out1\n"),
+        (STDERR, b"err1\n"),
+        (SYSERR, b"Error grabbing logs\n"),
+        (STDOUT, b"out2\n"),
+        (STDERR, b"cut "),
+    ]
