@@ -27,7 +27,7 @@ from .backends.base import (
     labels,
     owner_labels,
 )
-from .errors import NotFoundError, RequestError, RunError, SpecError
+from .errors import ContainersError, NotFoundError, RequestError, RunError, SpecError
 from .images.builder import Builder, BuildResult, EventCallback
 from .images.dockerfile import CA_TARGET, WORKSPACE
 from .spec.model import Environment, Resources, SpecFile
@@ -239,12 +239,16 @@ class ContainersManager(LoggingConfigurable):
     ) -> BuildResult:
         """Build ``name`` unless the engine has its image; with a registry (``registry``, else the spec file's
         ``registry =``) the image is pulled from it first when it is there (a team builds it once)."""
-        routed = self.for_environment(name)
-        if routed is not self:
-            return routed.build(name, locked=locked, on_event=on_event, registry=registry, use_registry=use_registry)
-        env = self.environment(name)
+        # One read of the spec file for the routing (as for_environment), the environment and the registry check:
+        # each read costs a parse and a validation, and share.registry's import is only for builds that have one.
+        spec = self.spec()
+        env = spec.environments[name] if name in spec.environments else self.environment(name)  # (its error)
+        if not self.target and env.target:
+            return self.for_target(env.target).build(
+                name, locked=locked, on_event=on_event, registry=registry, use_registry=use_registry
+            )
         pulled = None
-        if use_registry:
+        if use_registry and (registry or self.registry or self.target or spec.registry):  # see registry_of
             from .share.registry import pull_for_build
 
             pulled = pull_for_build(self, env, registry, locked=locked, on_event=on_event)
@@ -338,7 +342,9 @@ class ContainersManager(LoggingConfigurable):
         """Build (if needed) and run ``command`` with the spec's resources overridden by ``resources``.
 
         On a ``sync`` target the workspace's changes go to the engine first and the files the command wrote
-        come back after it, whatever its exit code."""
+        come back after it, whatever its exit code. On a swarm target with ``reschedule_on_node_failure`` (or
+        ``--reschedule``), a command whose node went down while it ran is run once more from the start on
+        another node (its output so far stays written; ``on_event`` gets an ``info`` event saying so)."""
         routed = self.for_environment(name)
         if routed is not self:
             return routed.run(
@@ -365,7 +371,7 @@ class ContainersManager(LoggingConfigurable):
         )
         self.sync_up(build.image)
         try:
-            result = self.backend.run(request, stdout=stdout, stderr=stderr)
+            result = self._run_on_backend(request, stdout=stdout, stderr=stderr, on_event=on_event)
         except RunError:  # out of memory, timed out: what it wrote until then still comes back
             self.sync_down(build.image)
             raise
@@ -466,6 +472,46 @@ class ContainersManager(LoggingConfigurable):
         self.backend.remove_container(container.id)
 
     # ------------------------------------------------------------------ kernels, sessions, notebooks
+    def _run_on_backend(
+        self,
+        request: RunRequest,
+        *,
+        stdout: Callable[[bytes], None] | None,
+        stderr: Callable[[bytes], None] | None,
+        on_event: EventCallback | None,
+    ) -> RunResult:
+        """``backend.run``, once more elsewhere when the swarm node it ran on went down and the backend was asked to
+        reschedule then (as :meth:`execute` does for a notebook job): only a node's loss, never an exit code."""
+        if not getattr(self.backend, "reschedule_on_node_failure", False):
+            return self.backend.run(request, stdout=stdout, stderr=stderr)
+        import secrets
+        from dataclasses import replace
+
+        from .backends.base import BuildEvent
+        from .errors import EngineRefusedError
+
+        attempt = labels(attempt=secrets.token_hex(6))
+        try:
+            return self.backend.run(
+                replace(request, labels={**request.labels, **attempt}), stdout=stdout, stderr=stderr
+            )
+        except EngineRefusedError:
+            lost = self.backend.lost_node(attempt)  # type: ignore[attr-defined]
+            if lost is None:
+                raise
+        if on_event is not None:
+            text = (
+                f"the swarm node {lost} went down while the command ran: running it again from the start on another "
+                "node (reschedule_on_node_failure; once)"
+            )
+            on_event(BuildEvent(kind="info", step="reschedule", text=text))
+        resources = request.resources
+        again = replace(
+            request,
+            resources=replace(resources, constraints=(*(resources.constraints or ()), f"node.hostname!={lost}")),
+        )
+        return self.backend.run(again, stdout=stdout, stderr=stderr)
+
     def session(
         self,
         environment: str,
@@ -493,7 +539,12 @@ class ContainersManager(LoggingConfigurable):
         more from the start, on another node, and its log says so (a kernel's state cannot move with it)."""
         from .jobs.runner import execute_notebook
 
-        if not getattr(self.backend, "reschedule_on_node_failure", False):
+        # The backend of the environment's own target when no --target was chosen (what runs the job's kernel).
+        try:
+            routed = self.for_environment(request.environment)
+        except SpecError:
+            routed = self  # an unknown environment: execute_notebook says so, as it always did
+        if not getattr(routed.backend, "reschedule_on_node_failure", False):
             return execute_notebook(request, manager=self, log=log, on_build_event=on_build_event, cancel=cancel)
         import secrets
         from dataclasses import replace
@@ -501,7 +552,7 @@ class ContainersManager(LoggingConfigurable):
         attempt = {"attempt": secrets.token_hex(6)}
         first = replace(request, labels={**request.labels, **attempt})
         result = execute_notebook(first, manager=self, log=log, on_build_event=on_build_event, cancel=cancel)
-        lost = self.backend.lost_node(labels(**attempt)) if result.status == "failed" else None  # type: ignore[attr-defined]
+        lost = routed.backend.lost_node(labels(**attempt)) if result.status == "failed" else None  # type: ignore[attr-defined]
         if lost is None:
             return result
         log(
@@ -581,11 +632,14 @@ class ContainersManager(LoggingConfigurable):
         Kernels, sessions and runs whose owning process on this host is gone (a crashed or killed notebook
         kernel) are removed too, and so are kernel socket folders no container uses, and the ``/workspace``
         volumes of remote targets (``workspace = "sync"``) that no container has (the next run sends the
-        workspace again, whole). An environment image is
+        workspace again, whole), and a swarm's per-kernel secrets (connection files) that no service holds any
+        more: once their owning process is gone, or a minute after their creation (a live process creates the
+        secret and then, at once, its service; the service may also have been removed behind our back).
+        An environment image is
         superseded when the ``containers.lock`` of its spec file names another image; images of projects
         whose spec file is gone are kept (unless ``all``), and base images are always kept.
         """
-        removed: dict[str, list[str]] = {"containers": [], "images": [], "folders": [], "volumes": []}
+        removed: dict[str, list[str]] = {"containers": [], "images": [], "folders": [], "volumes": [], "secrets": []}
         kept_mounts: set[str] = set()
         # This user's containers only (in every workspace): another user's crashed kernel is not ours to remove.
         mine = {"io.jupyter.containers.owner-uid": str(os.getuid())}
@@ -600,6 +654,7 @@ class ContainersManager(LoggingConfigurable):
                     self.backend.remove_container(container.id)
             else:
                 kept_mounts.update(container.mounts)
+        removed["secrets"] = self._prune_secrets(mine, dry_run)
         removed["folders"] = self._prune_socket_folders(kept_mounts, dry_run)
         removed["volumes"] = self._prune_workspace_volumes(dry_run)
         images = self.images()
@@ -676,6 +731,25 @@ class ContainersManager(LoggingConfigurable):
             removed.append(name)
         return removed
 
+    def _prune_secrets(self, mine: Mapping[str, str], dry_run: bool) -> list[str]:
+        """This user's secrets that no service holds (after the services of stopped or orphaned kernels went above,
+        taking theirs): the owner's process is gone, or the secret is older than :data:`SECRET_GRACE` seconds."""
+        import time
+
+        removed = []
+        for secret in self.backend.list_secrets(mine, unused=True):
+            young = secret.created is not None and time.time() - secret.created < SECRET_GRACE
+            if young and not owner_process_gone(secret.labels):
+                continue  # its process is about to create the service that holds it
+            if not dry_run:
+                try:
+                    self.backend.remove_secret(secret.id)
+                except ContainersError as exc:  # a service took it meanwhile: not a leftover after all
+                    self.log.warning("prune kept the secret %s: %s", secret.name or secret.id, exc)
+                    continue
+            removed.append(secret.name or secret.id)
+        return removed
+
     def _prune_socket_folders(self, in_use: set[str], dry_run: bool) -> list[str]:
         """Kernel socket folders that a crashed kernel left behind (unused by any container, >10 min old)."""
         import shutil
@@ -697,6 +771,11 @@ class ContainersManager(LoggingConfigurable):
 
     def engine(self) -> EngineInfo:
         return self.backend.engine_info()
+
+
+#: Seconds an unheld secret of a live owner is kept by prune: the owner creates it, then at once the service
+#: holding it (a secret older than that whose service is gone was left behind).
+SECRET_GRACE = 60.0
 
 
 def _orphaned(container_labels: Mapping[str, str]) -> bool:

@@ -13,12 +13,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from traitlets.config import LoggingConfigurable
 
 from ..spec.model import Resources
-from ..usage import GpuDevice
+
+if TYPE_CHECKING:  # an annotation only: the usage module is not needed to build or run
+    from ..usage import GpuDevice
 
 #: The entry point group backends register in (``docker`` is ours; Swarm and Kubernetes come the same way).
 BACKENDS_GROUP = "jupyter_containers.backends"
@@ -109,6 +111,8 @@ class RunRequest:
 
 @dataclass(frozen=True)
 class RunResult:
+    """How a command run to completion ended: its exit code, how long it took, the container it ran in."""
+
     exit_code: int
     seconds: float
     container_id: str
@@ -173,6 +177,19 @@ class ContainerInfo:
             "mounts": list(self.mounts),
             "node": self.node,
         }
+
+
+@dataclass(frozen=True)
+class SecretInfo:
+    """One of our engine secrets (a Swarm kernel's connection file travels in one); ``created``: epoch seconds."""
+
+    id: str
+    name: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    created: float | None = None
+
+    def label(self, name: str, default: str | None = None) -> str | None:
+        return self.labels.get(f"{LABEL_PREFIX}.{name}", default)
 
 
 @dataclass(frozen=True)
@@ -578,6 +595,17 @@ class ContainerBackend(LoggingConfigurable):
     def list_volumes(self, labels: Mapping[str, str] | None = None, *, unused: bool = False) -> list[str]:
         """Names of our volumes carrying every label in ``labels`` (with ``unused``: only those that no
         container, running or stopped, has)."""
+        raise NotImplementedError
+
+    def list_secrets(self, labels: Mapping[str, str] | None = None, *, unused: bool = False) -> list[SecretInfo]:
+        """Our secrets carrying every label in ``labels`` (with ``unused``: only those that no service holds).
+
+        Only a backend that creates secrets has any (a Swarm's per-kernel connection files): none by default, so
+        that ``prune`` can ask every backend."""
+        return []
+
+    def remove_secret(self, secret_id: str) -> None:
+        """Remove one of our secrets; nothing happens when it is gone."""
         raise NotImplementedError
 
     def close(self) -> None:

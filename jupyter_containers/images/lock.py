@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -44,6 +43,11 @@ print(json.dumps({"python": platform.python_version(), "packages": packages, "ap
 
 @dataclass(frozen=True)
 class LockEntry:
+    """One environment's entry of ``containers.lock``: what its last build was made from and installed.
+
+    (A docstring of its own also spares the dataclass machinery computing one from the signature at import.)
+    """
+
     spec_hash: str
     image: str
     image_id: str
@@ -125,6 +129,8 @@ def write_lock_entry(path: Path, name: str, entry: LockEntry) -> None:
 
 def atomic_write(path: Path, text: str) -> None:
     """Write via a temporary file and rename, so readers never see a half-written file."""
+    import tempfile  # here: an unchanged build writes no lock
+
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:

@@ -96,7 +96,8 @@ def check_registry(text: str, *, where: str = "--registry") -> str:
 def registry_of(manager: ContainersManager, registry: str | None) -> str | None:
     """``registry`` (``--registry`` of build/push/pull), else the manager's (``--registry`` of run/execute,
     ``c.ContainersManager.registry``), else ``registry = "…"`` of the manager's target, else of the spec file's
-    top level, else None."""
+    top level, else None. (ContainersManager.build does not import this module when none of these is set:
+    keep its check in step with this order.)"""
     if registry:
         return check_registry(registry)
     own = getattr(manager, "registry", None)

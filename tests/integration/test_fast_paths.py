@@ -6,7 +6,8 @@
   decoding.
 - Spare kernels (``c.ContainerSessions.pool``): the first cell takes one, the pool refills up to its size and
   never beyond, the containers are labelled as the pool's, and the notebook kernel's shutdown removes them all.
-- An image inspection without docker-py (an unchanged ``jupyter-containers build``) answers what the SDK answers.
+- An image inspection without docker-py (an unchanged ``jupyter-containers build``) answers what the SDK answers,
+  and that command imports neither http.client nor importlib.metadata nor what only a real build needs.
 """
 
 from __future__ import annotations
@@ -290,3 +291,43 @@ def test_an_unchanged_build_through_the_command_does_not_import_docker_py(manage
     answer, flags = result.stdout.strip().splitlines()
     assert json.loads(answer)["image"] == small_image.image and json.loads(answer)["built"] is False
     assert flags == "False False 0"
+
+
+#: What an unchanged build no longer imports (docs/performance.md): http.client with ssl and email (the image
+#: inspections speak HTTP on the socket themselves), importlib.metadata (the uv version is read from its
+#: dist-info), and modules only building, running, reading requirement files or a registry need.
+NOT_IMPORTED_BY_AN_UNCHANGED_BUILD = (
+    "http.client",
+    "ssl",
+    "email.parser",
+    "importlib.metadata",
+    "tarfile",
+    "difflib",
+    "jupyter_containers.usage",
+    "jupyter_containers.backends.buildkit",
+    "jupyter_containers.spec.requirements",
+    "jupyter_containers.share.registry",
+)
+
+
+def test_an_unchanged_build_through_the_command_imports_only_what_it_needs(manager, small_image, tmp_path: Path):
+    import json
+    import subprocess
+    import sys
+
+    # given an environment whose image is up to date, and its lock written (a first build writes it)
+    root = make_workspace(tmp_path, PROJECT_SPEC, config=f"c.Builder.image_repository = {TEST_REPOSITORY!r}\n")
+    code = (
+        "import sys\nfrom jupyter_containers.cli import main\n"
+        "status = main(['build', 'small', '--json', '-q'])\n"
+        f"print(status, [name for name in {NOT_IMPORTED_BY_AN_UNCHANGED_BUILD!r} if name in sys.modules])"
+    )
+    first = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0 and (root / "containers.lock").is_file(), first.stderr
+    # when the command builds it again
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    # then it answered the same, and none of those modules was imported on the way
+    assert result.returncode == 0, result.stderr
+    answer, imported = result.stdout.strip().splitlines()
+    assert json.loads(answer)["image"] == small_image.image and json.loads(answer)["built"] is False
+    assert imported == "0 []"

@@ -16,6 +16,8 @@ DOCUMENTS = [
     {"environments": {"a": {"resources": {"gpus": "lots"}}}},
     {"environments": {"bad name!": {}}},
     {"environments": []},
+    {"registry": "not a registry", "environments": {"a": {}}},
+    {"environments": {"a": {"resources": {"timeout": "5 minutes"}}}},
 ]
 
 
@@ -48,3 +50,17 @@ def test_a_folder_others_can_write_is_not_trusted(tmp_path, monkeypatch):
 
     assert parse._cached_validator() is None
     assert list((tmp_path / "validators").iterdir()) == []
+
+
+def test_the_kept_validator_compiles_a_pattern_only_when_a_document_reaches_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("JUPYTER_CONTAINERS_CACHE_DIR", str(tmp_path))
+    # given the kept validator, loaded back from its bytecode
+    parse._cached_validator()
+    kept = parse._cached_validator()
+    patterns = kept.__globals__["REGEX_PATTERNS"]
+    # then no pattern is compiled at load (compiling all of them cost every command milliseconds)
+    assert patterns and not any(p._compiled for p in patterns.values())
+    # and a registry value compiles the registry pattern only, which refuses a bad one as before
+    with pytest.raises(fastjsonschema.JsonSchemaValueException, match="must match pattern"):
+        kept({"registry": "not a registry", "environments": {"a": {}}})
+    assert [text for text, p in patterns.items() if p._compiled] == [SPEC_SCHEMA["properties"]["registry"]["pattern"]]
