@@ -22,6 +22,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from ..kernels import interrupted_sleep, provisioner_kernel
+
 pytestmark = pytest.mark.engine
 
 SPEC = """
@@ -223,22 +225,7 @@ def test_a_session_on_a_worker_takes_variables_in_and_out(manager, project, caps
 
 
 def test_a_provisioner_kernel_runs_on_a_worker(manager, project):
-    from jupyter_client.kernelspec import KernelSpecManager
-    from jupyter_client.manager import KernelManager
-
-    from jupyter_containers.kernel.kernelspec import kernel_spec_dict
-
-    spec_dir = project / ".kernels" / "containers-sw"
-    spec_dir.mkdir(parents=True)
-    spec = kernel_spec_dict("sw", project / "containers.toml", target="sw")
-    (spec_dir / "kernel.json").write_text(json.dumps(spec))
-    ksm = KernelSpecManager(kernel_dirs=[str(project / ".kernels")])
-    km = KernelManager(kernel_name="containers-sw", kernel_spec_manager=ksm, config=manager.config)
-    km.start_kernel(cwd=str(project))
-    kc = km.client()
-    kc.start_channels()
-    try:
-        kc.wait_for_ready(timeout=60)
+    with provisioner_kernel(project, "sw", manager.config, target="sw") as (km, kc):
         reply = kc.execute_interactive("import os; print(os.environ['JUPYTER_CONTAINERS_NODE'])", timeout=60)
         assert reply["content"]["status"] == "ok"
         service = km.provisioner.kernel.container_id
@@ -248,13 +235,7 @@ def test_a_provisioner_kernel_runs_on_a_worker(manager, project):
         (held,) = inspected["Spec"]["TaskTemplate"]["ContainerSpec"]["Secrets"]
         assert km.get_connection_info()["key"].decode() not in json.dumps(inspected)
         # and an interrupt goes through the worker's engine
-        done = threading.Event()
-        threading.Timer(1.0, lambda: (km.interrupt_kernel(), done.set())).start()
-        reply = kc.execute_interactive("import time; time.sleep(60)", timeout=30)
-        assert done.is_set() and reply["content"]["ename"] == "KeyboardInterrupt"
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
+        assert interrupted_sleep(km, kc)["content"]["ename"] == "KeyboardInterrupt"
     assert service not in {s["ID"] for s in _services(manager)}
     # and its secret went with it
     assert held["SecretID"] not in {s["ID"] for s in manager.backend.api.secrets()}
