@@ -55,11 +55,15 @@ def main() -> int:
             folder.chmod(0o755)
         manager = ContainersManager(spec_path=root / "containers.toml", config=config)
         build = manager.build("demo", use_registry=False)
-        push_pull(manager, build, Path(tmp), args.runs)
-        if args.fresh_engine:
-            fresh_engine(manager, root, config, Path(tmp))
-        if not args.skip_reproduce:
-            reproduce_overhead(manager, root, config, args.runs)
+        try:
+            push_pull(manager, build, Path(tmp), args.runs)
+            if args.fresh_engine:
+                fresh_engine(manager, root, config, Path(tmp))
+            if not args.skip_reproduce:
+                reproduce_overhead(manager, root, config, args.runs)
+        finally:
+            # The benchmark's image (pulled back under its tag by the last run) goes with the run.
+            subprocess.run(["docker", "rmi", "-f", build.image], capture_output=True)
     return 0
 
 
