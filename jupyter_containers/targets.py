@@ -243,6 +243,7 @@ def backend_settings(target: Target, targets: Mapping[str, Target] | None = None
     if target.kernel_address:
         settings["kernel_address"] = target.kernel_address
     if target.kind == "swarm":
+        settings["target_name"] = target.name
         settings["constraints"] = list(target.constraints)
         settings["node_engines"] = dict(target.nodes)
         if target.registry:

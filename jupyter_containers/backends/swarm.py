@@ -267,6 +267,7 @@ def service_spec(
     files_secret: tuple[str, str] | None = None,
     folders: Sequence[tuple[str, int]] = (),
     no_new_privileges: bool = False,
+    target: str = "",
 ) -> dict[str, Any]:
     """The ``POST /services/create`` body for ``request``: one task, never restarted, limits and equal
     reservations, GPUs as generic resources, our labels on the service and its container.
@@ -280,9 +281,24 @@ def service_spec(
     (``CapabilityDrop``, API 1.41), and ``no_new_privileges`` (``Privileges.NoNewPrivileges``) only when the
     engine speaks API 1.46 or later (:data:`NO_NEW_PRIVILEGES_API`): an older one has no such field.
 
+    ``network = false`` is refused (naming ``target``, the ``[targets.NAME]`` of the swarm): a service's task
+    cannot be without a network. The engine refuses the local ``none`` network in ``TaskTemplate.Networks``
+    (``bridge`` and ``host`` are the only predefined ones for services), and a task given none gets the node's bridge
+    network (both seen on Docker 20.10, tests/integration/test_swarm.py): sending the request anyway would run
+    the command with the network it asked not to have.
+
     Kept pure so that the exact request sent to the manager is unit-tested.
     """
     r = request.resources
+    if r.network is False:
+        where = f"target {target!r}" if target else "this target"
+        raise RequestError(
+            f"resources.network = false (--network none) cannot run on {where}: it is a Docker Swarm (kind = "
+            '"swarm"), and a Swarm service always has a network (the engine refuses the "none" network for '
+            "services: TaskTemplate.Networks takes swarm networks, bridge or host; a task without one gets the "
+            "node's bridge network); leave the network on for this target, or run it on a Docker engine target "
+            "(a node's engine works as one: [targets.NAME] engine = its address)"
+        )
     gpus = r.gpus
     if gpus == "all" or isinstance(gpus, tuple):
         raise RequestError(
@@ -367,8 +383,6 @@ def service_spec(
         ),
         "Placement": {"Constraints": all_constraints},
     }
-    if r.network is False:
-        task["Networks"] = []
     spec: dict[str, Any] = {
         "Name": request.name or f"jc-{secrets.token_hex(6)}",
         "Labels": labels,
@@ -726,6 +740,12 @@ class SwarmBackend(DockerBackend):
         help="Times a task that failed (a node that died) is started again elsewhere; 0: reported as failed.",
     )
 
+    target_name = Unicode(
+        "",
+        help="The [targets.NAME] this backend runs (set from the target; named in its errors); empty: configured "
+        "without a target (c.SwarmBackend.base_url).",
+    )
+
     reschedule_on_node_failure = Bool(
         False,
         config=True,
@@ -928,6 +948,7 @@ class SwarmBackend(DockerBackend):
             user=user,
             constraints=list(self.constraints),
             gpu_resource=self.gpu_resource,
+            target=self.target_name,
             wait_for_files=wait_for_files,
             restart_attempts=int(self.reschedule),
             no_new_privileges=no_new_privileges,
@@ -952,6 +973,7 @@ class SwarmBackend(DockerBackend):
                 user=user,
                 constraints=list(self.constraints),
                 gpu_resource=self.gpu_resource,
+                target=self.target_name,
                 restart_attempts=int(self.reschedule),
                 files_secret=secret,
                 folders=folders,
@@ -1107,9 +1129,9 @@ class SwarmBackend(DockerBackend):
         # no longer meets constraints") or orphaned lost its node as much as one Swarm still says runs there.
         ended_with_node = state in ("rejected", "orphaned") and code is None and _container_id(task) is not None
         if state == "running" or ended_with_node:
-            nodes = self._raw_nodes(max_age=0) if ended_with_node else self._raw_nodes()
-            node = next((n for n in nodes if n.get("ID") == node_id), None)
-            node_state = str(((node or {}).get("Status") or {}).get("State") or "ready")
+            node_state = self._node_state(node_id, max_age=0 if ended_with_node else 2.0)
+            if ended_with_node and node_state == "ready":
+                node_state = self._node_state_after_rejection(node_id, str(task.get("ID") or ""))
             if node_state != "ready":
                 name = self.node_name(node_id)
                 if self._lost is None:
@@ -1134,6 +1156,43 @@ class SwarmBackend(DockerBackend):
         if state in ("rejected", "orphaned") or (state == "failed" and code is None):
             reason = f"the swarm reports its task {state}: {status.get('Err') or status.get('Message') or ''}".strip()
         return ContainerState("exited", exit_code=int(code) if code is not None else -1, oom_killed=oom, reason=reason)
+
+    def _node_state(self, node_id: str, *, max_age: float = 2.0) -> str:
+        node = next((n for n in self._raw_nodes(max_age=max_age) if n.get("ID") == node_id), None)
+        return str(((node or {}).get("Status") or {}).get("State") or "ready")
+
+    def _node_state_after_rejection(self, node_id: str, task_id: str) -> str:
+        """The state of the node of a task that ran and was then rejected while its node still reads "ready".
+
+        Swarm's constraint enforcer can reject the task of a node whose engine just died ("assigned node no
+        longer meets constraints") before the dispatcher, which waits for missed heartbeats, marks that node
+        down: seen in a CI run, where the task's node read "ready" at the rejection and the run failed instead
+        of being rescheduled. So the node is asked again for up to three heartbeat periods (the dispatcher's
+        grace); a node still ready then really is ready, and the task was rejected for something else. Each
+        task is waited for once (a listing that meets it again does not wait again).
+        """
+        waited: set[str] = self.__dict__.setdefault("_rejections_waited", set())
+        if task_id in waited:
+            return self._node_state(node_id, max_age=0)
+        waited.add(task_id)
+        deadline = time.monotonic() + 3 * self._heartbeat_period()
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            state = self._node_state(node_id, max_age=0)
+            if state != "ready":
+                return state
+        return "ready"
+
+    def _heartbeat_period(self) -> float:
+        """The swarm's node heartbeat period in seconds (``docker swarm update --dispatcher-heartbeat``; 5 s)."""
+        if self.__dict__.get("_heartbeat") is None:
+            try:
+                spec = self._call("inspecting the swarm", self.api.inspect_swarm).get("Spec") or {}
+                period = (spec.get("Dispatcher") or {}).get("HeartbeatPeriod") or 5_000_000_000
+            except ContainersError:
+                period = 5_000_000_000
+            self.__dict__["_heartbeat"] = float(period) / 1e9
+        return float(self.__dict__["_heartbeat"])
 
     def lost_node(self, labels: Mapping[str, str]) -> str | None:
         """The host name of the node that went down under the running task of a service with ``labels``, as
@@ -1194,6 +1253,7 @@ class SwarmBackend(DockerBackend):
             user=self.container_user(),
             constraints=list(self.constraints),
             gpu_resource=self.gpu_resource,
+            target=self.target_name,
         )
         return request
 

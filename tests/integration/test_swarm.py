@@ -17,6 +17,7 @@ import shutil
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import nbformat
@@ -241,6 +242,72 @@ def test_a_provisioner_kernel_runs_on_a_worker(manager, project):
     assert held["SecretID"] not in {s["ID"] for s in manager.backend.api.secrets()}
 
 
+def test_the_engine_has_no_service_without_a_network(manager):
+    """Why ``network = false`` is refused on a swarm (the next test): the manager's engine (20.10, API 1.41) refuses
+    the local ``none`` network for a service, by name and by id, and the task of a service without networks has the
+    node's bridge network. If an engine ever takes ``none`` for services, this fails: use it then."""
+    from jupyter_containers.spec.model import Resources
+
+    api = manager.backend.api
+    image = manager.backend.distribute(manager.build("sw").image)
+    (none,) = api.networks(names=["none"])
+    task = {"ContainerSpec": {"Image": image, "Args": ["true"]}, "RestartPolicy": {"Condition": "none"}}
+    for target in ("none", none["Id"]):
+        # when a service asks for the none network
+        try:
+            created = api.create_service({**task, "Networks": [{"Target": target}]}, name=f"jc-test-none-{target[:6]}")
+        except Exception as exc:  # noqa: BLE001 - docker's APIError: what the engine said is what is checked
+            said = str(exc)
+        else:
+            api.remove_service(created["ID"])
+            said = "accepted"
+        # then the engine refuses it
+        assert "could not find the corresponding predefined swarm network" in said, said
+    # and a task without networks (the network on: no Networks field) has more than a loopback interface
+    out: list[bytes] = []
+    _, _, result = manager.run("sw", ["ls", "/sys/class/net"], resources=Resources(), stdout=out.append)
+    assert result.exit_code == 0 and "eth0" in b"".join(out).decode().split()
+    assert _services(manager) == []
+
+
+def test_runs_jobs_and_kernels_without_a_network_are_refused_naming_the_target(manager, project):
+    """``network = false`` (``--network none``) on the swarm target: a run, a ``%%container`` session, a provisioner
+    kernel and a notebook job are each refused before anything is created on the swarm, saying so; nothing runs
+    with the network it asked not to have."""
+    from jupyter_containers.errors import RequestError
+    from jupyter_containers.jobs.runner import ExecuteRequest
+    from jupyter_containers.spec.model import Resources
+
+    said = "resources.network = false (--network none) cannot run on target 'sw'"
+    # when a command asks for no network, then it is refused
+    with pytest.raises(RequestError, match=said.replace("(", r"\(").replace(")", r"\)")):
+        manager.run("sw", ["ls", "/sys/class/net"], resources=Resources(network=False))
+    # and so is a %%container session
+    with pytest.raises(RequestError, match="cannot run on target 'sw'"):
+        manager.session("sw", Resources(network=False))
+    # and a kernel started by Jupyter (the kernelspec's network option)
+    with pytest.raises(RequestError, match="cannot run on target 'sw'"):
+        with provisioner_kernel(project, "sw", manager.config, target="sw", options={"network": "none"}):
+            pass
+    # and a notebook job
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("print(1)")]
+    nbformat.write(nb, project / "offline.ipynb")
+    result = manager.execute(
+        ExecuteRequest(
+            notebook=project / "offline.ipynb",
+            environment="sw",
+            output_path=project / "offline.out.ipynb",
+            resources=Resources(network=False),
+        ),
+        log=lambda _: None,
+    )
+    assert result.status == "failed" and "cannot run on target 'sw'" in json.dumps(result.error), result
+    # and nothing was left on the swarm
+    assert _services(manager) == []
+    assert manager.backend.api.secrets(filters={"label": "io.jupyter.containers.managed"}) == []
+
+
 @pytest.mark.parametrize(
     ("resources", "missing"),
     [({"gpus": 3}, "no node has 3 GPUs (most: 2)"), ({"memory": "500g"}, "no node has 500 GiB of memory")],
@@ -434,10 +501,7 @@ def test_a_job_whose_worker_dies_is_reported_failed(manager, project, swarm):
     nb.cells = [nbformat.v4.new_code_cell("import time; print('started', flush=True); time.sleep(300)")]
     source = project / "dies.ipynb"
     nbformat.write(nb, source)
-    worker = swarm.by_hostname("worker2")
-    killer = threading.Thread(target=_kill_when_running, args=(manager, worker), daemon=True)
-    killer.start()
-    try:
+    with _worker2_dies_while_running(manager, swarm, drain_worker1=False):
         result = manager.execute(
             ExecuteRequest(
                 notebook=source,
@@ -449,9 +513,6 @@ def test_a_job_whose_worker_dies_is_reported_failed(manager, project, swarm):
         )
         assert result.status == "failed"
         assert "worker2" in json.dumps(result.error) and "down" in json.dumps(result.error)
-    finally:
-        killer.join(60)
-        worker.start_engine()
     assert _services(manager) == []
 
 
@@ -471,30 +532,19 @@ def test_a_job_whose_worker_dies_runs_again_on_another_worker_when_asked(manager
     source = project / "moves.ipynb"
     nbformat.write(nb, source)
     output = project / "moves.out.ipynb"
-    worker = swarm.by_hostname("worker2")
-    _set_availability(manager, "worker1", "drain")
-    killer = threading.Thread(
-        target=_kill_when_running,
-        args=(manager, worker),
-        kwargs={"before": lambda: _set_availability(manager, "worker1", "active")},
-        daemon=True,
-    )
-    killer.start()
     lines: list[str] = []
     manager.backend.reschedule_on_node_failure = True
     try:
-        result = manager.execute(
-            ExecuteRequest(notebook=source, environment="sw", output_path=output), log=lines.append
-        )
+        with _worker2_dies_while_running(manager, swarm):
+            result = manager.execute(
+                ExecuteRequest(notebook=source, environment="sw", output_path=output), log=lines.append
+            )
         assert result.status == "completed", result
         assert "on worker1" in json.dumps(nbformat.read(output, as_version=4).cells[-1].outputs)
         said = [line for line in lines if "went down while the job ran" in line]
         assert said and "the swarm node worker2" in said[0] and "from the start on another node" in said[0]
     finally:
         manager.backend.reschedule_on_node_failure = False
-        _set_availability(manager, "worker1", "active")
-        killer.join(60)
-        worker.start_engine()
     assert _services(manager) == []
 
 
@@ -504,34 +554,40 @@ def test_run_with_reschedule_runs_again_on_another_worker_when_its_worker_dies(m
     the command runs again from the start on worker1, the CLI saying why."""
     from jupyter_containers import cli
 
-    worker = swarm.by_hostname("worker2")
-    # worker2 back whole from the tests before that killed it: a task assigned while it re-registers is rejected
-    _wait_node_ready(manager, "worker2")
-    _set_availability(manager, "worker1", "drain")
-    killer = threading.Thread(
-        target=_kill_when_running,
-        args=(manager, worker),
-        kwargs={"before": lambda: _set_availability(manager, "worker1", "active")},
-        daemon=True,
-    )
-    killer.start()
     script = 'echo "on $JUPYTER_CONTAINERS_NODE"; [ "$JUPYTER_CONTAINERS_NODE" = worker2 ] && sleep 300; echo done'
-    try:
+    with _worker2_dies_while_running(manager, swarm):
         code = cli.main(
             ["run", "sw", "-f", str(project / "containers.toml"), "--target", "sw", "--reschedule"]
             + ["--", "sh", "-c", script]
         )
-        captured = capfd.readouterr()
-        assert code == 0, captured.err + captured.out
-        assert captured.out.endswith("on worker1\ndone\n"), captured.out
-        assert "the swarm node worker2 went down while the command ran" in captured.err
-        assert "from the start on another node" in captured.err
+    captured = capfd.readouterr()
+    assert code == 0, captured.err + captured.out
+    assert captured.out.endswith("on worker1\ndone\n"), captured.out
+    assert "the swarm node worker2 went down while the command ran" in captured.err
+    assert "from the start on another node" in captured.err
+    assert _services(manager) == []
+
+
+@contextmanager
+def _worker2_dies_while_running(manager, swarm, *, drain_worker1: bool = True):
+    """worker2's engine is killed once a task of ours runs there (and restarted at the end, the node ready
+    again). With ``drain_worker1``, worker1 takes no task until just before the kill, so that the first attempt
+    lands on worker2 and a rescheduled one on worker1."""
+    worker = swarm.by_hostname("worker2")
+    # worker2 back whole from the tests before that killed it: a task assigned while it re-registers is rejected
+    _wait_node_ready(manager, "worker2")
+    if drain_worker1:
+        _set_availability(manager, "worker1", "drain")
+    before = (lambda: _set_availability(manager, "worker1", "active")) if drain_worker1 else None
+    killer = threading.Thread(target=_kill_when_running, args=(manager, worker), kwargs={"before": before}, daemon=True)
+    killer.start()
+    try:
+        yield
     finally:
         _set_availability(manager, "worker1", "active")
         killer.join(60)
         worker.start_engine()
         _wait_node_ready(manager, "worker2")
-    assert _services(manager) == []
 
 
 def _wait_node_ready(manager, hostname: str, timeout: float = 60) -> None:

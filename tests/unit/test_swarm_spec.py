@@ -108,6 +108,37 @@ def test_what_a_service_cannot_express_is_refused(resources, message):
         spec_of(resources)
 
 
+def test_no_network_is_refused_naming_the_target_and_the_field():
+    """A Swarm service cannot be without a network (tests/integration/test_swarm.py shows the engine refusing the
+    "none" network and the bridge network a task without one gets), so network = false is not sent at all."""
+    # when a request without a network is turned into a service spec for the target "sw"
+    with pytest.raises(RequestError) as caught:
+        spec_of(parse_resources({"network": False}), target="sw")
+    # then it is refused, saying which field, which target and what to do instead
+    message = str(caught.value)
+    assert message.startswith("resources.network = false (--network none) cannot run on target 'sw'")
+    assert "a Swarm service always has a network" in message and "run it on a Docker engine target" in message
+    # and the network on (the default) is no field of the spec: the engine's default networking
+    assert "Networks" not in spec_of(Resources(), target="sw")["TaskTemplate"]
+
+
+def test_a_swarm_targets_backend_refuses_no_network_before_asking_its_manager(tmp_path):
+    """Through the target's backend (its manager's address does not resolve: a request that reached the engine
+    would fail with EngineUnavailableError, not this)."""
+    from jupyter_containers.manager import ContainersManager
+
+    # given the backend of the swarm target "sw"
+    (tmp_path / "containers.toml").write_text(RESCHEDULE_SPEC)
+    backend = ContainersManager(spec_path=tmp_path / "containers.toml", target="sw").backend
+    assert backend.kind == "swarm" and backend.target_name == "sw"
+    request = RunRequest(image="demo:abc", command=["true"], resources=Resources(network=False))
+    # when a container or a run without a network is asked of it, then both are refused, naming the target
+    with pytest.raises(RequestError, match="cannot run on target 'sw'"):
+        backend.create(request)
+    with pytest.raises(RequestError, match="cannot run on target 'sw'"):
+        backend.run(request)
+
+
 def test_reschedule_makes_a_failed_task_start_again():
     assert spec_of(Resources(), restart_attempts=2)["TaskTemplate"]["RestartPolicy"] == {
         "Condition": "on-failure",
@@ -408,3 +439,40 @@ def test_the_service_logs_frames_keep_their_stream():
         (STDOUT, b"out2\n"),
         (STDERR, b"cut "),
     ]
+
+
+def test_a_task_rejected_while_its_node_still_reads_ready_is_lost_with_the_node_that_goes_down():
+    """Swarm's constraint enforcer rejected a running task of a killed worker before the dispatcher marked the
+    worker down (a CI run's ``run --reschedule`` failed so). The race cannot be produced at will on the real
+    swarm, so the manager's answers stand in for it: the node reads "ready" at the rejection, "down" a moment
+    later; the task must count as lost with that node (what rescheduling asks), not as a plain failure."""
+    from types import SimpleNamespace
+
+    from jupyter_containers.backends.swarm import SwarmBackend
+
+    answers = iter(["ready", "ready", "down"])
+    node = {"ID": "n2", "Description": {"Hostname": "worker2"}, "Status": {"State": "ready"}}
+
+    def nodes(*args, **kwargs):
+        node["Status"]["State"] = next(answers, "down")
+        return [node]
+
+    backend = SwarmBackend(base_url="tcp://manager:2376")
+    backend._api = SimpleNamespace(  # type: ignore[attr-defined]
+        nodes=nodes,
+        inspect_swarm=lambda: {"Spec": {"Dispatcher": {"HeartbeatPeriod": 1_000_000_000}}},
+    )
+    task = {
+        "ID": "t1",
+        "ServiceID": "s1",
+        "NodeID": "n2",
+        "Spec": {"ContainerSpec": {"Labels": {"io.jupyter.containers.role": "run"}}},
+        "Status": {
+            "State": "rejected",
+            "Err": "assigned node no longer meets constraints",
+            "ContainerStatus": {"ContainerID": "c" * 64},
+        },
+    }
+    state = backend._task_state(task)
+    assert state.status == "dead" and "worker2" in state.reason and "down" in state.reason
+    assert backend.lost_node({"io.jupyter.containers.role": "run"}) == "worker2"
