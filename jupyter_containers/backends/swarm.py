@@ -1126,12 +1126,15 @@ class SwarmBackend(DockerBackend):
         if state in PENDING_STATES:
             return ContainerState("created")
         # A task that ran and was then rejected (Swarm's constraint enforcer, as its node went down: "assigned node
-        # no longer meets constraints") or orphaned lost its node as much as one Swarm still says runs there.
-        ended_with_node = state in ("rejected", "orphaned") and code is None and _container_id(task) is not None
+        # no longer meets constraints") or orphaned lost its node as much as one Swarm still says runs there. Its
+        # ContainerStatus keeps the ExitCode 0 it had while running (seen on the real swarm): the container never
+        # reported an exit, so that 0 is no exit code.
+        ended_with_node = state in ("rejected", "orphaned") and _container_id(task) is not None
+        if state in ("rejected", "orphaned"):
+            code = None
+
         if state == "running" or ended_with_node:
             node_state = self._node_state(node_id, max_age=0 if ended_with_node else 2.0)
-            if ended_with_node and node_state == "ready":
-                node_state = self._node_state_after_rejection(node_id, str(task.get("ID") or ""))
             if node_state != "ready":
                 name = self.node_name(node_id)
                 if self._lost is None:
@@ -1160,39 +1163,6 @@ class SwarmBackend(DockerBackend):
     def _node_state(self, node_id: str, *, max_age: float = 2.0) -> str:
         node = next((n for n in self._raw_nodes(max_age=max_age) if n.get("ID") == node_id), None)
         return str(((node or {}).get("Status") or {}).get("State") or "ready")
-
-    def _node_state_after_rejection(self, node_id: str, task_id: str) -> str:
-        """The state of the node of a task that ran and was then rejected while its node still reads "ready".
-
-        Swarm's constraint enforcer can reject the task of a node whose engine just died ("assigned node no
-        longer meets constraints") before the dispatcher, which waits for missed heartbeats, marks that node
-        down: seen in a CI run, where the task's node read "ready" at the rejection and the run failed instead
-        of being rescheduled. So the node is asked again for up to three heartbeat periods (the dispatcher's
-        grace); a node still ready then really is ready, and the task was rejected for something else. Each
-        task is waited for once (a listing that meets it again does not wait again).
-        """
-        waited: set[str] = self.__dict__.setdefault("_rejections_waited", set())
-        if task_id in waited:
-            return self._node_state(node_id, max_age=0)
-        waited.add(task_id)
-        deadline = time.monotonic() + 3 * self._heartbeat_period()
-        while time.monotonic() < deadline:
-            time.sleep(0.5)
-            state = self._node_state(node_id, max_age=0)
-            if state != "ready":
-                return state
-        return "ready"
-
-    def _heartbeat_period(self) -> float:
-        """The swarm's node heartbeat period in seconds (``docker swarm update --dispatcher-heartbeat``; 5 s)."""
-        if self.__dict__.get("_heartbeat") is None:
-            try:
-                spec = self._call("inspecting the swarm", self.api.inspect_swarm).get("Spec") or {}
-                period = (spec.get("Dispatcher") or {}).get("HeartbeatPeriod") or 5_000_000_000
-            except ContainersError:
-                period = 5_000_000_000
-            self.__dict__["_heartbeat"] = float(period) / 1e9
-        return float(self.__dict__["_heartbeat"])
 
     def lost_node(self, labels: Mapping[str, str]) -> str | None:
         """The host name of the node that went down under the running task of a service with ``labels``, as

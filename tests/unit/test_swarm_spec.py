@@ -441,38 +441,43 @@ def test_the_service_logs_frames_keep_their_stream():
     ]
 
 
-def test_a_task_rejected_while_its_node_still_reads_ready_is_lost_with_the_node_that_goes_down():
-    """Swarm's constraint enforcer rejected a running task of a killed worker before the dispatcher marked the
-    worker down (a CI run's ``run --reschedule`` failed so). The race cannot be produced at will on the real
-    swarm, so the manager's answers stand in for it: the node reads "ready" at the rejection, "down" a moment
-    later; the task must count as lost with that node (what rescheduling asks), not as a plain failure."""
+def test_a_task_rejected_as_its_node_went_down_is_lost_with_that_node():
+    """A running task of a killed worker is "rejected: assigned node no longer meets constraints" by Swarm's
+    constraint enforcer, its ContainerStatus still holding the ExitCode 0 of a running container (the shape
+    below is what the real swarm answered in a full run of tests/integration/test_swarm.py, where the job and
+    run tests failed on it). That task lost its node: the state says so and rescheduling can ask for it, and the
+    0 must not read as success. The manager's answers stand in for the swarm: which task the enforcer rejects
+    and when cannot be chosen on the real one."""
     from types import SimpleNamespace
 
     from jupyter_containers.backends.swarm import SwarmBackend
 
-    answers = iter(["ready", "ready", "down"])
-    node = {"ID": "n2", "Description": {"Hostname": "worker2"}, "Status": {"State": "ready"}}
-
-    def nodes(*args, **kwargs):
-        node["Status"]["State"] = next(answers, "down")
-        return [node]
-
+    node = {
+        "ID": "n2",
+        "Description": {"Hostname": "worker2"},
+        "Status": {"State": "down", "Message": "heartbeat failure"},
+    }
     backend = SwarmBackend(base_url="tcp://manager:2376")
-    backend._api = SimpleNamespace(  # type: ignore[attr-defined]
-        nodes=nodes,
-        inspect_swarm=lambda: {"Spec": {"Dispatcher": {"HeartbeatPeriod": 1_000_000_000}}},
-    )
+    backend._api = SimpleNamespace(nodes=lambda *a, **k: [node])  # type: ignore[attr-defined]
     task = {
         "ID": "t1",
         "ServiceID": "s1",
         "NodeID": "n2",
+        "DesiredState": "shutdown",
         "Spec": {"ContainerSpec": {"Labels": {"io.jupyter.containers.role": "run"}}},
         "Status": {
             "State": "rejected",
+            "Message": "task rejected by constraint enforcer",
             "Err": "assigned node no longer meets constraints",
-            "ContainerStatus": {"ContainerID": "c" * 64},
+            "ContainerStatus": {"ContainerID": "c" * 64, "PID": 1534, "ExitCode": 0},
         },
     }
     state = backend._task_state(task)
-    assert state.status == "dead" and "worker2" in state.reason and "down" in state.reason
+    assert state.status == "dead" and state.exit_code != 0
+    assert "worker2" in state.reason and "down" in state.reason
     assert backend.lost_node({"io.jupyter.containers.role": "run"}) == "worker2"
+    # and on a node that is still ready, a rejection is a failure, never an exit code 0
+    node["Status"]["State"] = "ready"
+    backend._lost = None
+    state = backend._task_state(task)
+    assert state.status == "exited" and state.exit_code == -1 and "rejected" in state.reason
