@@ -75,6 +75,8 @@ class JobManager(LoggingConfigurable):
         super().__init__(**kwargs)
         self._slots = threading.BoundedSemaphore(max(1, self.max_running))
         self._cancel: dict[str, threading.Event] = {}
+        #: Sweeps whose thread still runs (submit_sweep), by id.
+        self._sweeps_running: dict[str, threading.Thread] = {}
         self.interrupted = self.store.mark_interrupted()
 
     @property
@@ -328,7 +330,10 @@ class JobManager(LoggingConfigurable):
             sweep.jobs.append(SweepJob(index=index, parameters=combo, output_path=self.root / output))
             self._cancel[job.id] = sweep.jobs[-1].cancel
         (self.root / folder).mkdir(parents=True, exist_ok=True)
-        threading.Thread(target=self._run_sweep, args=(sweep, ids), name=f"sweep-{sweep.sweep_id}", daemon=True).start()
+        name = f"sweep-{sweep.sweep_id}"
+        runner = threading.Thread(target=self._run_sweep, args=(sweep, ids), name=name, daemon=True)
+        self._sweeps_running[sweep.sweep_id] = runner
+        runner.start()
         return self.sweep(sweep.sweep_id)
 
     def _run_sweep(self, sweep: Any, ids: dict[int, str]) -> None:
@@ -344,6 +349,7 @@ class JobManager(LoggingConfigurable):
             self.store.update_sweep(sweep.sweep_id, peak=sweep.peak)
             for job_id in ids.values():
                 self._cancel.pop(job_id, None)
+            self._sweeps_running.pop(sweep.sweep_id, None)
 
     def _run_sweep_job(
         self, ids: dict[int, str], resources: Any, request: Any, *, manager: Any, log: Any, cancel: Any
@@ -408,7 +414,8 @@ class JobManager(LoggingConfigurable):
         for job in jobs:
             counts[job.status] = counts.get(job.status, 0) + 1
         done = counts.get(COMPLETED, 0)
-        if any(job.status in ACTIVE for job in jobs):
+        # Running until its thread has recorded the peak too: the last job's record is written before that.
+        if any(job.status in ACTIVE for job in jobs) or sweep_id in self._sweeps_running:
             status = "running"
         else:
             status = COMPLETED if done == len(jobs) else "failed"
