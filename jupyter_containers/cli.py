@@ -588,11 +588,9 @@ def cmd_prune(args: argparse.Namespace) -> int:
     print(
         f"{verb} {len(removed['containers'])} containers, {len(removed['images'])} images, "
         f"{len(removed['folders'])} stale kernel socket folders, {len(removed['volumes'])} unused workspace volumes"
-        + (f", {len(removed['secrets'])} leftover swarm secrets" if removed.get("secrets") else "")
+        + (f", {len(removed['secrets'])} leftover swarm secrets" if removed["secrets"] else "")
     )
-    for ref in removed["containers"] + removed["images"] + removed["folders"] + removed["volumes"]:
-        print(f"  {ref}")
-    for ref in removed.get("secrets", []):
+    for ref in removed["containers"] + removed["images"] + removed["folders"] + removed["volumes"] + removed["secrets"]:
         print(f"  {ref}")
     return 0
 

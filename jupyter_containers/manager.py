@@ -482,7 +482,7 @@ class ContainersManager(LoggingConfigurable):
     ) -> RunResult:
         """``backend.run``, once more elsewhere when the swarm node it ran on went down and the backend was asked to
         reschedule then (as :meth:`execute` does for a notebook job): only a node's loss, never an exit code."""
-        if not getattr(self.backend, "reschedule_on_node_failure", False):
+        if not self.backend.reschedule_on_node_failure:
             return self.backend.run(request, stdout=stdout, stderr=stderr)
         import secrets
         from dataclasses import replace
@@ -496,7 +496,7 @@ class ContainersManager(LoggingConfigurable):
                 replace(request, labels={**request.labels, **attempt}), stdout=stdout, stderr=stderr
             )
         except EngineRefusedError:
-            lost = self.backend.lost_node(attempt)  # type: ignore[attr-defined]
+            lost = self.backend.lost_node(attempt)
             if lost is None:
                 raise
         if on_event is not None:
@@ -505,11 +505,7 @@ class ContainersManager(LoggingConfigurable):
                 "node (reschedule_on_node_failure; once)"
             )
             on_event(BuildEvent(kind="info", step="reschedule", text=text))
-        resources = request.resources
-        again = replace(
-            request,
-            resources=replace(resources, constraints=(*(resources.constraints or ()), f"node.hostname!={lost}")),
-        )
+        again = replace(request, resources=_avoiding(request.resources, lost))
         return self.backend.run(again, stdout=stdout, stderr=stderr)
 
     def session(
@@ -544,7 +540,7 @@ class ContainersManager(LoggingConfigurable):
             routed = self.for_environment(request.environment)
         except SpecError:
             routed = self  # an unknown environment: execute_notebook says so, as it always did
-        if not getattr(routed.backend, "reschedule_on_node_failure", False):
+        if not routed.backend.reschedule_on_node_failure:
             return execute_notebook(request, manager=self, log=log, on_build_event=on_build_event, cancel=cancel)
         import secrets
         from dataclasses import replace
@@ -552,18 +548,14 @@ class ContainersManager(LoggingConfigurable):
         attempt = {"attempt": secrets.token_hex(6)}
         first = replace(request, labels={**request.labels, **attempt})
         result = execute_notebook(first, manager=self, log=log, on_build_event=on_build_event, cancel=cancel)
-        lost = routed.backend.lost_node(labels(**attempt)) if result.status == "failed" else None  # type: ignore[attr-defined]
+        lost = routed.backend.lost_node(labels(**attempt)) if result.status == "failed" else None
         if lost is None:
             return result
         log(
             f"the swarm node {lost} went down while the job ran: running it again from the start on another node "
             "(reschedule_on_node_failure; once)"
         )
-        resources = request.resources or Resources()
-        again = replace(
-            request,
-            resources=replace(resources, constraints=(*(resources.constraints or ()), f"node.hostname!={lost}")),
-        )
+        again = replace(request, resources=_avoiding(request.resources or Resources(), lost))
         return execute_notebook(again, manager=self, log=log, on_build_event=on_build_event, cancel=cancel)
 
     def kernel_spec_manager(self) -> Any:
@@ -802,3 +794,10 @@ def owner_process_gone(container_labels: Mapping[str, str]) -> bool:
     except PermissionError:
         return False  # alive, owned by another user
     return False
+
+
+def _avoiding(resources: Resources, node: str) -> Resources:
+    """``resources`` with a placement constraint that keeps the task off ``node`` (a rescheduled attempt)."""
+    from dataclasses import replace
+
+    return replace(resources, constraints=(*(resources.constraints or ()), f"node.hostname!={node}"))

@@ -15,6 +15,7 @@ deleted here (they come back on the next sync). Symlinks, empty folders and the 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import io
@@ -44,7 +45,7 @@ def _walk(root: str, exclude: set[str]) -> dict[str, list[int]]:
     """``{relative path: [size, mtime_ns]}`` of the regular files below ``root``, skipping ``exclude`` names.
 
     The same function walks the workspace here and the volume in the container (its source is the head of
-    :data:`_SCRIPT`), so that both sides compare alike: standard library only, no annotations needed at run
+    :func:`_script`), so that both sides compare alike: standard library only, no annotations needed at run
     time (the environment's Python may be as old as 3.8).
     """
     out: dict[str, list[int]] = {}
@@ -63,15 +64,18 @@ def _walk(root: str, exclude: set[str]) -> dict[str, list[int]]:
     return out
 
 
-# Runs in the environment's image: _walk's source, then the mode's work.
-_SCRIPT = (
-    "from __future__ import annotations\n"
-    "import json, os, stat, sys, tarfile\n"
-    + inspect.getsource(_walk)
-    + r"""
+@functools.cache
+def _script() -> str:
+    """What runs in the environment's image: :func:`_walk`'s source, then the mode's work (built on first use,
+    not at import: kernels import this module for :class:`LiveSync`)."""
+    return (
+        "from __future__ import annotations\n"
+        "import json, os, stat, sys, tarfile\n" + inspect.getsource(_walk) + _SCRIPT_BODY
+    )
+
+
+_SCRIPT_BODY = r"""
 root, mode, exclude = "/workspace", sys.argv[1], set(json.loads(sys.argv[2]))
-def walk():
-    return _walk(root, exclude)
 if mode == "live":
     # In a running kernel's own container: only the files changed since the last sync, none when none did.
     try:
@@ -79,7 +83,7 @@ if mode == "live":
             base = json.load(fh)
     except (OSError, ValueError):
         base = {}
-    now = walk()
+    now = _walk(root, exclude)
     changed = sorted(rel for rel, figures in now.items() if base.get(rel) != figures)
     if changed:
         os.makedirs("/tmp/.jc-live/out", exist_ok=True)
@@ -98,11 +102,11 @@ elif mode == "up":
                 pass
     os.makedirs("/tmp/jc-out", exist_ok=True)
     with open("/tmp/jc-out/manifest.json", "w") as fh:
-        json.dump(walk(), fh)
+        json.dump(_walk(root, exclude), fh)
 else:
     with open("/tmp/jc-sync/base.json") as fh:
         base = json.load(fh)
-    now = walk()
+    now = _walk(root, exclude)
     os.makedirs("/tmp/jc-out", exist_ok=True)
     with tarfile.open("/tmp/jc-out/changes.tar", "w") as tar:
         for rel, figures in sorted(now.items()):
@@ -111,7 +115,6 @@ else:
     with open("/tmp/jc-out/manifest.json", "w") as fh:
         json.dump(now, fh)
 """
-)
 
 
 class WorkspaceSync(LoggingConfigurable):
@@ -169,7 +172,7 @@ class WorkspaceSync(LoggingConfigurable):
     def _helper(self, image: str, mode: str) -> Any:
         request = RunRequest(
             image=image,
-            command=["python", "-c", _SCRIPT, mode, json.dumps(sorted(self.exclude))],
+            command=["python", "-c", _script(), mode, json.dumps(sorted(self.exclude))],
             resources=Resources(network=False),
             mounts=[self.mount()],
             labels=labels(role="sync", **self.manager.ownership()),
@@ -358,7 +361,7 @@ class WorkspaceSync(LoggingConfigurable):
             if self.__dict__.get("_live_base") != (container.id, digest):
                 container.put_archive("/tmp", _tar({".jc-live/base.json": base}, uid, gid))
                 self.__dict__["_live_base"] = (container.id, digest)
-            answer = _exec_output(container, ["python", "-c", _SCRIPT, "live", json.dumps(sorted(self.exclude))])
+            answer = _exec_output(container, ["python", "-c", _script(), "live", json.dumps(sorted(self.exclude))])
             if "unchanged" in answer or "changed" not in answer:
                 return {"fetched": 0, "bytes": 0, "conflicts": [], "seconds": time.perf_counter() - started}
             figures = self._fetch_changes(container, "/tmp/.jc-live/out", state, warn)

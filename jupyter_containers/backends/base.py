@@ -597,6 +597,15 @@ class ContainerBackend(LoggingConfigurable):
         container, running or stopped, has)."""
         raise NotImplementedError
 
+    #: Whether a run or job whose node went down is run once more on another node (only a Swarm's nodes can go
+    #: down under a task; see :meth:`lost_node`).
+    reschedule_on_node_failure: bool = False
+
+    def lost_node(self, labels: Mapping[str, str]) -> str | None:
+        """The host name of the node that went down under the task carrying ``labels``, as this backend saw it;
+        None when none did (a single engine has no other node to lose)."""
+        return None
+
     def list_secrets(self, labels: Mapping[str, str] | None = None, *, unused: bool = False) -> list[SecretInfo]:
         """Our secrets carrying every label in ``labels`` (with ``unused``: only those that no service holds).
 

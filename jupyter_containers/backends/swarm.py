@@ -1001,7 +1001,8 @@ class SwarmBackend(DockerBackend):
 
     def api_at_least(self, version: tuple[int, int]) -> bool:
         """Whether the manager's engine speaks API ``version`` (``(1, 46)``) or later: what the service spec may
-        hold (the client negotiates the engine's own version)."""
+        hold (the client negotiates the engine's own version). Parsed here: only backends/docker.py imports
+        docker-py (tests/unit/test_boundaries.py)."""
         found = str(getattr(self.api, "api_version", "") or "")
         try:
             have = tuple(int(part) for part in found.split(".")[:2])
@@ -1059,21 +1060,17 @@ class SwarmBackend(DockerBackend):
                 time.sleep(0.1)
 
     def _remove_secrets(self, secret_ids: Sequence[str]) -> None:
-        """Our secrets among ``secret_ids`` (a service's, once it is removed); one still held is retried briefly."""
+        """Our secrets among ``secret_ids`` (a service's, once it is removed), through :meth:`remove_secret`
+        (which retries one still held); one that cannot go is left with a warning."""
         for secret_id in secret_ids:
-            for attempt in range(20):
-                try:
-                    found = self.api.inspect_secret(secret_id)
-                    if MANAGED_LABEL not in ((found.get("Spec") or {}).get("Labels") or {}):
-                        break
-                    self.api.remove_secret(secret_id)
-                    break
-                except Exception as exc:  # noqa: BLE001 - docker's errors: gone already, or still in use
-                    if "in use" not in str(exc) or attempt == 19:
-                        if "not found" not in str(exc).lower():
-                            self.log.warning("could not remove the swarm secret %s: %s", secret_id, exc)
-                        break
-                    time.sleep(0.1)
+            try:
+                found = self._call(f"inspecting the swarm secret {secret_id[:12]}", self.api.inspect_secret, secret_id)
+                if MANAGED_LABEL in ((found.get("Spec") or {}).get("Labels") or {}):
+                    self.remove_secret(secret_id)
+            except NotFoundError:
+                pass
+            except ContainersError as exc:
+                self.log.warning("could not remove the swarm secret %s: %s", secret_id, exc)
 
     def _placement_problem(self, resources: Resources, constraints: Sequence[str]) -> str | None:
         raw = self._raw_nodes(max_age=0)

@@ -820,10 +820,10 @@ def _keep_hash(memo: tuple[object, ...], sha: str) -> None:
     entry = _hash_cache_entry(memo)
     if entry is None:
         return
+    from .lock import atomic_write
+
     try:
-        partial = entry.with_name(f"{entry.name}.{os.getpid()}.tmp")
-        partial.write_text(sha + "\n", encoding="ascii")
-        os.replace(partial, entry)
+        atomic_write(entry, sha + "\n")
     except OSError:
         pass
 
@@ -883,7 +883,7 @@ _UV_VERSION: str | None = None
 def _uv_version() -> str:
     global _UV_VERSION
     if _UV_VERSION is None:
-        _UV_VERSION = _installed_version("uv")
+        _UV_VERSION = _uv_dist_version()
         if _UV_VERSION is None:
             from importlib.metadata import version
 
@@ -891,41 +891,28 @@ def _uv_version() -> str:
     return _UV_VERSION
 
 
-def _installed_version(name: str) -> str | None:
-    """The version of the distribution ``name`` found where importlib.metadata looks first (the first folder of
-    ``sys.path`` that has its metadata), read from its ``*.dist-info/METADATA`` without importing
-    importlib.metadata: that import (with the email parser it uses) and its search were 12 ms of an unchanged
-    ``jupyter-containers build``. None, for importlib.metadata to answer, whenever it is not that simple: a
-    zip file on the path, an egg-info, several candidates in one folder, no Version line."""
-    import sys
+def _uv_dist_version() -> str | None:
+    """uv's version from the ``uv-*.dist-info/METADATA`` beside the ``uv`` package (the one whose binary builds
+    use), without importing importlib.metadata: that import (with the email parser it uses) and its search of
+    ``sys.path`` were 12 ms of an unchanged ``jupyter-containers build``. None, for importlib.metadata to
+    answer, whenever it is not that simple (no such package folder, several dist-infos, no Version line)."""
+    import importlib.util
 
-    for entry in sys.path:
-        try:
-            names = os.listdir(entry or ".")
-        except NotADirectoryError:
-            return None  # a zip file: importlib.metadata looks inside it
-        except OSError:
-            continue
-        found = []
-        for item in names:
-            low = item.lower()
-            if low.endswith((".dist-info", ".egg-info", ".egg")):
-                project = low.rsplit(".", 1)[0].split("-", 1)[0]
-                if project.replace("-", "_").replace(".", "_") == name:
-                    found.append(item)
-        if not found:
-            continue
-        if len(found) > 1 or not found[0].lower().endswith(".dist-info"):
-            return None
-        try:
-            with open(os.path.join(entry or ".", found[0], "METADATA"), encoding="utf-8") as metadata:
-                for line in metadata:
-                    if not line.strip():
-                        break  # the end of the headers
-                    key, sep, value = line.partition(":")
-                    if sep and key.strip().lower() == "version":
-                        return value.strip() or None
-        except OSError:
-            return None
+    spec = importlib.util.find_spec("uv")
+    if spec is None or not spec.origin:
         return None
+    found = list(Path(spec.origin).parent.parent.glob("uv-*.dist-info"))
+    if len(found) != 1:
+        return None
+    try:
+        with open(found[0] / "METADATA", encoding="utf-8") as metadata:
+            for line in metadata:
+                if not line.strip():
+                    break  # the end of the headers
+                key, sep, value = line.partition(":")
+                if sep and key.strip().lower() == "version":
+                    return value.strip() or None
+    except OSError:
+        return None
+    return None
     return None

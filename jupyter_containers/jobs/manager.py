@@ -11,6 +11,7 @@ import hashlib
 import json
 import threading
 import time
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -288,7 +289,7 @@ class JobManager(LoggingConfigurable):
                 "(c.JobManager.max_running); give at most that"
             )
         combos = combinations(axes)
-        ids: dict[int, str] = {}
+        ids: list[str] = []  # the job id of each combination, in order (a job's "sweep-job" label is its index)
         sweep = Sweep(
             manager,
             notebook=path,
@@ -303,7 +304,7 @@ class JobManager(LoggingConfigurable):
             log=lambda text: self.log.info("%s", text),
             run_job=lambda request, **kwargs: self._run_sweep_job(ids, resources, request, **kwargs),
         )
-        stem = path.name[: -len(".ipynb")]
+        stem = path.stem
         folder = Path(self.outputs_dir) / f"{stem}-{sweep.sweep_id}"
         notebook = str(path.relative_to(self.root))
         self.store.create_sweep(
@@ -323,10 +324,16 @@ class JobManager(LoggingConfigurable):
         spec_file = str(manager.spec_file())
         for index, (combo, output) in enumerate(zip(combos, output_paths(folder, stem, combos), strict=True)):
             job = self.store.create(
-                notebook, environment, spec_file, {**parameters, **combo}, resources.to_dict(), target, sweep.sweep_id
+                notebook,
+                environment,
+                spec_file,
+                {**parameters, **combo},
+                resources.to_dict(),
+                target,
+                sweep.sweep_id,
+                output_path=str(output),
             )
-            self.store.update(job.id, output_path=str(output))
-            ids[index] = job.id
+            ids.append(job.id)
             sweep.jobs.append(SweepJob(index=index, parameters=combo, output_path=self.root / output))
             self._cancel[job.id] = sweep.jobs[-1].cancel
         (self.root / folder).mkdir(parents=True, exist_ok=True)
@@ -336,23 +343,22 @@ class JobManager(LoggingConfigurable):
         runner.start()
         return self.sweep(sweep.sweep_id)
 
-    def _run_sweep(self, sweep: Any, ids: dict[int, str]) -> None:
+    def _run_sweep(self, sweep: Any, ids: list[str]) -> None:
         try:
             sweep.run()
         except Exception as exc:  # noqa: BLE001 - e.g. the image does not build: every job left says why
             message = str(exc) or exc.__class__.__name__
-            for job_id in ids.values():
-                job = self.store.get(job_id)
-                if job is not None and job.status == "queued":
-                    self.store.update(job_id, status="failed", finished=time.time(), error={"message": message})
+            for job in self.store.list(sweep=sweep.sweep_id):
+                if job.status == "queued":
+                    self.store.update(job.id, status="failed", finished=time.time(), error={"message": message})
         finally:
             self.store.update_sweep(sweep.sweep_id, peak=sweep.peak)
-            for job_id in ids.values():
+            for job_id in ids:
                 self._cancel.pop(job_id, None)
             self._sweeps_running.pop(sweep.sweep_id, None)
 
     def _run_sweep_job(
-        self, ids: dict[int, str], resources: Any, request: Any, *, manager: Any, log: Any, cancel: Any
+        self, ids: list[str], resources: Any, request: Any, *, manager: Any, log: Any, cancel: Any
     ) -> Any:
         """One job of a sweep (``Sweep(run_job=…)``): as :meth:`_run` runs a job, within this server's slots,
         recording its status; a job cancelled while queued does not start."""
@@ -410,9 +416,7 @@ class JobManager(LoggingConfigurable):
             )
             for index, job in enumerate(jobs)
         ]
-        counts: dict[str, int] = {}
-        for job in jobs:
-            counts[job.status] = counts.get(job.status, 0) + 1
+        counts = dict(Counter(job.status for job in jobs))
         done = counts.get(COMPLETED, 0)
         # Running until its thread has recorded the peak too: the last job's record is written before that.
         if any(job.status in ACTIVE for job in jobs) or sweep_id in self._sweeps_running:
@@ -434,7 +438,8 @@ class JobManager(LoggingConfigurable):
             + (f", at most {record.peak} at once" if record.peak else ""),
             "table": summary_rows(rows),
             "jobs": [
-                {**job.to_dict(), "seconds": row.to_dict()["seconds"]} for job, row in zip(jobs, rows, strict=True)
+                {**job.to_dict(), "seconds": None if row.seconds is None else round(row.seconds, 2)}
+                for job, row in zip(jobs, rows, strict=True)
             ],
         }
 

@@ -119,6 +119,7 @@ class JobStore:
         resources: dict,
         target: str | None = None,
         sweep: str | None = None,
+        output_path: str | None = None,
     ) -> Job:
         job = Job(
             id=uuid.uuid4().hex[:12],
@@ -129,11 +130,12 @@ class JobStore:
             resources=resources,
             target=target,
             sweep=sweep,
+            output_path=output_path,
         )
         with closing(self._connect()) as db, db:
             db.execute(
                 "INSERT INTO jobs (id, notebook, environment, spec_file, parameters, resources, status, created, "
-                "target, sweep) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "target, sweep, output_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job.id,
                     notebook,
@@ -145,6 +147,7 @@ class JobStore:
                     job.created,
                     target,
                     sweep,
+                    output_path,
                 ),
             )
         return job

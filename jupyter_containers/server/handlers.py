@@ -265,19 +265,10 @@ class JobsHandler(ContainersHandler):
     @web.authenticated
     @authorized
     async def post(self) -> None:
+        from ..jobs.manager import SWEEP_OPTIONS  # the job manager's module, loaded with the service's jobs
+
         body = self.body(
-            {
-                "notebook",
-                "environment",
-                "parameters",
-                "resources",
-                "report_mode",
-                "target",
-                "sweep",
-                "max_parallel",
-                "min_parallel",
-                "target_utilization",
-            }
+            {"notebook", "environment", "parameters", "resources", "report_mode", "target", "sweep", *SWEEP_OPTIONS}
         )
         self.set_status(201)
         if "sweep" in body:

@@ -18,6 +18,7 @@ from jupyter_containers.jobs.runner import ExecuteRequest, execute_notebook
 from jupyter_containers.manager import ContainersManager
 from jupyter_containers.spec.model import Resources
 
+from ..notebooks import stdout_of, write_notebook
 from ..workspace import make_workspace
 
 pytestmark = pytest.mark.engine
@@ -58,21 +59,6 @@ def nbenv(nbproject: Path, engine_config):
     from jupyter_containers.manager import ContainersManager
 
     return ContainersManager(spec_path=nbproject / "containers.toml", config=engine_config).build("nbenv")
-
-
-def write_notebook(path: Path, *cells: str | tuple[str, list[str]]) -> Path:
-    """A notebook of code cells; ``(source, tags)`` gives a cell tags."""
-    nb = new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
-    for cell in cells:
-        source, tags = cell if isinstance(cell, tuple) else (cell, [])
-        nb.cells.append(new_code_cell(source, metadata={"tags": tags} if tags else {}))
-    nbformat.write(nb, path)
-    path.chmod(0o644)
-    return path
-
-
-def stdout_of(cell) -> str:
-    return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream" and o.name == "stdout")
 
 
 def unmarked(nb) -> list:

@@ -270,26 +270,33 @@ def test_image_inspection_without_the_sdk_gives_what_the_sdk_gives(manager, smal
     assert DockerBackend(base_url="tcp://127.0.0.1:9")._inspect_image_directly(small_image.image) is _UNANSWERED
 
 
-def test_an_unchanged_build_through_the_command_does_not_import_docker_py(manager, small_image, tmp_path: Path):
+def _unchanged_build_twice(tmp_path: Path, probe: str) -> tuple[dict, str]:
+    """``jupyter-containers build small --json -q`` in a new interpreter, twice (a first build writes the lock):
+    the second run's JSON answer, and what it printed of ``probe`` (an expression over ``sys.modules`` and the
+    command's ``status``) after the command returned."""
     import json
     import subprocess
     import sys
 
-    # given an environment whose image is up to date, and its lock written (a first build writes it)
     root = make_workspace(tmp_path, PROJECT_SPEC, config=f"c.Builder.image_repository = {TEST_REPOSITORY!r}\n")
     code = (
         "import sys\nfrom jupyter_containers.cli import main\n"
         "status = main(['build', 'small', '--json', '-q'])\n"
-        "print('docker' in sys.modules, 'requests' in sys.modules, status)"
+        f"print({probe})"
     )
     first = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
     assert first.returncode == 0 and (root / "containers.lock").is_file(), first.stderr
-    # when the command builds it again
     result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
-    # then it said so, the same as before, without importing the docker SDK (most of its start-up time)
     assert result.returncode == 0, result.stderr
-    answer, flags = result.stdout.strip().splitlines()
-    assert json.loads(answer)["image"] == small_image.image and json.loads(answer)["built"] is False
+    answer, printed = result.stdout.strip().splitlines()
+    return json.loads(answer), printed
+
+
+def test_an_unchanged_build_through_the_command_does_not_import_docker_py(manager, small_image, tmp_path: Path):
+    # given an environment whose image is up to date, and its lock written; when the command builds it again
+    answer, flags = _unchanged_build_twice(tmp_path, "'docker' in sys.modules, 'requests' in sys.modules, status")
+    # then it said so, the same as before, without importing the docker SDK (most of its start-up time)
+    assert answer["image"] == small_image.image and answer["built"] is False
     assert flags == "False False 0"
 
 
@@ -311,23 +318,10 @@ NOT_IMPORTED_BY_AN_UNCHANGED_BUILD = (
 
 
 def test_an_unchanged_build_through_the_command_imports_only_what_it_needs(manager, small_image, tmp_path: Path):
-    import json
-    import subprocess
-    import sys
-
-    # given an environment whose image is up to date, and its lock written (a first build writes it)
-    root = make_workspace(tmp_path, PROJECT_SPEC, config=f"c.Builder.image_repository = {TEST_REPOSITORY!r}\n")
-    code = (
-        "import sys\nfrom jupyter_containers.cli import main\n"
-        "status = main(['build', 'small', '--json', '-q'])\n"
-        f"print(status, [name for name in {NOT_IMPORTED_BY_AN_UNCHANGED_BUILD!r} if name in sys.modules])"
+    # given an environment whose image is up to date, and its lock written; when the command builds it again
+    answer, imported = _unchanged_build_twice(
+        tmp_path, f"status, [name for name in {NOT_IMPORTED_BY_AN_UNCHANGED_BUILD!r} if name in sys.modules]"
     )
-    first = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
-    assert first.returncode == 0 and (root / "containers.lock").is_file(), first.stderr
-    # when the command builds it again
-    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
     # then it answered the same, and none of those modules was imported on the way
-    assert result.returncode == 0, result.stderr
-    answer, imported = result.stdout.strip().splitlines()
-    assert json.loads(answer)["image"] == small_image.image and json.loads(answer)["built"] is False
+    assert answer["image"] == small_image.image and answer["built"] is False
     assert imported == "0 []"

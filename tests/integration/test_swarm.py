@@ -24,6 +24,7 @@ import nbformat
 import pytest
 
 from ..kernels import interrupted_sleep, provisioner_kernel
+from ..notebooks import stdout_of, write_notebook
 
 pytestmark = pytest.mark.engine
 
@@ -370,13 +371,11 @@ def test_a_sweep_spreads_its_jobs_over_the_workers(manager, project):
     from jupyter_containers.cli import _parser
     from jupyter_containers.frontend import execute_from_args
 
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [
-        nbformat.v4.new_code_cell("seed = 0", metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell("import os, time; time.sleep(2); print(os.environ['JUPYTER_CONTAINERS_NODE'], seed)"),
-    ]
-    source = project / "sweep.ipynb"
-    nbformat.write(nb, source)
+    source = write_notebook(
+        project / "sweep.ipynb",
+        ("seed = 0", ["parameters"]),
+        "import os, time; time.sleep(2); print(os.environ['JUPYTER_CONTAINERS_NODE'], seed)",
+    )
     out_dir = project / "sweep-out"
     args = _parser().parse_args(
         ["execute", str(source), "--env", "sw", "--sweep", "seed=1..4", "-o", str(out_dir)]
@@ -388,7 +387,7 @@ def test_a_sweep_spreads_its_jobs_over_the_workers(manager, project):
     nodes = set()
     for seed in range(1, 5):
         out = nbformat.read(out_dir / f"sweep-seed={seed}.ipynb", as_version=4)
-        node, printed_seed = out.cells[-1].outputs[0]["text"].split()
+        node, printed_seed = stdout_of(out.cells[-1]).split()
         assert printed_seed == str(seed)
         nodes.add(node)
     assert nodes == {"worker1", "worker2"}

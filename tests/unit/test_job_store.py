@@ -1,5 +1,7 @@
 """The SQLite job store: jobs survive a restart, and running ones are marked interrupted."""
 
+import pytest
+
 from jupyter_containers.jobs.store import JobStore
 
 
@@ -41,25 +43,26 @@ def test_list_is_newest_first(tmp_path):
     assert [j.id for j in store.list()] == [second.id, first.id]
 
 
-def test_a_database_of_an_earlier_version_gets_the_target_column(tmp_path):
+@pytest.mark.parametrize(("column", "value"), [("target", "gpu-box"), ("sweep", "sw")])
+def test_a_database_of_an_earlier_version_gets_the_new_column(tmp_path, column, value):
     import sqlite3
 
-    from jupyter_containers.jobs.store import SCHEMA, JobStore
+    from jupyter_containers.jobs.store import SCHEMA
 
-    # given a job database written before jobs had a target
+    # given a job database written before jobs had the column (a target; a sweep)
     path = tmp_path / "jobs.sqlite"
     with sqlite3.connect(path) as db:
-        db.executescript(SCHEMA.replace(",\n    target TEXT", ""))
+        db.executescript(SCHEMA.replace(f",\n    {column} TEXT", ""))
         db.execute(
             "INSERT INTO jobs (id, notebook, environment, spec_file, status, created) "
             "VALUES ('old', 'a.ipynb', 'e', 's', 'completed', 1)"
         )
-    assert "target" not in {row[1] for row in sqlite3.connect(path).execute("PRAGMA table_info(jobs)")}
+    assert column not in {row[1] for row in sqlite3.connect(path).execute("PRAGMA table_info(jobs)")}
     # when a server opens it
     store = JobStore(path)
-    # then its old jobs read back (no target) and new ones keep theirs
-    assert store.get("old").target is None
-    assert store.get(store.create("b.ipynb", "e", "s", {}, {}, target="gpu-box").id).target == "gpu-box"
+    # then its old jobs read back without one, and new ones keep theirs
+    assert getattr(store.get("old"), column) is None
+    assert getattr(store.get(store.create("b.ipynb", "e", "s", {}, {}, **{column: value}).id), column) == value
 
 
 def test_a_sweeps_jobs_are_listed_in_its_order_with_its_record(tmp_path):
@@ -79,24 +82,3 @@ def test_a_sweeps_jobs_are_listed_in_its_order_with_its_record(tmp_path):
     record = again.get_sweep("sw1")
     assert (record.axes, record.options, record.peak) == (["seed"], {"x": 1}, 2)
     assert again.get_sweep("nope") is None
-
-
-def test_a_database_of_an_earlier_version_gets_the_sweep_column(tmp_path):
-    import sqlite3
-
-    from jupyter_containers.jobs.store import SCHEMA
-
-    # given a job database written before sweeps
-    path = tmp_path / "jobs.sqlite"
-    with sqlite3.connect(path) as db:
-        db.executescript(SCHEMA.replace(",\n    sweep TEXT", ""))
-        db.execute(
-            "INSERT INTO jobs (id, notebook, environment, spec_file, status, created) "
-            "VALUES ('old', 'a.ipynb', 'e', 's', 'completed', 1)"
-        )
-    assert "sweep" not in {row[1] for row in sqlite3.connect(path).execute("PRAGMA table_info(jobs)")}
-    # when a server opens it
-    store = JobStore(path)
-    # then its old jobs belong to no sweep and new ones name theirs
-    assert store.get("old").sweep is None
-    assert store.get(store.create("b.ipynb", "e", "s", {}, {}, sweep="sw").id).sweep == "sw"
