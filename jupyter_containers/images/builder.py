@@ -214,18 +214,7 @@ class Builder(LoggingConfigurable):
         dockerfile, files = render(env, frame_inputs(inputs))
         if index is not None:
             files[".jc/uv.toml"] = index
-        digest = hashlib.sha256()
-        for part in (
-            f"builder={__version__}",
-            f"uv={_uv_version()}",
-            f"base={base_id}",
-            f"kernel={inputs.kernel}",
-            dockerfile,
-            *[f"{name}:{hashlib.sha256(files[name]).hexdigest()}" for name in sorted(files)],
-            *_wheel_parts(inputs),
-        ):
-            digest.update(part.encode() + b"\0")
-        return digest.hexdigest()[:32]
+        return _digest(f"kernel={inputs.kernel}", dockerfile, files, inputs, base_id)[:32]
 
     def previous_image(self, plan: BuildPlan) -> tuple[str, str, int] | None:
         """``(tag, image id, depth)`` of the environment's last build when the plan can be built on top of it.
@@ -301,17 +290,16 @@ class Builder(LoggingConfigurable):
 
     def _inputs(self, env: Environment, base: str, locked: bool) -> tuple[BuildInputs, Path | None, bytes | None]:
         from ..spec.files import resolve_roots
-        from ..spec.parse import PYPROJECT_TABLE, keypath
+        from ..spec.parse import environment_key
 
         requirements: list[str] = []
         constraints: list[str] = []
         # Confined again here, not only when the spec was parsed: the files may have changed since.
         roots = resolve_roots(env.spec_dir, self.allowed_reference_roots)
-        table = [PYPROJECT_TABLE] if env.source is not None and env.source.name == "pyproject.toml" else []
         for i, rel in enumerate(env.requirements):
             from ..spec.requirements import read_requirements  # here: most specs list packages, not files
 
-            key = ".".join([*table, keypath(["environments", env.name, "requirements"])]) + f"[{i}]"
+            key = environment_key(env, "requirements", i)
             parsed = read_requirements(env.spec_dir / rel, roots=roots, reference=rel, file=env.source, key=key)
             requirements.extend(parsed.options)
             requirements.extend(parsed.requirements)
@@ -329,7 +317,7 @@ class Builder(LoggingConfigurable):
             locked_packages = list(entry.packages)
             pinned = {line.split("=", 1)[0]: line for line in entry.apt}
             apt = [pinned.get(p.split("=", 1)[0], p) for p in env.apt]
-        folders, wheels = self._find_links(env, roots, table)
+        folders, wheels = self._find_links(env, roots)
         ca = self._ca_bundle()
         index = uv_index_config(hostconfig.pip_index_settings()) if self.inject_index else None
         inputs = BuildInputs(
@@ -350,23 +338,21 @@ class Builder(LoggingConfigurable):
         )
         return inputs, ca, index
 
-    def _find_links(
-        self, env: Environment, roots: tuple[Path, ...], table: list[str]
-    ) -> tuple[list[str], list[tuple[str, str, Path]]]:
+    def _find_links(self, env: Environment, roots: tuple[Path, ...]) -> tuple[list[str], list[tuple[str, str, Path]]]:
         """The environment's wheel folders (each named by a digest of its wheels) and their wheels.
 
         Read again at every plan, not only when the spec was parsed: a wheel added, removed or rebuilt since is a
         new tag (its name and sha256 are part of it), an unchanged folder the same tag.
         """
-        from ..spec.files import find_links_folder
-        from ..spec.parse import keypath
+        from ..spec.files import find_links_wheels
+        from ..spec.parse import environment_key
 
         folders: list[str] = []
         wheels: list[tuple[str, str, Path]] = []
         for i, rel in enumerate(env.find_links):
-            key = ".".join([*table, keypath(["environments", env.name, "find_links"])]) + f"[{i}]"
-            _, found = find_links_folder(rel, base=env.spec_dir, roots=roots, file=env.source, key=key)
-            hashed = [(name, _file_sha256(path, file=env.source, key=key), path) for name, path in found]
+            key = environment_key(env, "find_links", i)
+            found = find_links_wheels(rel, base=env.spec_dir, roots=roots, file=env.source, key=key)
+            hashed = [(name, wheel_sha256(path, file=env.source, key=key), path) for name, path in found]
             folder = hashlib.sha256("".join(f"{name}\0{sha}\0" for name, sha, _ in hashed).encode()).hexdigest()[:16]
             if folder in folders:  # two entries with the same wheels: offered once
                 continue
@@ -739,39 +725,44 @@ def _brings_ipykernel(lines: list[str]) -> bool:
 def content_hash(dockerfile: str, files: Mapping[str, bytes], inputs: BuildInputs, base_id: str) -> str:
     """The spec hash (the tag is its first 16 digits): the rendered Dockerfile, its context files and the wheels
     of its ``find_links`` folders (names and sha256), the base image id, the builder and uv versions."""
+    return _digest("Dockerfile", dockerfile, files, inputs, base_id)
+
+
+def _digest(kind: str, dockerfile: str, files: Mapping[str, bytes], inputs: BuildInputs, base_id: str) -> str:
+    """The sha256 of a rendered Dockerfile with its context files and wheels, the base image id and the builder
+    and uv versions: the spec hash and the frame (:meth:`Builder.frame`) hash the same parts, ``kind`` (a part of
+    its own, after the base) telling them apart. Their order and spelling are part of every existing tag."""
     digest = hashlib.sha256()
     for part in (
         f"builder={__version__}",
         f"uv={_uv_version()}",
         f"base={base_id}",
-        "Dockerfile",
+        kind,
         dockerfile,
         *[f"{name}:{hashlib.sha256(files[name]).hexdigest()}" for name in sorted(files)],
-        *_wheel_parts(inputs),
+        # the wheels of find_links folders: their context names and sha256 (none without)
+        *[f"wheel:{name}:{sha}" for name, sha, _ in inputs.wheels],
     ):
         digest.update(part.encode() + b"\0")
     return digest.hexdigest()
-
-
-def _wheel_parts(inputs: BuildInputs) -> list[str]:
-    """What the wheels of ``find_links`` folders add to a hash: their context names and sha256 (none without)."""
-    return [f"wheel:{name}:{sha}" for name, sha, _ in inputs.wheels]
 
 
 #: ``(path, device, inode, size, mtime, ctime)`` → sha256: a wheel is hashed once per process while unchanged.
 _WHEEL_HASHES: dict[tuple[str, int, int, int, int, int], str] = {}
 
 
-def _file_sha256(path: Path, *, file: object, key: str) -> str:
+def wheel_sha256(path: Path, *, file: object, key: str) -> str:
     """The sha256 of a wheel, from a memo (in process, then in the cache folder) while its inode, size, mtime and
     ctime are those it was hashed at: hashing PyTorch's 190 MB wheel takes 0.7-2 s, which every plan (an unchanged
-    ``build``, a status listing) would pay. The ctime changes with every write and cannot be set back."""
+    ``build``, a status listing) would pay. The ctime changes with every write and cannot be set back. A bundle
+    (share/bundle.py) records the same sha256 for the wheels it carries."""
     try:
         info = path.stat()
         memo = (str(path), info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
         if memo in _WHEEL_HASHES:
             return _WHEEL_HASHES[memo]
-        kept = _kept_hash(memo)
+        entry = _hash_cache_entry(memo)
+        kept = _kept_hash(entry)
         if kept is not None:
             _WHEEL_HASHES[memo] = kept
             return kept
@@ -783,7 +774,7 @@ def _file_sha256(path: Path, *, file: object, key: str) -> str:
         # rewritten just now at the same size could show the same times again (git's "racy" case).
         if time.time_ns() - max(info.st_mtime_ns, info.st_ctime_ns) > 2_000_000_000:
             _WHEEL_HASHES[memo] = digest.hexdigest()
-            _keep_hash(memo, digest.hexdigest())
+            _keep_hash(entry, digest.hexdigest())
         return digest.hexdigest()
     except OSError as exc:
         raise SpecError(f"cannot read the wheel {path.name!r}: {exc.strerror or exc}", file=file, key=key) from None
@@ -792,23 +783,13 @@ def _file_sha256(path: Path, *, file: object, key: str) -> str:
 def _hash_cache_entry(memo: tuple[object, ...]) -> Path | None:
     """Where the hash of a wheel in the state ``memo`` is kept: a folder of this user's that nobody else can
     write (else None: nothing is kept or read)."""
-    import stat
+    from ..spec.files import private_cache_folder
 
-    from ..paths import cache_dir
-
-    try:
-        folder = cache_dir() / "wheel-hashes"
-        folder.mkdir(mode=0o700, exist_ok=True)
-        info = folder.stat()
-    except OSError:
-        return None
-    if info.st_uid != os.getuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        return None
-    return folder / hashlib.sha256(repr(memo).encode()).hexdigest()[:40]
+    folder = private_cache_folder("wheel-hashes")
+    return folder / hashlib.sha256(repr(memo).encode()).hexdigest()[:40] if folder is not None else None
 
 
-def _kept_hash(memo: tuple[object, ...]) -> str | None:
-    entry = _hash_cache_entry(memo)
+def _kept_hash(entry: Path | None) -> str | None:
     try:
         text = entry.read_text(encoding="ascii").strip() if entry is not None else ""
     except (OSError, UnicodeDecodeError):
@@ -816,8 +797,7 @@ def _kept_hash(memo: tuple[object, ...]) -> str | None:
     return text if len(text) == 64 and all(c in "0123456789abcdef" for c in text) else None
 
 
-def _keep_hash(memo: tuple[object, ...], sha: str) -> None:
-    entry = _hash_cache_entry(memo)
+def _keep_hash(entry: Path | None, sha: str) -> None:
     if entry is None:
         return
     from .lock import atomic_write
@@ -828,8 +808,9 @@ def _keep_hash(memo: tuple[object, ...], sha: str) -> None:
         pass
 
 
-class _HashingReader:
-    """A file read by tarfile while its sha256 is computed, so that the context holds the bytes that were hashed."""
+class HashingReader:
+    """A file read by tarfile while its sha256 is computed, so that an archive (a build context, a bundle) holds
+    the bytes that were hashed."""
 
     def __init__(self, fh: io.BufferedReader) -> None:
         self.fh = fh
@@ -857,7 +838,7 @@ def _add_wheels(tar: tarfile.TarFile, inputs: BuildInputs) -> None:
             with path.open("rb") as fh:
                 info = tarfile.TarInfo(name)
                 info.size, info.mode, info.mtime = os.fstat(fh.fileno()).st_size, 0o644, 0
-                reader = _HashingReader(fh)
+                reader = HashingReader(fh)
                 tar.addfile(info, reader)
         except ValueError as exc:  # USTAR holds names of up to 100 characters (after the folders)
             raise BuildError(f"cannot add the wheel {path.name!r} to the build context: {exc}") from None

@@ -144,8 +144,7 @@ def render(env: Environment, inputs: BuildInputs) -> tuple[str, dict[str, bytes]
         lines.append(f"RUN{uv_mounts}{mounts}{seed_mount} {install}{flags} -r {BUILD_DIR}/{name}{keep_seed}")
 
     if inputs.locked is not None:
-        extra = ("find-links",) if inputs.find_links else ()
-        install_layer("locked.txt", inputs.locked, " --no-deps" + _find_links_flags(inputs), extra)
+        install_layer("locked.txt", inputs.locked, " --no-deps" + _find_links_flags(inputs), _find_links_mount(inputs))
     else:
         sources = _source_files(inputs, files)
         # One layer per source (requirement files, then the spec's pip list, the most often edited): each
@@ -258,7 +257,7 @@ def _source_files(inputs: BuildInputs, files: dict[str, bytes]) -> list[str]:
 
 
 def _sync_mounts(inputs: BuildInputs, sources: Sequence[str]) -> str:
-    names = [*(["find-links"] if inputs.find_links else []), *(["constraints.txt"] if inputs.constraints else [])]
+    names = [*_find_links_mount(inputs), *(["constraints.txt"] if inputs.constraints else [])]
     names += [*sources, "seed.txt"]
     return "".join(f" --mount=type=bind,source=.jc/{n},target={BUILD_DIR}/{n}" for n in names)
 
@@ -275,6 +274,11 @@ def _sync(uv: str, inputs: BuildInputs, sources: Sequence[str]) -> str:
         f"{uv} pip install --python {VENV}/bin/python --exact --upgrade{_find_links_flags(inputs)}"
         f"{constraints}{requirements}"
     )
+
+
+def _find_links_mount(inputs: BuildInputs) -> tuple[str, ...]:
+    """The ``.jc/find-links`` folder, mounted by every install layer when the environment has wheel folders."""
+    return ("find-links",) if inputs.find_links else ()
 
 
 def _find_links_flags(inputs: BuildInputs) -> str:

@@ -6,8 +6,11 @@ Layout (every member a regular file)::
     manifest.json          first: format, environment, and for every other member its sha256 and size
     containers.toml        the environment alone (and the spec file's registry)
     containers.lock        its lock entry alone
-    files/REL              the files the spec refers to (requirements and their -r/-c includes), by spec path
+    files/REL              the files the spec refers to (requirements and their -r/-c includes, the wheels of
+                           its find_links folders), by spec path
     image.tar              with --with-image: ``docker save`` of the image and its base (same ids when loaded)
+
+The manifest lists the find_links folders as ``folders`` too (``files/REL``), so that an empty one is restored.
 
 Import checks the bundle before anything lands: the manifest comes first and is bounded, every member is a
 regular file named in it with its size, paths stay inside the target folder, every hash matches, nothing is
@@ -16,6 +19,7 @@ missing; files are staged in a private folder and moved into place only then.
 
 from __future__ import annotations
 
+import filecmp
 import hashlib
 import json
 import os
@@ -35,6 +39,7 @@ from ..images.lock import HEADER, LOCK_VERSION, LockEntry, read_lock, write_lock
 if TYPE_CHECKING:
     from ..backends.base import ContainerBackend
     from ..manager import ContainersManager
+    from ..spec.model import Environment
 
 FORMAT = "jupyter-containers-bundle"
 FORMAT_VERSION = 1
@@ -43,11 +48,17 @@ SPEC = "containers.toml"
 LOCK = "containers.lock"
 IMAGE = "image.tar"
 FILES = "files/"
+WHEEL = ".whl"
 #: Bounds that a bundle must keep (a manifest, a spec, a referenced file; the image; how many members).
 MAX_MANIFEST = 1 << 20
 MAX_TEXT_FILE = 16 << 20
 MAX_IMAGE = 64 << 30
 MAX_MEMBERS = 512
+#: Bounds for the wheels of find_links folders (members ``files/…/NAME.whl``): one wheel, all of them. Wheels are
+#: streamed from disk into the bundle and out of it, never held in memory, so these bound disk use only, as
+#: MAX_IMAGE does: CUDA builds of PyTorch are about 2.5 GB, the largest wheels on PyPI a few GB.
+MAX_WHEEL = 8 << 30
+MAX_WHEELS = 64 << 30
 _NAME = re.compile(r"^[A-Za-z0-9_.+-]+(?:/[A-Za-z0-9_.+-]+){0,15}$")
 
 
@@ -98,9 +109,14 @@ def export_bundle(
 ) -> ExportResult:
     """Write ``name``'s bundle to ``output`` (atomically: a reader never sees half a bundle).
 
+    The wheels of the environment's ``find_links`` folders go in as they are on disk (streamed, checked against
+    the sha256 its tag was computed from), so that the imported environment builds with the same tag.
+
     Raises:
-        SpecError: the environment has no lock yet (build it first); NotFoundError: ``with_image`` and the
-        engine lacks the locked image.
+        SpecError: the environment has no lock yet (build it first), or a file it refers to lies outside the
+        spec's folder; NotFoundError: ``with_image`` and the engine lacks the locked image; BundleError: a file
+        the bundle cannot carry (a wheel over :data:`MAX_WHEEL`, wheels over :data:`MAX_WHEELS` in all, more than
+        :data:`MAX_MEMBERS` files, a name import would refuse) or a wheel that changed while it was exported.
     """
     from ..spec.files import resolve_roots
     from ..spec.requirements import read_requirements
@@ -136,6 +152,8 @@ def export_bundle(
                     file=env.source,
                 ) from None
             texts[FILES + inside] = path.read_bytes()
+    wheels, folders = _find_links_members(env, roots)
+    _check_carried(texts, wheels, folders, with_image)
     with tempfile.TemporaryDirectory(prefix=".jc-export-", dir=output.parent) as tmp:
         image_file = Path(tmp) / IMAGE
         image_hash = None
@@ -163,6 +181,10 @@ def export_bundle(
                 for member, data in sorted(texts.items())
             },
         }
+        for member, (_, sha, size) in wheels.items():
+            manifest["files"][member] = {"sha256": sha, "size": size}
+        if folders:
+            manifest["folders"] = folders
         if image_hash is not None:
             manifest["files"][IMAGE] = {"sha256": image_hash[0], "size": image_hash[1]}
         partial = Path(tmp) / "bundle.tar.gz"
@@ -170,6 +192,8 @@ def export_bundle(
             _add(tar, MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode())
             for member, data in sorted(texts.items()):
                 _add(tar, member, data)
+            for member, (path, sha, size) in sorted(wheels.items()):
+                _add_wheel(tar, member, path, sha, size)
             if image_hash is not None:
                 info = tarfile.TarInfo(IMAGE)
                 info.size = image_hash[1]
@@ -181,6 +205,91 @@ def export_bundle(
     return ExportResult(
         name, output, output.stat().st_size, with_image, tuple(manifest["files"]), time.perf_counter() - started
     )
+
+
+def _find_links_members(
+    env: Environment, roots: tuple[Path, ...]
+) -> tuple[dict[str, tuple[Path, str, int]], list[str]]:
+    """The wheels of ``env``'s find_links folders as members (``files/FOLDER/NAME.whl`` → host path, sha256,
+    size) and the folders (``files/FOLDER``, sorted; the spec's own folder is not listed: it always exists).
+
+    A folder lies in the bundle where the spec names it, so the imported spec finds it; that must be inside the
+    spec's folder (an allowed folder elsewhere, c.Builder.allowed_reference_roots, has no place in the bundle).
+    """
+    from ..images.builder import wheel_sha256
+    from ..spec.files import find_links_wheels
+    from ..spec.parse import environment_key
+
+    wheels: dict[str, tuple[Path, str, int]] = {}
+    folders: set[str] = set()
+    spec_dir = os.path.normpath(os.path.abspath(env.spec_dir))
+    for i, rel in enumerate(env.find_links):
+        key = environment_key(env, "find_links", i)
+        found = find_links_wheels(rel, base=env.spec_dir, roots=roots, file=env.source, key=key)
+        inside = Path(os.path.relpath(os.path.normpath(os.path.join(spec_dir, rel)), spec_dir)).as_posix()
+        if inside == ".." or inside.startswith("../"):
+            raise SpecError(
+                f"find_links folder {rel!r} is outside the spec's folder, so a bundle cannot carry it at the same "
+                "place; move it next to the spec",
+                file=env.source,
+                key=key,
+            )
+        prefix = FILES if inside == "." else f"{FILES}{inside}/"
+        if inside != ".":
+            folders.add(prefix.rstrip("/"))
+        for name, path in found:
+            try:
+                size = path.stat().st_size
+            except OSError as exc:
+                raise BundleError(f"cannot read the wheel {path}: {exc.strerror or exc}") from None
+            wheels[prefix + name] = (path, wheel_sha256(path, file=env.source, key=key), size)
+    return wheels, sorted(folders)
+
+
+def _check_carried(
+    texts: dict[str, bytes], wheels: dict[str, tuple[Path, str, int]], folders: list[str], with_image: bool
+) -> None:
+    """Refuse, before anything is written, a bundle that import would refuse: each bound import checks."""
+    for path, _, size in sorted(wheels.values()):
+        if size > MAX_WHEEL:
+            raise BundleError(
+                f"the wheel {path} has {size} bytes, more than a bundle carries ({MAX_WHEEL >> 30} GiB a wheel); "
+                "publish it to an index the colleague can reach, or share the image through a registry"
+            )
+    total = sum(size for _, _, size in wheels.values())
+    if total > MAX_WHEELS:
+        raise BundleError(
+            f"the wheels of the find_links folders have {total} bytes in all, more than a bundle carries "
+            f"({MAX_WHEELS >> 30} GiB); publish some to an index, or share the image through a registry"
+        )
+    count = len(texts) + len(wheels) + (1 if with_image else 0)
+    if count > MAX_MEMBERS:
+        raise BundleError(
+            f"the bundle would hold {count} files ({len(wheels)} wheels), more than the {MAX_MEMBERS} a bundle "
+            "may; remove wheels the environment does not install from its find_links folders"
+        )
+    for member in [*texts, *wheels, *folders]:
+        if not _allowed_name(member):
+            raise BundleError(
+                f"cannot carry {member[len(FILES) :][:200]!r} (in the spec's folder): a bundle holds names of "
+                "letters, digits and '_.+-' only, up to 16 folders deep and 255 characters; rename it"
+            )
+
+
+def _add_wheel(tar: tarfile.TarFile, member: str, path: Path, sha: str, size: int) -> None:
+    """``path`` streamed into ``tar`` as ``member``, which must hold the bytes hashed into the manifest."""
+    from ..images.builder import HashingReader
+
+    info = tarfile.TarInfo(member)
+    info.size, info.mode, info.mtime = size, 0o644, 0
+    try:
+        with open(path, "rb") as fh:
+            reader = HashingReader(fh)
+            tar.addfile(info, reader)
+    except OSError as exc:  # also a wheel that shrank since it was measured: "unexpected end of data"
+        raise BundleError(f"cannot read the wheel {path}: {exc.strerror or exc}; export again") from None
+    if reader.digest.hexdigest() != sha:
+        raise BundleError(f"the wheel {path} changed while it was exported; export again")
 
 
 def _lock_text(name: str, entry: LockEntry) -> str:
@@ -243,6 +352,12 @@ def import_bundle(
         staging = Path(tmp)
         manifest = _extract_checked(bundle, staging, max_image_size=max_image_size)
         name = manifest["environment"]
+        folders = sorted(manifest["folders"])
+        for member in folders:  # before the staged spec is read: it checks that its find_links folders exist
+            try:
+                _staged(staging, member).mkdir(parents=True, exist_ok=True)
+            except OSError:  # a file of the bundle lies where the folder or one above it would
+                raise BundleError(f"{bundle}: manifest folder {member!r} is a file of the bundle") from None
         try:
             staged = load_spec(_staged(staging, SPEC))
             entries = read_lock(_staged(staging, LOCK))
@@ -270,10 +385,11 @@ def import_bundle(
         for member in files:
             target = folder / member[len(FILES) :]
             if target.exists() and (
-                not target.is_file() or target.read_bytes() != _staged(staging, member).read_bytes()
+                not target.is_file() or not filecmp.cmp(target, _staged(staging, member), shallow=False)
             ):
                 if not force or not target.is_file():
                     raise ConflictError(f"{target} exists with other content; move it away or pass --force")
+        _check_wheel_folders(folder, folders, files)
         image_id = None
         if backend is not None and IMAGE in manifest["files"]:
             with open(_staged(staging, IMAGE), "rb") as fh:
@@ -284,6 +400,8 @@ def import_bundle(
                     f"locked {lock.image} ({lock.image_id[:19]})"
                 )
             image_id = lock.image_id
+        for member in folders:
+            (folder / member[len(FILES) :]).mkdir(parents=True, exist_ok=True)
         for member in files:
             target = folder / member[len(FILES) :]
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -296,6 +414,27 @@ def import_bundle(
     return ImportResult(
         name, target_spec, lock, image_id, tuple(m[len(FILES) :] for m in files), time.perf_counter() - started
     )
+
+
+def _check_wheel_folders(folder: Path, folders: list[str], files: list[str]) -> None:
+    """The find_links folders must not be there already with other wheels than the bundle's (even with --force,
+    which replaces files, never removes them): uv would be offered those too, and the tag would differ."""
+    carried = set(files)
+    for member in folders:
+        target = folder / member[len(FILES) :]
+        if target.exists() and not target.is_dir():
+            raise ConflictError(f"{target} exists and is not a folder (the bundle's find_links folder); move it away")
+        if not target.is_dir():
+            continue
+        extra = sorted(
+            p.name for p in target.iterdir() if p.name.endswith(WHEEL) and f"{member}/{p.name}" not in carried
+        )
+        if extra:
+            raise ConflictError(
+                f"the find_links folder {target} already holds wheels the bundle does not carry "
+                f"({', '.join(extra[:5])}): the environment would not build as exported; move them away or import "
+                "into another folder"
+            )
 
 
 def replace_source(env: Any, source: Path) -> Any:
@@ -402,26 +541,43 @@ def _manifest(bundle: Path, data: bytes) -> dict[str, Any]:
         ):
             raise BundleError(f"{bundle}: manifest entry {member!r} has no sha256")
         size = entry.get("size")
-        bound = MAX_IMAGE if member == IMAGE else MAX_TEXT_FILE
+        bound = MAX_IMAGE if member == IMAGE else MAX_WHEEL if _is_wheel(member) else MAX_TEXT_FILE
         if not isinstance(size, int) or isinstance(size, bool) or size < 0 or size > bound:
             raise BundleError(f"{bundle}: manifest entry {member!r} has a size out of bounds (0 to {bound} bytes)")
+    wheels = sum(entry["size"] for member, entry in files.items() if _is_wheel(member))
+    if wheels > MAX_WHEELS:
+        raise BundleError(f"{bundle}: its wheels have {wheels} bytes in all, more than {MAX_WHEELS} bytes")
     for required in (SPEC, LOCK):
         if required not in files:
             raise BundleError(f"{bundle}: it has no {required}")
+    folders = manifest.setdefault("folders", [])  # bundles without find_links folders have none
+    if not isinstance(folders, list) or len(folders) > MAX_MEMBERS:
+        raise BundleError(f"{bundle}: its manifest's folders are not a list (of at most {MAX_MEMBERS})")
+    for folder in folders:
+        _check_name(bundle, folder)
+        if not folder.startswith(FILES) or folder in files:
+            raise BundleError(f"{bundle}: manifest folder {folder!r} is not a folder under {FILES}")
     return manifest
 
 
-def _check_name(bundle: Path, member: str) -> None:
+def _is_wheel(member: str) -> bool:
+    return member.startswith(FILES) and member.endswith(WHEEL)
+
+
+def _allowed_name(member: object) -> bool:
     """Member names are plain relative paths: no absolute path, no '..', no odd characters."""
-    parts = member.split("/") if isinstance(member, str) else []
-    if (
-        not isinstance(member, str)
-        or len(member) > 255
-        or not _NAME.match(member)
-        or any(p in ("", ".", "..") for p in parts)
-        or not (member in (SPEC, LOCK, IMAGE) or member.startswith(FILES))
-        or member in (FILES + SPEC, FILES + LOCK)
-    ):
+    return (
+        isinstance(member, str)
+        and len(member) <= 255
+        and _NAME.match(member) is not None
+        and not any(p in ("", ".", "..") for p in member.split("/"))
+        and (member in (SPEC, LOCK, IMAGE) or member.startswith(FILES))
+        and member not in (FILES + SPEC, FILES + LOCK)
+    )
+
+
+def _check_name(bundle: Path, member: str) -> None:
+    if not _allowed_name(member):
         raise BundleError(
             f"{bundle}: member name {str(member)[:200]!r} is not allowed (only {SPEC}, {LOCK}, {IMAGE} and "
             "files/ with relative paths inside the bundle)"

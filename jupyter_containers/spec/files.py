@@ -175,10 +175,10 @@ def confine(
 _WHEEL_PARTS = (5, 6)
 
 
-def find_links_folder(
+def find_links_wheels(
     reference: str, *, base: Path, roots: Sequence[Path], file: object, key: str | None
-) -> tuple[Path, list[tuple[str, Path]]]:
-    """The folder a spec's ``find_links`` entry names and its wheels, ``(file name, resolved path)`` sorted.
+) -> list[tuple[str, Path]]:
+    """The wheels of the folder a spec's ``find_links`` entry names, ``(file name, resolved path)`` sorted.
 
     The folder and each wheel in it must lie inside ``roots`` (as every file a spec refers to: its bytes go
     into the build context); a wheel may be a symlink within them. Only the folder's own ``*.whl`` files
@@ -220,4 +220,21 @@ def find_links_folder(
                 key=key,
             )
         wheels.append((name, path))
-    return folder, wheels
+    return wheels
+
+
+def private_cache_folder(name: str) -> Path | None:
+    """The folder ``name`` in our cache folder, created if need be, when it is this user's and nobody else can
+    write it; else (or when it cannot be made) None. What we keep there (compiled code, wheel hashes) is loaded
+    and trusted later, so a folder another user could write is never read from nor written to."""
+    from ..paths import cache_dir
+
+    try:
+        folder = cache_dir() / name
+        folder.mkdir(mode=0o700, exist_ok=True)
+        info = folder.stat()
+    except OSError:
+        return None
+    if info.st_uid != os.getuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return None
+    return folder

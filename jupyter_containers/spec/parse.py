@@ -18,7 +18,16 @@ from typing import Any
 
 from ..errors import SpecError, SpecNotFoundError
 from ..units import MAX_GPUS, MAX_PIDS, parse_cpus, parse_duration, parse_size
-from .files import check_nesting, check_path_text, confine, find_links_folder, nesting_error, read_text, resolve_roots
+from .files import (
+    check_nesting,
+    check_path_text,
+    confine,
+    find_links_wheels,
+    nesting_error,
+    private_cache_folder,
+    read_text,
+    resolve_roots,
+)
 from .model import Environment, Resources, SpecFile
 from .schema import ENV_NAME_HELP, ENV_NAME_PATTERN, MIN_PYTHON, MIN_PYTHON_TEXT, SPEC_SCHEMA
 
@@ -179,19 +188,14 @@ def _cached_validator() -> Any:
     import hashlib
     import json
     import marshal
-    import stat
 
     import fastjsonschema
     from fastjsonschema.ref_resolver import RefResolver
 
-    from ..paths import cache_dir
-
+    folder = private_cache_folder("validators")
+    if folder is None:
+        return None
     try:
-        folder = cache_dir() / "validators"
-        folder.mkdir(mode=0o700, exist_ok=True)
-        info = folder.stat()
-        if info.st_uid != os.getuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-            return None
         schema = json.dumps(SPEC_SCHEMA, sort_keys=True)
         key = f"{fastjsonschema.VERSION}\n{sys.implementation.cache_tag}\nlazy patterns\n{schema}"
         path = folder / f"spec-schema-{hashlib.sha256(key.encode()).hexdigest()[:20]}.bytecode"
@@ -398,7 +402,7 @@ def _environment(name: str, raw: Mapping[str, Any], path: Path, key: str, roots:
             )
     find_links = tuple(raw.get("find_links", ()))
     for i, rel in enumerate(find_links):
-        find_links_folder(rel, base=path.parent, roots=roots, file=path, key=f"{key}.find_links[{i}]")
+        find_links_wheels(rel, base=path.parent, roots=roots, file=path, key=f"{key}.find_links[{i}]")
     if raw.get("python") is not None:
         check_python_version(raw["python"], file=path, key=f"{key}.python")
     return Environment(
@@ -437,17 +441,15 @@ def check_python_version(version: str, *, file: object = None, key: str | None =
 #: importing it (its import compiles about a hundred regular expressions: a third of an unchanged ``build``
 #: command's own time). Anything else (extras, markers, URLs, spaces, wildcards, ``~=``) goes to packaging.
 _PLAIN_REQUIREMENT_RE = re.compile(
-    r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?(?:(?:==|!=|<=|>=|<|>)[0-9]+(?:\.[0-9]+)*(?:,(?!$)|$))*"
+    r"(?P<name>[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)(?:(?:==|!=|<=|>=|<|>)[0-9]+(?:\.[0-9]+)*(?:,(?!$)|$))*"
 )
 
 
 def plain_requirement_name(text: str) -> str | None:
     """The canonical name (as ``packaging.utils.canonicalize_name`` gives it) of a requirement of the
     :data:`_PLAIN_REQUIREMENT_RE` kind, else None: the caller asks packaging."""
-    if not _PLAIN_REQUIREMENT_RE.fullmatch(text):
-        return None
-    name = re.match(r"[A-Za-z0-9._-]+", text)
-    return re.sub(r"[-_.]+", "-", name.group(0)).lower() if name else None
+    plain = _PLAIN_REQUIREMENT_RE.fullmatch(text)
+    return re.sub(r"[-_.]+", "-", plain.group("name")).lower() if plain else None
 
 
 def check_requirement(requirement: str, *, file: object = None, key: str | None = None) -> str:
@@ -616,6 +618,13 @@ def _escape_char(ch: str) -> str:
 def keypath(parts: Iterable[Any]) -> str:
     """``environments."a.b".env`` from ``["environments", "a.b", "env"]``: how errors name a key."""
     return _keypath(parts)
+
+
+def environment_key(env: Environment, field: str, index: int) -> str:
+    """How errors name entry ``index`` of ``env``'s list ``field`` (under ``tool.jupyter-containers`` when the
+    spec is a pyproject.toml), for the files a spec refers to, which are checked again long after parsing."""
+    table = [PYPROJECT_TABLE] if env.source is not None and env.source.name == "pyproject.toml" else []
+    return ".".join([*table, keypath(["environments", env.name, field])]) + f"[{index}]"
 
 
 def _keypath(parts: Iterable[Any]) -> str:

@@ -7,6 +7,7 @@ only through a bind mount of the install layers.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -186,3 +187,27 @@ def test_without_find_links_nothing_changes(workspace):
     # then the Dockerfile and the tag are the same: no wheels, no mount, no flag
     assert planned(workspace) == without
     assert "find-links" not in without[0]
+
+
+# ------------------------------------------------------------------ the kept wheel hashes
+@pytest.mark.parametrize(("mode", "trusted"), [(0o700, True), (0o770, False), (0o777, False)])
+def test_a_kept_wheel_hash_is_read_only_from_a_folder_nobody_else_can_write(
+    workspace, tmp_path, monkeypatch, mode, trusted
+):
+    from jupyter_containers.images import builder
+
+    # given a cache folder whose wheel-hashes folder has ``mode`` and holds a planted hash for the wheel as it is now
+    monkeypatch.setenv("JUPYTER_CONTAINERS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(builder, "_WHEEL_HASHES", {})
+    wheel = workspace / "wheels" / "jc_private_demo-1.0.0-py3-none-any.whl"
+    info = wheel.stat()
+    memo = (str(wheel), info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+    kept = tmp_path / "cache" / "wheel-hashes"
+    kept.mkdir(parents=True)
+    kept.chmod(mode)
+    planted = "0" * 64
+    (kept / hashlib.sha256(repr(memo).encode()).hexdigest()[:40]).write_text(planted + "\n")
+    # when the wheel is hashed
+    sha = builder.wheel_sha256(wheel, file=None, key=KEY)
+    # then the planted hash counts only where no other user could have written it; elsewhere the bytes are hashed
+    assert sha == (planted if trusted else hashlib.sha256(wheel.read_bytes()).hexdigest())
