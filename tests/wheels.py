@@ -8,8 +8,15 @@ import zipfile
 from pathlib import Path
 
 
-def write_wheel(folder: Path, name: str = "jc_private_demo", version: str = "1.0.0", value: str = "one") -> Path:
-    """``NAME-VERSION-py3-none-any.whl`` in ``folder``, whose module ``NAME`` has ``VALUE = value``.
+def write_wheel(
+    folder: Path,
+    name: str = "jc_private_demo",
+    version: str = "1.0.0",
+    value: str = "one",
+    modules: dict[str, str] | None = None,
+) -> Path:
+    """``NAME-VERSION-py3-none-any.whl`` in ``folder``, whose module ``NAME`` has ``VALUE = value`` (and the
+    package's further ``modules``: path under ``NAME/`` → source).
 
     A name no index holds, so that uv can only find it in the folder; fixed zip dates, so that the same
     arguments give the same bytes (and another ``value`` other bytes under the same file name).
@@ -17,6 +24,7 @@ def write_wheel(folder: Path, name: str = "jc_private_demo", version: str = "1.0
     dist = f"{name}-{version}"
     files = {
         f"{name}/__init__.py": f"VALUE = {value!r}\n",
+        **{f"{name}/{path}": text for path, text in (modules or {}).items()},
         f"{dist}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name.replace('_', '-')}\nVersion: {version}\n",
         f"{dist}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: jupyter-containers-tests\nRoot-Is-Purelib: true\n"
         "Tag: py3-none-any\n",

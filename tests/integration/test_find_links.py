@@ -82,3 +82,48 @@ def test_a_private_wheel_is_installed_from_a_find_links_folder(tmp_path: Path, e
     locked = manager.build("private", locked=True)
     assert locked.built and locked.image != rebuilt.image
     assert run(manager, locked.image, "import jc_private_demo; print(jc_private_demo.VALUE)") == f"two-{nonce}"
+
+
+def test_the_packages_are_compiled_but_their_test_suites(tmp_path: Path, engine_config):
+    """Bytecode at build time for every module of the spec's packages except their own ``tests/`` folders
+    (dockerfile.COMPILE_EXCLUDE), in a cold build and in the incremental layer of an edit; a module left out
+    still imports (and is compiled on the way, the container user owning the virtualenv)."""
+    nonce = uuid.uuid4().hex[:12]
+    modules = {"core.py": "ANSWER = 42\n", "tests/__init__.py": "", "tests/test_core.py": "from .. import core\n"}
+    write_wheel(tmp_path / "wheels", value=f"c-{nonce}", modules=modules)
+    spec = tmp_path / "containers.toml"
+    body = '[environments.compiled]\nfind_links = ["wheels"]\npip = ["jc-private-demo==1.0.0"]\n'
+    body += f'env = {{ N = "{nonce}" }}\n'
+    spec.write_text(body)
+    manager = ContainersManager(spec_path=spec, config=engine_config)
+    # the bytecode files of the package (relative to it), and whether ipykernel's and six's have any
+    probe = (
+        "import glob, os, jc_private_demo as p; root = os.path.dirname(p.__file__); "
+        "print(sorted(os.path.relpath(f, root) for f in glob.glob(root + '/**/*.pyc', recursive=True)))"
+    )
+    compiled = "import glob, os, {0}; print(bool(glob.glob(os.path.dirname({0}.__file__) + '/__pycache__/*.pyc')))"
+    # when it is built cold
+    cold = manager.build("compiled")
+    listed = run(manager, cold.image, probe)
+    # then the package's modules have bytecode and its test suite has none
+    assert "'__pycache__/__init__.cpython-" in listed and "'__pycache__/core.cpython-" in listed, listed
+    assert "tests" not in listed, listed
+    # and the kernel's own packages were compiled as before (by uv, in the seed layer)
+    assert run(manager, cold.image, compiled.format("ipykernel")) == "True"
+    # and a test module still imports
+    assert run(manager, cold.image, "import jc_private_demo.tests.test_core as t; print(t.core.ANSWER)") == "42"
+
+    # when a package is added (the incremental layer on the previous image)
+    spec.write_text(body.replace('pip = ["jc-private-demo==1.0.0"]', 'pip = ["jc-private-demo==1.0.0", "six"]'))
+    added = manager.build("compiled")
+    # then the new package is compiled too, and still no test suite
+    assert added.built and added.incremental_from == cold.image_id
+    assert (
+        run(
+            manager,
+            added.image,
+            "import glob, os, six; print(bool(glob.glob(os.path.dirname(six.__file__) + '/__pycache__/six.*.pyc')))",
+        )
+        == "True"
+    )
+    assert "tests" not in run(manager, added.image, probe)
