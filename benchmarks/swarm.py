@@ -14,9 +14,11 @@ first, so no figure includes a pull. Measured in one run (medians of ``--runs``)
    placement check, the entrypoint shim) until its first output reaches the callback. Goal ≤ 1.3 × bare.
 3. **kernel**: ``manager.session`` (a kernel as a service, its connection file in a Swarm secret of the
    service, CurveZMQ channels on the node's published ports) until a first cell's output arrives here.
-   Goal ≤ 1.3 × bare... and it does a kernel's work on top: the ratio says what that costs. A second bare
-   service that imports what an ipykernel start imports (``ipykernel.kernelapp``, ``zmq``) before its line
-   is the kernel's floor: the last line gives the kernel against it.
+   Against row 1 it does a kernel's work on top: the ratio says what that costs. A second bare service that
+   imports what an ipykernel start imports (``ipykernel.kernelapp``, ``zmq``) before its line is the kernel's
+   floor. The like-for-like baseline is row 5, a **bare kernel service**: the same kernel started by hand
+   (connection file in a secret, ipykernel, ports published in host mode, a jupyter_client connected to the
+   node's ports, the first cell's output); goal ≤ 1.3 × that.
 4. **spread**: ``--jobs`` small jobs (0.25 CPU, 64 MiB, 2 s each) submitted at once from threads; goal: all
    complete, each node used.
 
@@ -81,6 +83,80 @@ def bare_first_output(api: Any, image: str, constraint: str, program: str = "pri
         raise RuntimeError("the bare service ended without its output")
     finally:
         api.remove_service(service)
+
+
+#: The bare kernel's own command: its connection file from the secret to a writable place (ipykernel writes
+#: it back), then ipykernel, as someone would run a kernel with ``docker service create`` by hand.
+BARE_KERNEL = "cp /run/secrets/kernel.json /tmp/kernel.json && exec python3 -m ipykernel_launcher -f /tmp/kernel.json"
+#: The container ports of the bare kernel's five channels (published in host mode on ports the node picks).
+BARE_KERNEL_PORTS = {
+    "shell_port": 50001,
+    "iopub_port": 50002,
+    "stdin_port": 50003,
+    "control_port": 50004,
+    "hb_port": 50005,
+}
+
+
+def bare_kernel_first_output(api: Any, image: str, constraint: str, address: str) -> float:
+    """A kernel started by hand: its connection file as a Swarm secret, ``docker service create`` of
+    ipykernel with the five ports published in host mode, the node's ports read from the task once it runs,
+    a jupyter_client connected to them (``wait_for_ready``: kernel_info until iopub is subscribed), and the
+    first cell's output. Plain ZMQ with the HMAC key (no CURVE, which ours adds), no limits, no labels: the
+    kernel's work alone, the like-for-like baseline of row 3. ``address``: the node's (looked up beforehand)."""
+    import json
+    import secrets as random
+
+    import docker
+    from jupyter_client.blocking import BlockingKernelClient
+
+    key = random.token_hex(16)
+    info = {**BARE_KERNEL_PORTS, "ip": "0.0.0.0", "transport": "tcp", "key": key, "signature_scheme": "hmac-sha256"}
+    started = time.perf_counter()
+    name = f"jc-bench-kernel-{random.token_hex(4)}"
+    secret = api.create_secret(name, json.dumps(info).encode())["ID"]
+    service = None
+    client = None
+    try:
+        task = docker.types.TaskTemplate(
+            container_spec=docker.types.ContainerSpec(
+                image,
+                ["sh", "-c", BARE_KERNEL],
+                secrets=[docker.types.SecretReference(secret, name, filename="kernel.json")],
+            ),
+            restart_policy=docker.types.RestartPolicy(condition="none"),
+            placement=docker.types.Placement(constraints=[constraint]),
+        )
+        ports = [{"Protocol": "tcp", "TargetPort": p, "PublishMode": "host"} for p in BARE_KERNEL_PORTS.values()]
+        service = api.create_service(
+            task, mode=docker.types.ServiceMode("replicated-job"), endpoint_spec={"Ports": ports}
+        )["ID"]
+        published: dict[int, int] = {}
+        while len(published) < len(ports):
+            for t in api.tasks(filters={"service": service}):
+                for port in ((t.get("Status") or {}).get("PortStatus") or {}).get("Ports") or []:
+                    if port.get("PublishedPort"):
+                        published[int(port["TargetPort"])] = int(port["PublishedPort"])
+            if len(published) < len(ports):
+                time.sleep(0.05)
+        client = BlockingKernelClient()
+        client.load_connection_info(
+            {**info, "ip": address, **{name: published[port] for name, port in BARE_KERNEL_PORTS.items()}}
+        )
+        client.start_channels()
+        client.wait_for_ready(timeout=120)
+        msg_id = client.execute("print('first')")
+        while True:
+            msg = client.get_iopub_msg(timeout=60)
+            if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "stream":
+                if "first" in msg["content"]["text"]:
+                    return time.perf_counter() - started
+    finally:
+        if client is not None:
+            client.stop_channels()
+        if service is not None:
+            api.remove_service(service)
+        api.remove_secret(secret)
 
 
 def job_first_output(manager: Any, constraint: str) -> float:
@@ -187,13 +263,19 @@ def main(argv: list[str] | None = None) -> int:
             "bare, imports ipykernel": [],
             "job (manager.run)": [],
             "kernel (session)": [],
+            "bare kernel service": [],
         }
+        addresses = {w.hostname: w.address() for w in swarm.workers}
         for i in range(args.runs):
-            constraint = f"node.hostname=={swarm.workers[i % len(swarm.workers)].hostname}"
+            worker = swarm.workers[i % len(swarm.workers)]
+            constraint = f"node.hostname=={worker.hostname}"
             rows["bare service create"].append(bare_first_output(api, image, constraint))
             rows["bare, imports ipykernel"].append(bare_first_output(api, image, constraint, IMPORT_KERNEL))
             rows["job (manager.run)"].append(job_first_output(manager, constraint))
             rows["kernel (session)"].append(kernel_first_output(manager, constraint))
+            rows["bare kernel service"].append(
+                bare_kernel_first_output(api, image, constraint, addresses[worker.hostname])
+            )
             say(f"  run {i + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in rows.items()))
         say(f"{args.jobs} concurrent jobs ...")
         started = time.perf_counter()
@@ -223,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     floor = statistics.median(rows["bare, imports ipykernel"])
     kernel = statistics.median(rows["kernel (session)"])
     print(f"kernel against a bare service that imports ipykernel (its floor): {kernel / floor:.2f}×")
+    bare_kernel = statistics.median(rows["bare kernel service"])
+    print(f"kernel against a bare kernel service (like for like, goal ≤ 1.3×): {kernel / bare_kernel:.2f}×")
     nodes = ", ".join(f"{k}: {v}" for k, v in sorted(per_node.items()))
     print(f"{args.jobs} concurrent jobs: {completed} completed in {spread_seconds:.1f} s; per node: {nodes}")
     all_used = len(per_node) == len(swarm.nodes) if swarm is not None else False

@@ -1398,9 +1398,9 @@ class _BuildStream:
             state["name"] = vertex.name
         if vertex.error:
             state["error"] = vertex.error
-        from .buildkit import step_position
+        from . import buildkit  # (a module already loaded by events(): the lookup is a dict access)
 
-        position = step_position(state["name"])
+        position = buildkit.step_position(state["name"])
         index, total = position if position else (None, None)
         if position is None:
             return
