@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import shlex
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +104,7 @@ class ContainerMagics(Magics):
           execute NOTEBOOK --env ENV [-p NAME VALUE]... [-o OUT] [limits]   run a whole notebook in ENV
                   [--sweep NAME=VALUES]... [--max-parallel N] [--min-parallel N] [--target-utilization U]
                                      one run per combination of values, then a summary table
+                  [--target NAME] [--reschedule]   on a swarm target: run it again elsewhere if its node dies
           ui                         the environment picker and containers panel (ipywidgets)
         Each subcommand takes ``-f/--file SPEC`` and ``-h`` for its options.
         """
@@ -369,7 +372,9 @@ class ContainerMagics(Magics):
         """Run a whole notebook in an environment's container: ``jupyter-containers execute`` from here.
 
         The options are the command line's (one definition in jupyter_containers.frontend; ``%container
-        execute -h`` lists them); the notebook's spec file is the default ``-f``.
+        execute -h`` lists them); the notebook's spec file is the default ``-f``. ``--reschedule`` is the
+        command line's too (a swarm target only); ``%%container`` cells have none: a session kernel is never
+        rescheduled, its variables would be lost (docs/scale-out.md).
         """
         from .errors import RunError
         from .frontend import check_execute_spec_file, execute_from_args
@@ -383,7 +388,9 @@ class ContainerMagics(Magics):
         spec = args.file or self.default_file
         folder = Path(args.notebook).expanduser().resolve().parent
         manager = self.manager(spec) if spec else ContainersManager.discover(search_from=[folder])
-        status = execute_from_args(args, manager, stream=sys.stdout)
+        manager = manager.for_target(args.target)  # an unknown name fails here, naming it
+        with rescheduled(args, manager):
+            status = execute_from_args(args, manager, stream=sys.stdout)
         if status:
             raise RunError(f"the notebook run ended with exit status {status}; see the messages above")
 
@@ -437,7 +444,46 @@ def _execute_parser() -> Any:
     parser = argparse.ArgumentParser(prog="%container execute", add_help=False)
     parser.add_argument("-f", "--file", help="spec file (default: next to the notebook, else ./containers.toml)")
     add_execute_arguments(parser)
+    parser.add_argument(
+        "--target", metavar="NAME", help="the [targets.NAME] to run on (default: the environment's own target =)"
+    )
+    parser.add_argument(
+        "--reschedule",
+        action="store_true",
+        help="on a swarm target: if the node running it goes down, run it once more from the start on another "
+        "node (the target's reschedule_on_node_failure, for this run)",
+    )
     return parser
+
+
+@contextmanager
+def rescheduled(args: Any, manager: Any) -> Iterator[None]:
+    """``%container execute --reschedule``: while the run lasts, the swarm backend that runs ``args.env`` reruns
+    it once on another node if its node goes down, as the command line's ``--reschedule`` does for one command.
+    Only for this run: the notebook's kernel keeps its managers (and their backends) for later cells, which get
+    the target's own ``reschedule_on_node_failure`` again.
+
+    Raises:
+        RequestError: the environment does not run on a swarm target (no node can go down under it there),
+            naming where it runs, before anything is built or run.
+    """
+    if not args.reschedule:
+        yield
+        return
+    routed = manager.for_environment(args.env)
+    backend = routed.backend
+    if backend.kind != "swarm":
+        where = f"target {routed.target!r} (kind {backend.kind!r})" if routed.target else "the local engine"
+        raise RequestError(
+            f"--reschedule: {args.env!r} runs on {where}, not on a swarm; --reschedule only applies to a "
+            'kind = "swarm" target (pick one with --target NAME), where a node can go down under a run'
+        )
+    before = backend.reschedule_on_node_failure
+    backend.reschedule_on_node_failure = True
+    try:
+        yield
+    finally:
+        backend.reschedule_on_node_failure = before
 
 
 def load_ipython_extension(ip: Any) -> None:

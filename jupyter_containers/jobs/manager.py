@@ -12,6 +12,7 @@ import json
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from traitlets.config import LoggingConfigurable
 
 from ..errors import ConflictError, NotFoundError, RequestError
 from .parameters import validate_parameters
-from .runner import check_notebook_file
+from .runner import CANCELLED, ExecutionResult, check_notebook_file
 from .store import ACTIVE, Job, JobStore, SweepRecord
 
 #: The body fields of a sweep's bounds (``POST jobs`` with ``sweep``); the command line's --max-parallel ….
@@ -74,7 +75,9 @@ class JobManager(LoggingConfigurable):
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
-        self._slots = threading.BoundedSemaphore(max(1, self.max_running))
+        #: Jobs run at once (max_running, at least 1): the slots, and the most a sweep may ask for.
+        self._limit = max(1, self.max_running)
+        self._slots = threading.BoundedSemaphore(self._limit)
         self._cancel: dict[str, threading.Event] = {}
         #: Sweeps whose thread still runs (submit_sweep), by id.
         self._sweeps_running: dict[str, threading.Thread] = {}
@@ -278,14 +281,13 @@ class JobManager(LoggingConfigurable):
 
         path, environment, target, manager, parameters, report_mode, resources = self._checked(body)
         axes = sweep_axes(body.get("sweep"), fixed=parameters)
-        limit = max(1, self.max_running)
-        max_parallel = body.get("max_parallel", min(4, limit))
+        max_parallel = body.get("max_parallel", min(4, self._limit))
         min_parallel = body.get("min_parallel", 1)
         target_utilization = body.get("target_utilization", 0.8)
         check_options(max_parallel, min_parallel, target_utilization, names=SWEEP_OPTIONS)
-        if max_parallel > limit:
+        if max_parallel > self._limit:
             raise RequestError(
-                f"max_parallel: {max_parallel} is over this server's {limit} jobs at once "
+                f"max_parallel: {max_parallel} is over this server's {self._limit} jobs at once "
                 "(c.JobManager.max_running); give at most that"
             )
         combos = combinations(axes)
@@ -360,13 +362,16 @@ class JobManager(LoggingConfigurable):
     def _run_sweep_job(
         self, ids: list[str], resources: Any, request: Any, *, manager: Any, log: Any, cancel: Any
     ) -> Any:
-        """One job of a sweep (``Sweep(run_job=…)``): as :meth:`_run` runs a job, within this server's slots,
-        recording its status; a job cancelled while queued does not start."""
-        from .runner import CANCELLED, ExecutionResult
-
+        """One job of a sweep (``Sweep(run_job=…)``): as :meth:`_run` runs a job (:meth:`_execute_recorded`); a job
+        cancelled while queued does not start and comes back cancelled. A failure is re-raised: the sweep records
+        it too."""
         job_id = ids[int(request.labels["sweep-job"])]
-
-        def cancelled() -> ExecutionResult:
+        result = self._execute_recorded(
+            job_id,
+            cancel,
+            lambda: (manager, replace(request, labels={**request.labels, "job": job_id}, timeout=resources.timeout)),
+        )
+        if result is None:
             return ExecutionResult(
                 status=CANCELLED,
                 output_path=request.output_path,
@@ -375,25 +380,38 @@ class JobManager(LoggingConfigurable):
                 cells_executed=0,
                 error={"message": "cancelled"},
             )
+        return result
 
+    def _execute_recorded(
+        self, job_id: str, cancel: threading.Event, prepare: Callable[[], tuple[Any, Any]]
+    ) -> ExecutionResult | None:
+        """Run a job within this server's slots and record it: ``running`` with its start once it has a slot, then
+        its result's status, or ``failed`` naming the exception (re-raised). ``prepare`` gives the (manager,
+        request) to execute, once the job has its slot. None, with nothing recorded, when the job was cancelled
+        before it got a slot (:meth:`cancel` recorded that)."""
         if cancel.is_set():
-            return cancelled()
+            return None
         with self._slots:
             if cancel.is_set():
-                return cancelled()
+                return None
             self.store.update(job_id, status="running", started=time.time())
             try:
+                manager, request = prepare()
                 result = manager.execute(
-                    replace(request, labels={**request.labels, "job": job_id}, timeout=resources.timeout),
-                    log=lambda text: self.log.info("job %s: %s", job_id, text),
-                    cancel=cancel,
+                    request, log=lambda text: self.log.info("job %s: %s", job_id, text), cancel=cancel
                 )
-            except Exception as exc:  # the job record must always end; the sweep records it too
+                self.store.update(job_id, status=result.status, finished=time.time(), error=result.error)
+            except Exception as exc:  # the job record must always end
                 error = {"message": f"{exc.__class__.__name__}: {exc}"}
                 self.store.update(job_id, status="failed", finished=time.time(), error=error)
                 raise
-            self.store.update(job_id, status=result.status, finished=time.time(), error=result.error)
             return result
+
+    def _sweep_record(self, sweep_id: str) -> SweepRecord:
+        record = self.store.get_sweep(sweep_id)
+        if record is None:
+            raise NotFoundError(f"no sweep {sweep_id!r}")
+        return record
 
     def sweep(self, sweep_id: str) -> dict[str, Any]:
         """A sweep's summary: its jobs and the table the command line prints at the end (the swept
@@ -401,9 +419,7 @@ class JobManager(LoggingConfigurable):
         from .provenance import COMPLETED
         from .sweep import SweepJob, summary_rows
 
-        record = self.store.get_sweep(sweep_id)
-        if record is None:
-            raise NotFoundError(f"no sweep {sweep_id!r}")
+        record = self._sweep_record(sweep_id)
         jobs = self.store.list(sweep=sweep_id)
         rows = [
             SweepJob(
@@ -445,30 +461,26 @@ class JobManager(LoggingConfigurable):
 
     def cancel_sweep(self, sweep_id: str) -> dict[str, Any]:
         """Cancel every job of a sweep that has not ended (running ones keep their output so far)."""
-        self.sweep(sweep_id)  # 404 for an unknown sweep
+        self._sweep_record(sweep_id)  # 404 for an unknown sweep
         for job in self.store.list(sweep=sweep_id):
             if job.status in ACTIVE:
-                try:
-                    self.cancel(job.id)
-                except ConflictError:
-                    pass  # it ended meanwhile
+                self._cancel_job(job)
         return self.sweep(sweep_id)
 
     def _run(self, job_id: str, resources: Any, report_mode: bool = False) -> None:
         from .runner import ExecuteRequest
 
         cancel = self._cancel[job_id]
-        with self._slots:
+        try:
             job = self.store.get(job_id)
-            if job is None or cancel.is_set():
+            if job is None:
                 return
-            self.store.update(job_id, status="running", started=time.time())
-            output = self.root / (job.output_path or f"{self.outputs_dir}/{job_id}.ipynb")
-            output.parent.mkdir(parents=True, exist_ok=True)
-            notebook = self.root / job.notebook
-            try:
+
+            def prepare() -> tuple[Any, Any]:
+                output = self.root / (job.output_path or f"{self.outputs_dir}/{job_id}.ipynb")
+                output.parent.mkdir(parents=True, exist_ok=True)
                 request = ExecuteRequest(
-                    notebook=notebook,
+                    notebook=self.root / job.notebook,
                     environment=job.environment,
                     output_path=output,
                     parameters=job.parameters,
@@ -478,18 +490,14 @@ class JobManager(LoggingConfigurable):
                     report_mode=report_mode,
                 )
                 # Through the manager: a swarm target's reschedule_on_node_failure reruns a job whose node died.
-                result = (
-                    self.service.get_manager()
-                    .for_target(job.target)
-                    .execute(request, log=lambda text: self.log.info("job %s: %s", job_id, text), cancel=cancel)
-                )
-                self.store.update(job_id, status=result.status, finished=time.time(), error=result.error)
-            except Exception as exc:  # noqa: BLE001 - the job record must always end
-                self.store.update(
-                    job_id, status="failed", finished=time.time(), error={"message": f"{exc.__class__.__name__}: {exc}"}
-                )
-            finally:
-                self._cancel.pop(job_id, None)
+                return self.service.get_manager().for_target(job.target), request
+
+            try:
+                self._execute_recorded(job_id, cancel, prepare)
+            except Exception:  # noqa: BLE001 - recorded as the job's error (a thread of its own: nobody to tell)
+                pass
+        finally:
+            self._cancel.pop(job_id, None)
 
     # ------------------------------------------------------------------ read / cancel
     def get(self, job_id: str) -> Job:
@@ -502,15 +510,23 @@ class JobManager(LoggingConfigurable):
         return self.store.list()
 
     def cancel(self, job_id: str) -> Job:
-        job = self.get(job_id)
+        self._cancel_job(self.get(job_id))
+        return self.get(job_id)
+
+    def _cancel_job(self, job: Job) -> None:
+        """Cancel ``job`` as last read from the store: a running one stops at its next cell, a queued one never
+        starts (and is recorded cancelled now).
+
+        Raises:
+            ConflictError: it had already ended.
+        """
         if job.status not in ACTIVE:
-            raise ConflictError(f"job {job_id} already ended ({job.status}); nothing to cancel")
-        event = self._cancel.get(job_id)
+            raise ConflictError(f"job {job.id} already ended ({job.status}); nothing to cancel")
+        event = self._cancel.get(job.id)
         if event is not None:
             event.set()
         if job.status == "queued":
-            self.store.update(job_id, status="cancelled", finished=time.time(), error={"message": "cancelled"})
-        return self.get(job_id)
+            self.store.update(job.id, status="cancelled", finished=time.time(), error={"message": "cancelled"})
 
     def output(self, job_id: str) -> dict[str, Any]:
         job = self.get(job_id)

@@ -330,36 +330,36 @@ class _Run:
         from nbclient import NotebookClient
 
         from ..kernel.kernelspec import AsyncContainerKernelManager
+        from ..kernel.session import fast_reconnect_context
 
-        # ipc sockets appear only once the kernel in the container binds them: the client retries its
-        # connections every 10 ms instead of ZMQ's 100 (as sessions do), so the kernel_info reply and the
-        # first IOPub messages are not held back by a reconnect timer.
-        context = zmq.asyncio.Context()
-        context.setsockopt(zmq.RECONNECT_IVL, 10)
-        context.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
-        km = AsyncContainerKernelManager(
-            environment=self.environment,
-            spec_file=self.manager.spec_file(),
-            resources=self.override,
-            config=self.manager.config,
-            extra_labels=self.labels,
-            target=self.manager.target,
-            context=context,
-        )
-        # The image was checked (or built) just above with this manager: the provisioner uses that result
-        # for the first start instead of discovering the spec file and checking the image a second time.
-        km.prepared = (self.manager, build)
-        client = _client_class(NotebookClient)(
-            self.nb,
-            on_output=self._on_output,
-            km=km,
-            kernel_name=km.kernel_name,
-            timeout=None,
-            resources={"metadata": {"path": str(self.cwd)}},
-            on_notebook_start=self._on_start,
-            on_cell_execute=self._on_cell_execute,
-            on_cell_executed=self._on_cell_executed,
-        )
+        context = fast_reconnect_context(zmq.asyncio.Context)
+        try:
+            km = AsyncContainerKernelManager(
+                environment=self.environment,
+                spec_file=self.manager.spec_file(),
+                resources=self.override,
+                config=self.manager.config,
+                extra_labels=self.labels,
+                target=self.manager.target,
+                context=context,
+            )
+            # The image was checked (or built) just above with this manager: the provisioner uses that result
+            # for the first start instead of discovering the spec file and checking the image a second time.
+            km.prepared = (self.manager, build)
+            client = _client_class(NotebookClient)(
+                self.nb,
+                on_output=self._on_output,
+                km=km,
+                kernel_name=km.kernel_name,
+                timeout=None,
+                resources={"metadata": {"path": str(self.cwd)}},
+                on_notebook_start=self._on_start,
+                on_cell_execute=self._on_cell_execute,
+                on_cell_executed=self._on_cell_executed,
+            )
+        except BaseException:
+            context.destroy(linger=0)  # nothing uses it yet; from here on the finally below destroys it
+            raise
         self.km = km
         task = asyncio.ensure_future(client.async_execute(cwd=str(self.cwd)))
         watchdog = asyncio.ensure_future(self._watch(task, clock))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import builtins
+import concurrent.futures.thread  # noqa: F401 - its exit hook first: see SessionPool.__init__
 import os
 import threading
 import time
@@ -31,7 +32,7 @@ from .session import ContainerSession, session_key, spec_stamp
 
 #: The most spares one (environment, resources) may ask for: each is a running container.
 MAX_POOL_SIZE = 8
-#: Seconds a spare being started gets at interpreter exit to finish (and remove itself).
+#: Seconds a spare being started gets at interpreter exit to give up (and remove what it started).
 EXIT_WAIT = 2.0
 
 
@@ -90,11 +91,16 @@ class SessionPool:
         self._spares: dict[tuple, builtins.list[ContainerSession]] = {}
         self._wanted: dict[tuple, tuple[Any, str, Resources, int]] = {}
         self._filling: dict[tuple, threading.Thread] = {}
+        #: The spare each filling thread is starting (cancelled when the pool closes or stops keeping spares).
+        self._starting: dict[tuple, ContainerSession] = {}
         self._closed = False
         self._preparing: threading.Thread | None = None
         atexit.register(self._at_exit)
-        # Spares being started must finish before the interpreter stops its thread pools (jupyter_client starts
-        # a kernel through one): those hooks run before atexit's. Private, hence guarded; atexit still stops all.
+        # A spare being started must give up before the interpreter stops its thread pools: jupyter_client starts
+        # a kernel through asyncio.to_thread, which fails from then on ("cannot schedule new futures after
+        # interpreter shutdown", logged by the notebook's kernel). Those hooks run before atexit's, the last one
+        # registered first: concurrent.futures registers its own when first imported (which a kernel start
+        # would do only later), hence the import above. Private, hence guarded; atexit still stops all.
         register = getattr(threading, "_register_atexit", None)
         if register is not None:
             try:
@@ -238,6 +244,11 @@ class SessionPool:
         self._preparing = threading.Thread(target=run, name="jupyter-containers-pool-setup", daemon=True)
         self._preparing.start()
 
+    @property
+    def closed(self) -> bool:
+        """Whether the interpreter is exiting: the pool starts no spare any more."""
+        return self._closed
+
     def spares(self) -> builtins.list[ContainerSession]:
         """The spare kernels started and not yet taken by a cell."""
         with self._lock:
@@ -262,18 +273,26 @@ class SessionPool:
                 manager, environment, effective, _ = wanted
             session = ContainerSession(manager, environment, effective, pooled=True)
             session.add_stop_callback(self._forget)
+            with self._lock:
+                if self._closed:  # closed meanwhile: this spare is not started at all
+                    self._filling.pop(key, None)
+                    return
+                self._starting[key] = session  # from now on the pool's closing cancels it
             try:
-                session.start()  # removes what it started when it fails
-                if not self._closed:
+                session.start()  # removes what it started when it fails or is cancelled
+                if not session.cancelled:
                     session.warm_up()
             except Exception as exc:  # noqa: BLE001 - a thread of its own: said once, cells start kernels as before
-                if not self._closed:  # at interpreter exit a start under way fails (no new executor futures): fine
+                if not (self._closed or session.cancelled):
                     write_stderr(f"jupyter-containers: the pool could not start a kernel of {environment!r}: {exc}\n")
+                session.stop()
                 with self._lock:
+                    self._starting.pop(key, None)
                     self._filling.pop(key, None)
                 return
             with self._lock:
-                keep = not self._closed and key in self._wanted
+                self._starting.pop(key, None)
+                keep = not (self._closed or session.cancelled) and key in self._wanted
                 if keep:
                     self._spares.setdefault(key, []).append(session)
             if not keep:
@@ -317,13 +336,15 @@ class SessionPool:
             self._wanted.clear()
             spares = [s for spares in self._spares.values() for s in spares]
             self._spares.clear()
+            for starting in self._starting.values():
+                starting.cancel()  # its thread removes it
         for session in spares:
             session.stop()
         return spares
 
     def _finish_starting(self) -> None:
-        """No more spares: remove every session and spare started, then give a spare being started
-        :data:`EXIT_WAIT` seconds to finish (it then removes itself).
+        """No more spares: cancel those being started, remove every session and spare started, then give a
+        spare being started :data:`EXIT_WAIT` seconds to give up (its thread removes what it started).
 
         In that order because a notebook's kernel has a few seconds to exit before jupyter_client kills it
         (then nothing is removed): a spare still starting when it ends is left to ``jupyter-containers prune``,
@@ -333,6 +354,8 @@ class SessionPool:
             return
         with self._lock:
             self._closed = True
+            for session in self._starting.values():
+                session.cancel()
             starting = list(self._filling.values())
         self._stop_everything()
         deadline = time.monotonic() + EXIT_WAIT

@@ -99,6 +99,7 @@ class ContainerSession:
         self._engine_warned = False
         self._lock = threading.RLock()
         self._on_stop: list[Callable[[ContainerSession], None]] = []
+        self._cancelled = threading.Event()
         self.stopped = False
         #: What the front end was last told about this session's environment (magics.py: ``_send_record``).
         self.recorded: Any = None
@@ -138,31 +139,30 @@ class ContainerSession:
         from .kernelspec import ContainerKernelManager
 
         t0 = time.perf_counter()
-        self.spec_stamp = spec_stamp(self.spec_file)
-        build = self.manager.build(self.environment, on_event=on_build_event)
-        self.image, self.image_id = build.image, build.image_id
-        t1 = time.perf_counter()
-        self._context = zmq.Context()
-        # ipc sockets appear only once the kernel binds them: retry the connection every 10 ms, not 100.
-        self._context.setsockopt(zmq.RECONNECT_IVL, 10)
-        self._context.setsockopt(zmq.LINGER, 0)
-        self.km = ContainerKernelManager(
-            environment=self.environment,
-            spec_file=self.spec_file,
-            resources=self.resources,
-            role=SESSION_ROLE,
-            # The notebook's own kernel: the sidebar finds the notebook a session belongs to by it.
-            extra_labels={
-                **({"parent-kernel-id": parent} if (parent := parent_kernel_id()) else {}),
-                **({POOL_LABEL: "1"} if self.pooled else {}),
-            }
-            or None,
-            target=self.manager.target,
-            config=self.manager.config,
-            context=self._context,
-        )
         try:
+            self.spec_stamp = spec_stamp(self.spec_file)
+            build = self.manager.build(self.environment, on_event=on_build_event)
+            self.image, self.image_id = build.image, build.image_id
+            self._raise_if_cancelled()
+            t1 = time.perf_counter()
+            self._context = fast_reconnect_context()
+            self.km = ContainerKernelManager(
+                environment=self.environment,
+                spec_file=self.spec_file,
+                resources=self.resources,
+                role=SESSION_ROLE,
+                # The notebook's own kernel: the sidebar finds the notebook a session belongs to by it.
+                extra_labels={
+                    **({"parent-kernel-id": parent} if (parent := parent_kernel_id()) else {}),
+                    **({POOL_LABEL: "1"} if self.pooled else {}),
+                }
+                or None,
+                target=self.manager.target,
+                config=self.manager.config,
+                context=self._context,
+            )
             self._start_kernel(cwd)
+            self._raise_if_cancelled()
             t2 = time.perf_counter()
             self._shell = self.km.connect_shell()
             self._iopub = self.km.connect_iopub()
@@ -171,11 +171,28 @@ class ContainerSession:
             self._poller.register(self._iopub, zmq.POLLIN)
             self._wait_ready(timeout)
         except BaseException:
-            self.stop()
+            self.stop()  # the container and socket folder, once started, and the ZMQ context
             raise
         t3 = time.perf_counter()
         self.timings = {"build": t1 - t0, "container": t2 - t1, "ready": t3 - t2}
         self.started_at = time.time()
+
+    def cancel(self) -> None:
+        """Make a :meth:`start` under way (in another thread) give up at its next step: after the image check,
+        once the container has started, or while waiting for the kernel. That thread then removes what it
+        started, so a spare being started when the local kernel exits leaves nothing behind (and starts no
+        container once the image check is done). A container start in flight is not cut short: its id is only
+        known when it returns."""
+        self._cancelled.set()
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether :meth:`cancel` was called."""
+        return self._cancelled.is_set()
+
+    def _raise_if_cancelled(self) -> None:
+        if self._cancelled.is_set():
+            raise RunError(f"the start of a container kernel of {self.environment!r} was cancelled")
 
     def _start_kernel(self, cwd: Any) -> None:
         # In a thread of its own: a Ctrl-C in the notebook then cannot leave a container starting unseen.
@@ -207,6 +224,7 @@ class ContainerSession:
         sent_at = 0.0
         checked = time.monotonic()
         while not (replied and subscribed):
+            self._raise_if_cancelled()
             now = time.monotonic()
             if now > deadline:
                 raise RunError(
@@ -633,6 +651,19 @@ def renumber_traceback(lines: Iterable[str], remote: int, local: int) -> list[st
     ansi = r"(?:\x1b\[[0-9;]*m)*"  # IPython colours the "In[N]" of "Cell In[N]"
     pattern = re.compile(rf"((?:Cell|Input){ansi} {ansi}In ?\[|<ipython-input-){remote}(?=[\]-])")
     return [pattern.sub(lambda m: f"{m.group(1)}{local}", line) for line in lines]
+
+
+def fast_reconnect_context(context_class: type = zmq.Context) -> Any:
+    """A ZMQ context (of ``context_class``: ``zmq.asyncio.Context`` for an asyncio client) for the sockets of a
+    container kernel's client: they retry their connection every 10 ms, not ZMQ's 100, and close without
+    lingering. A kernel in a container binds its ipc sockets only once it is up, well after the client has
+    connected: with the default interval the kernel_info reply and the first IOPub messages would wait for
+    the next reconnect. Used by ``%%container`` sessions and by ``execute`` (:mod:`..jobs.runner`).
+    """
+    context = context_class()
+    context.setsockopt(zmq.RECONNECT_IVL, 10)
+    context.setsockopt(zmq.LINGER, 0)
+    return context
 
 
 def session_key(spec_file: Path, environment: str, resources: Resources, target: str | None = None) -> tuple:

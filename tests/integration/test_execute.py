@@ -534,3 +534,26 @@ def test_a_container_cell_of_another_environment_fails_the_run_saying_why(nbproj
     assert result.status == "failed"
     assert "cannot start another environment's container" in result.error["message"]
     assert "never" not in stdout_of(unmarked(nb)[1])
+
+
+# ---------------------------------------------------------------------- the client's ZMQ context
+def test_a_kernel_manager_that_cannot_be_made_leaves_no_zmq_context(nbenv, tmp_path, monkeypatch):
+    """The kernel manager's constructor refuses the project's config: the run fails naming the setting, and the
+    ZMQ context made for its client is destroyed (it leaked). The contexts are watched through a spy around
+    the real ``fast_reconnect_context``."""
+    from traitlets import TraitError
+
+    from jupyter_containers.kernel import session
+
+    made: list = []
+    real = session.fast_reconnect_context
+    monkeypatch.setattr(session, "fast_reconnect_context", lambda *args: made.append(real(*args)) or made[-1])
+    # given a project whose config gives the kernel manager a value it refuses
+    root = make_workspace(tmp_path, SPEC, config=CONFIG + "c.KernelManager.shutdown_wait_time = 'soon'\n")
+    notebook = write_notebook(root / "nb.ipynb", "print('never runs')")
+    # when it is executed
+    with pytest.raises(TraitError, match="shutdown_wait_time"):
+        run(root, notebook)
+    # then the context made for the client is closed
+    assert len(made) == 1
+    assert made[0].closed

@@ -92,6 +92,8 @@ CELLS = {
     ),
     "execute": "%container execute child.ipynb --env kern -p n 21 -o child.out.ipynb --memory 200m -q",
     "execute_usage": "%container execute child.ipynb",
+    "execute_reschedule": "%container execute child.ipynb --env kern --reschedule -o rescheduled.ipynb -q",
+    "cell_reschedule": "%%container kern --memory 200m --reschedule\nprint('ran')",
     "execute_sweep": (
         "%container execute child.ipynb --env kern --sweep n=1..2 -o sweep-out --memory 200m -q --min-parallel 2"
     ),
@@ -298,6 +300,19 @@ def test_execute_runs_a_whole_notebook_like_the_command_line(run: Run, magics_pr
     assert "UsageError" in text
 
 
+def test_reschedule_off_a_swarm_is_refused_naming_where_it_runs(run: Run, magics_project: Path):
+    # when a notebook asks to reschedule a run of an environment on the local engine
+    error = run.error("execute_reschedule")
+    # then it is refused as the command line refuses it, naming where it runs, before anything runs
+    assert error["ename"] == "RequestError"
+    assert error["evalue"].startswith("--reschedule: 'kern' runs on the local engine, not on a swarm; ")
+    assert 'kind = "swarm"' in error["evalue"]
+    assert not (magics_project / "rescheduled.ipynb").exists()
+    # and a %%container cell does not take it: its session kernel is never rescheduled
+    shown = [(o["output_type"], o.get("name"), o.get("text")) for o in run.outputs("cell_reschedule")]
+    assert shown == [("stream", "stderr", "UsageError: unrecognized arguments: --reschedule\n")]
+
+
 def test_execute_with_sweeps_runs_each_combination_and_prints_the_summary(run: Run, magics_project: Path):
     # when a notebook runs a sweep of another one, two combinations at once
     import nbformat
@@ -416,3 +431,65 @@ def test_prune_keeps_a_session_whose_kernel_is_alive(magics_project: Path, kern_
         assert _name(manager, session.container_id) not in removed["containers"]
     finally:
         session.stop()
+
+
+# ---------------------------------------------------------------------- spare kernels at exit
+#: Run in the notebook's kernel before the extension loads: the pool's spare holds in its image check until the
+#: pool closes (the kernel's exit), so that its start is under way then whatever the timing; ``reached`` says it is.
+HOLD_THE_SPARE = """
+import threading, time
+from jupyter_containers.kernel.pool import get_pool
+from jupyter_containers.manager import ContainersManager
+reached, _build = threading.Event(), ContainersManager.build
+def _held(self, *args, **kwargs):
+    if threading.current_thread().name == "jupyter-containers-pool":
+        reached.set()
+        while not get_pool().closed:
+            time.sleep(0.01)
+    return _build(self, *args, **kwargs)
+ContainersManager.build = _held
+"""
+
+
+def test_a_spare_starting_when_the_local_kernel_exits_is_cancelled(tmp_path: Path, kern_image: str):
+    """The notebook's kernel exits while the pool starts a spare (c.ContainerSessions.pool): the start gives up
+    instead of scheduling a kernel start on the interpreter's stopped thread pools (which logged 'cannot
+    schedule new futures after interpreter shutdown'), and no container is left. Real local kernel, engine and
+    shutdown; only the spare's image check is held (HOLD_THE_SPARE) to put the start under way at exit."""
+    from jupyter_client.manager import KernelManager
+
+    pool = "c.ContainerSessions.pool = {'kern': {'size': 1, 'memory': '200m'}}\n"
+    root = make_workspace(tmp_path, SPEC, config=CONFIG + pool)
+    log = tmp_path / "kernel.log"
+    with log.open("wb") as out:
+        km = KernelManager(kernel_name="python3")
+        km.start_kernel(cwd=str(root), stdout=out, stderr=out)
+    process = km.provisioner.process
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+
+        def text(code: str) -> str:
+            seen: list[str] = []
+            reply = kc.execute_interactive(
+                code,
+                output_hook=lambda m: seen.append(m["content"].get("text", "")) if m["msg_type"] == "stream" else None,
+                timeout=120,
+            )
+            assert reply["content"]["status"] == "ok", (code, reply["content"])
+            return "".join(seen)
+
+        # given a spare whose start is under way
+        text(HOLD_THE_SPARE)
+        pid = int(text("%load_ext jupyter_containers\nimport os\nprint(os.getpid())"))
+        assert text("print(reached.wait(60))") == "True\n"
+    finally:
+        # when the notebook's kernel shuts down
+        kc.stop_channels()
+        km.shutdown_kernel(now=False)
+    # then it exited by itself, with no error, and left no container
+    assert process.wait(timeout=30) == 0
+    errors = [line for line in log.read_text().splitlines() if "over TCP without encryption" not in line]
+    assert errors == []
+    assert session_containers(pid) == []
