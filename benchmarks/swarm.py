@@ -5,7 +5,9 @@ Run: ``.venv/bin/python benchmarks/swarm.py [--runs 5] [--jobs 20]``
 The swarm is the test suite's (tests/engines.py ``start_swarm``): three Docker-in-Docker engines, one manager
 and two workers with two fake GPUs each, plus Debian's docker-registry with TLS and htpasswd auth that every
 node pulls from (tests/registry.py). An environment is built on the manager and pulled once on every node
-first, so no figure includes a pull. Measured in one run (medians of ``--runs``):
+first, so no figure includes a pull. The target has a ``nodes`` table, so ``/workspace`` is synced to each node's
+volume (docs/scale-out.md): the project folder is unchanged between the tasks, so the first task on each node
+(not timed) syncs it and the timed ones find it current. Measured in one run (medians of ``--runs``):
 
 1. **bare**: ``docker service create`` (the docker SDK, ``replicated-job``, restart ``none``) of the same image,
    ``python3 -c "print('first')"`` on a worker, until that line arrives through ``docker service logs -f``;
@@ -239,7 +241,12 @@ def main(argv: list[str] | None = None) -> int:
         swarm = engines.start_swarm(main_api, folder / "swarm", trust=[(reg.address, reg.ca.read_text())])
         os.environ["DOCKER_CONFIG"] = str(reg.docker_config(folder / "docker"))
         tls = swarm.manager.tls
-        (folder / "containers.toml").write_text(
+        # The project (the synced /workspace: the target has a nodes table) apart from the swarm's and the
+        # registry's folders, whose logs change all the time: a workspace that changes is synced before every task.
+        project = folder / "project"
+        project.mkdir()
+        (project / "data.csv").write_text("x\n1\n")
+        (project / "containers.toml").write_text(
             SPEC.format(
                 engine=swarm.manager.tls_url,
                 ca=tls.ca,
@@ -251,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         config = Config()
         config.Builder.image_repository = "jupyter-containers-bench/{env}"
-        manager = ContainersManager(spec_path=folder / "containers.toml", config=config, target="sw")
+        manager = ContainersManager(spec_path=project / "containers.toml", config=config, target="sw")
         say("building and pushing the environment, pulling it on every node ...")
         built = manager.build("bench")
         image = manager.backend.distribute(built.image)

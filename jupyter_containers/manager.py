@@ -311,6 +311,14 @@ class ContainersManager(LoggingConfigurable):
                 "folders: put the files in the workspace (it is synced to /workspace) instead"
             )
         if mode == "sync":
+            if self._syncs_per_node():
+                # The swarm backend syncs the volume of the node each task lands on, once it is placed.
+                from .workspace_sync import SwarmWorkspaces
+
+                swarm: Any = self.backend
+                hook = swarm.workspace_hook
+                if not isinstance(hook, SwarmWorkspaces) or hook.manager is not self:
+                    swarm.workspace_hook = SwarmWorkspaces(self)
             return [self.workspace_sync().mount()]
         if mode == "claim":  # a Kubernetes target's PersistentVolumeClaim (docs/scale-out.md)
             return [Mount(self.target_spec().workspace_claim, WORKSPACE, type="volume")]
@@ -318,13 +326,40 @@ class ContainersManager(LoggingConfigurable):
             return []
         return [Mount(Path(mode), WORKSPACE)]
 
+    def _syncs_per_node(self) -> bool:
+        """A swarm target in ``sync`` mode: each node has its volume, synced by the backend once a task is placed
+        (:class:`~jupyter_containers.workspace_sync.SwarmWorkspaces`), not by :meth:`sync_up`/:meth:`sync_down`."""
+        return getattr(self.backend, "kind", "") == "swarm"
+
     def sync_up(self, image: str) -> dict[str, Any] | None:
-        """Send the workspace's changes to the engine's volume first (``sync`` mode; None otherwise)."""
-        return self.workspace_sync().up(image) if self.workspace_mode() == "sync" else None
+        """Send the workspace's changes to the engine's volume first (``sync`` mode; None otherwise, and on a
+        swarm, where the backend does it on the task's node once Swarm placed it)."""
+        if self.workspace_mode() != "sync" or self._syncs_per_node():
+            return None
+        return self.workspace_sync().up(image)
 
     def sync_down(self, image: str, *, warn: Callable[[str], None] | None = None) -> dict[str, Any] | None:
-        """Bring back what the container wrote to /workspace (``sync`` mode; None otherwise)."""
-        return self.workspace_sync().down(image, warn=warn) if self.workspace_mode() == "sync" else None
+        """Bring back what the container wrote to /workspace (``sync`` mode; None otherwise, and on a swarm, where
+        it comes back from the task's node when its service is removed)."""
+        if self.workspace_mode() != "sync" or self._syncs_per_node():
+            return None
+        return self.workspace_sync().down(image, warn=warn)
+
+    def live_sync(self, container: Any) -> Any:
+        """A started :class:`~jupyter_containers.workspace_sync.LiveSync` bringing back what a running kernel or
+        session in ``container`` writes (``sync`` mode; None otherwise): on a swarm, through the task's own
+        container on its node, with that node's volume record."""
+        from .workspace_sync import LiveSync
+
+        if self.workspace_mode() != "sync":
+            return None
+        if not self._syncs_per_node():
+            return LiveSync(self.workspace_sync(), container).start()
+        if getattr(container, "synced", None) is None:
+            return None  # not synced (a task that never got its workspace): nothing of it to bring back
+        target = container.node_container()
+        swarm: Any = self.backend
+        return LiveSync(swarm.workspace_hook.for_node(container.node_name(), target.backend), target).start()
 
     def run(
         self,
@@ -694,8 +729,26 @@ class ContainersManager(LoggingConfigurable):
     def _prune_workspace_volumes(self, dry_run: bool) -> list[str]:
         """This user's synced /workspace volumes that no container has (after the stopped ones went above).
 
-        Each is removed under its sync's lock (a sync under way keeps it), and its manifest here goes with it.
+        Each is removed under its sync's lock (a sync under way keeps it), and its manifest here goes with it. On a
+        swarm whose workspace is synced per node, each node's engine of the target's ``nodes`` table is asked too
+        (its volumes are named ``NODE:VOLUME``); a node that does not answer is skipped with a warning.
         """
+        swarm: Any = self.backend
+        engines: list[tuple[str, Any]] = [("", swarm)]
+        if self._syncs_per_node() and self.workspace_mode() == "sync":
+            engines += [(node, None) for node in sorted(swarm.node_engines)]
+        removed: list[str] = []
+        for node, engine in engines:
+            try:
+                engine = engine if engine is not None else swarm.node_backend(node)
+                removed += [f"{node}:{n}" if node else n for n in self._prune_volumes_of(engine, dry_run)]
+            except ContainersError as exc:
+                if not node:
+                    raise
+                self.log.warning("could not prune the workspace volume on swarm node %s: %s", node, exc)
+        return removed
+
+    def _prune_volumes_of(self, engine: Any, dry_run: bool) -> list[str]:
         import hashlib
 
         from .errors import ConflictError
@@ -704,21 +757,21 @@ class ContainersManager(LoggingConfigurable):
         wanted = {"io.jupyter.containers.role": "workspace", "io.jupyter.containers.owner-uid": str(os.getuid())}
         removed: list[str] = []
         try:
-            unused = self.backend.list_volumes(wanted, unused=True)
+            unused = engine.list_volumes(wanted, unused=True)
         except NotImplementedError:
             return removed  # a backend without volumes of ours (Kubernetes: claims are the cluster's)
         for name in unused:
             if dry_run:
                 removed.append(name)
                 continue
-            with file_lock(f"sync:{self.backend.address}:{name}"):
-                if name not in self.backend.list_volumes(wanted, unused=True):
+            with file_lock(f"sync:{engine.address}:{name}"):
+                if name not in engine.list_volumes(wanted, unused=True):
                     continue  # a sync took it meanwhile
                 try:
-                    self.backend.remove_volume(name)
+                    engine.remove_volume(name)
                 except ConflictError:
                     continue  # a container started with it after all
-                state_key = hashlib.sha256(f"{self.backend.address}|{name}".encode()).hexdigest()[:32]
+                state_key = hashlib.sha256(f"{engine.address}|{name}".encode()).hexdigest()[:32]
                 (cache_dir() / "sync" / f"{state_key}.json").unlink(missing_ok=True)
             removed.append(name)
         return removed

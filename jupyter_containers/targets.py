@@ -112,10 +112,11 @@ SWARM_SHARED_FIELDS = ("registry",)
 
 
 def check_swarm_table(table: Mapping[str, Any], path: Path, key: str) -> None:
-    """A ``kind = "swarm"`` table: its workspace is a folder every node has, or none.
+    """A ``kind = "swarm"`` table: its workspace is a folder every node has, a volume on each node synced through
+    the engines of its ``nodes`` table (``sync``, the default with such a table), or none.
 
     Raises:
-        SpecError: naming the key, for a workspace mode that needs one engine (sync, mount).
+        SpecError: naming the key, for ``mount`` (one engine's host folder), or ``sync`` without a nodes table.
     """
     reschedule = table.get("reschedule_on_node_failure", False)
     if not isinstance(reschedule, bool):
@@ -124,10 +125,19 @@ def check_swarm_table(table: Mapping[str, Any], path: Path, key: str) -> None:
             file=path,
             key=f"{key}.reschedule_on_node_failure",
         )
-    if table.get("workspace") in ("sync", "mount"):
+    if table.get("workspace") == "mount":
         raise SpecError(
-            f'workspace = "{table["workspace"]}" needs a single engine; on a swarm, /workspace is an absolute path '
-            "every node has (a shared folder), or nothing when workspace is not set",
+            'workspace = "mount" needs a single engine on this machine; on a swarm, /workspace is an absolute path '
+            'every node has (a shared folder), "sync" (a volume on each node, synced through the engines of the '
+            "target's nodes table: the default with one), or nothing when workspace is not set and there is no "
+            "nodes table",
+            file=path,
+            key=f"{key}.workspace",
+        )
+    if table.get("workspace") == "sync" and not table.get("nodes"):
+        raise SpecError(
+            'workspace = "sync" on a swarm syncs a volume on each node through that node\'s engine: add a '
+            f'[{key}.nodes] table (node host name = "tcp://…" or "ssh://…") naming every node that may run tasks',
             file=path,
             key=f"{key}.workspace",
         )
@@ -290,7 +300,9 @@ def workspace_mode(target: Target | None, address: str) -> str:
     if target is not None and target.workspace:
         return target.workspace
     if target is not None and target.kind == "swarm":
-        return "none"  # tasks run on any node: no single engine's volume or this host's folder reaches them all
+        # Tasks run on any node: no single engine's volume or this host's folder reaches them all, but each node's
+        # own volume, synced through its engine once a task lands there, does (the nodes table names the engines).
+        return "sync" if target.nodes else "none"
     return "mount" if is_local_address(address) else "sync"
 
 

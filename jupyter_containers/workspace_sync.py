@@ -11,6 +11,11 @@ Conflicts: a file changed both here and in the container since the last sync kee
 container's is saved next to it as ``NAME.remote`` and a warning says so. Files the container deleted are not
 deleted here (they come back on the next sync). Symlinks, empty folders and the names in
 ``c.WorkspaceSync.exclude`` are not synced.
+
+On a Docker Swarm (a ``nodes`` table, no shared ``workspace``) each node has its own volume of that name, and its
+own record here (the state file is keyed by the engine's address): :class:`SwarmWorkspaces` is the hook the swarm
+backend calls once Swarm placed a task (its node known), to sync that node's volume before the task's command
+starts, and again when its service is removed.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import os
 import stat
 import tarfile
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -134,13 +140,13 @@ class WorkspaceSync(LoggingConfigurable):
         "one process started in the kernel's container (a walk of /workspace by size and mtime).",
     )
 
-    def __init__(self, manager: Any, **kwargs: Any):
+    def __init__(self, manager: Any, *, backend: Any = None, **kwargs: Any):
+        """``backend``: the engine holding the volume, when it is not ``manager.backend`` (a swarm node's)."""
         super().__init__(parent=manager, **kwargs)
         self.manager = manager
-        self.backend = manager.backend
+        self.backend = backend if backend is not None else manager.backend
         self.workspace = manager.workspace_dir()
-        key = f"{os.uname().nodename}:{os.getuid()}:{self.workspace}"
-        self.volume = "jupyter-containers-ws-" + hashlib.sha256(key.encode()).hexdigest()[:20]
+        self.volume = volume_name(self.workspace)
         state_key = hashlib.sha256(f"{self.backend.address}|{self.volume}".encode()).hexdigest()[:32]
         self.state_file = cache_dir() / "sync" / f"{state_key}.json"
         #: Figures of the last sync: files sent and fetched, bytes, seconds.
@@ -203,14 +209,20 @@ class WorkspaceSync(LoggingConfigurable):
         )
 
     # ------------------------------------------------------------------ up
-    def up(self, image: str) -> dict[str, Any]:
+    def up(self, image: str, *, fresh: bool = False) -> dict[str, Any]:
         """Make the volume hold this workspace: send what changed here, delete what was deleted here.
+
+        ``fresh``: the volume was just created (a swarm node's engine made it for a task), so it is empty whatever
+        the record here says: everything is sent (and the record is dropped first, so that a send cut short is
+        not taken for a complete one next time).
 
         Returns figures (``sent`` files, ``bytes``, ``deleted``, ``seconds``). With nothing to do it costs one
         engine call (the volume still exists).
         """
         started = time.perf_counter()
         with file_lock(f"sync:{self.backend.address}:{self.volume}"):
+            if fresh:
+                self.state_file.unlink(missing_ok=True)
             state = self._load() if self._volume_exists() else {"local": {}, "remote": {}}
             local = self.local_manifest()
             send = sorted(p for p, figures in local.items() if state["local"].get(p) != figures)
@@ -374,13 +386,66 @@ class WorkspaceSync(LoggingConfigurable):
         self.state_file.unlink(missing_ok=True)
 
 
+def volume_name(workspace: Path) -> str:
+    """The volume holding ``workspace`` on an engine: one per (this host, user, workspace folder)."""
+    key = f"{os.uname().nodename}:{os.getuid()}:{workspace}"
+    return "jupyter-containers-ws-" + hashlib.sha256(key.encode()).hexdigest()[:20]
+
+
+class SwarmWorkspaces:
+    """The per-node workspace volumes of a swarm target: :attr:`SwarmBackend.workspace_hook
+    <jupyter_containers.backends.swarm.SwarmBackend.workspace_hook>` for a manager whose workspace mode is ``sync``.
+
+    Swarm places a task; the backend calls :meth:`up` with that node's engine while the task waits for its
+    go-ahead, and :meth:`down` when its service is removed. One :class:`WorkspaceSync` per node, so that each node's
+    volume has its own record of what it holds (a task on another node next time gets only what that node lacks).
+    """
+
+    def __init__(self, manager: Any):
+        self.manager = manager
+        self.volume = volume_name(manager.workspace_dir())
+        self._syncs: dict[str, WorkspaceSync] = {}
+        self._lock = threading.Lock()
+
+    def for_node(self, node: str, engine: Any) -> WorkspaceSync:
+        """The :class:`WorkspaceSync` of ``node``'s volume (``engine``: its :class:`DockerBackend`)."""
+        with self._lock:
+            found = self._syncs.get(node)
+            if found is None or found.backend is not engine:
+                found = self._syncs[node] = WorkspaceSync(self.manager, backend=engine)
+            return found
+
+    def up(self, node: str, engine: Any, image: str, *, fresh: bool = False) -> dict[str, Any]:
+        return self.for_node(node, engine).up(image, fresh=fresh)
+
+    def current_on(self, engines: Mapping[str, Any]) -> bool:
+        """Whether the volume on every node of ``engines`` (node → its engine) holds this workspace as it is now:
+        each node's record matches the files here (its :meth:`WorkspaceSync.up` would send and delete nothing)
+        and its volume still exists (a volume removed by hand would come back empty). A task may then start at
+        once wherever Swarm puts it, without waiting to be synced: what a sweep, or any run after the first on
+        an unchanged workspace, does. One walk here, one volume listing per node, in parallel."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        syncs = [self.for_node(node, engine) for node, engine in engines.items()]
+        if not syncs:
+            return False
+        local = syncs[0].local_manifest()
+        for sync in syncs:
+            state = sync._load()
+            if not state["remote"] or state["local"] != local:
+                return False
+        with ThreadPoolExecutor(len(syncs)) as pool:
+            return all(pool.map(lambda sync: sync._volume_exists(), syncs))
+
+    def down(self, node: str, engine: Any, image: str) -> dict[str, Any]:
+        return self.for_node(node, engine).down(image)
+
+
 class LiveSync:
     """Brings back, every ``live_interval`` seconds while a remote kernel runs, the files it wrote
     (:meth:`WorkspaceSync.down_live`); :meth:`poke` asks for a check now (e.g. after a cell)."""
 
     def __init__(self, sync: WorkspaceSync, container: Any, *, warn: Callable[[str], None] | None = None):
-        import threading
-
         self.sync, self.container, self.warn = sync, container, warn
         self._wake = threading.Event()
         self._stopped = threading.Event()

@@ -17,6 +17,18 @@ that the entrypoint shim unpacks, so the command starts with the task. Files int
 (interrupts) need the engine of the task's node (Swarm has no ``exec``/``cp``): ``c.SwarmBackend.node_engines``
 (the target's ``nodes`` table) maps node host names to engine addresses, reached with the target's TLS files
 or ssh as any remote engine. ``run`` needs none of that (its output comes through the manager's service logs).
+
+/workspace on a swarm whose target has a ``nodes`` table (and no shared ``workspace`` folder) is a named volume on
+each node, synced as a remote engine's is (``workspace_sync.py``). Only the task's node is known, and only once
+Swarm placed it, so the task waits (``JC_WAIT_FOR``) while :attr:`SwarmBackend.workspace_hook` (set by the
+manager; this module never imports it) sends the workspace's changes into that node's volume through that node's
+engine; then the go-ahead is put in. When the service is removed (a run or job ended, a kernel stopped), the hook
+brings back what the task wrote, from the same node. The service mounts the volume by name with our labels in
+``VolumeOptions`` (the node's engine creates it on first use, labelled so that prune finds it, and with the
+service's name as :data:`VOLUME_CREATED_BY`: a volume just created is empty whatever this machine's record of it
+says). Tasks are kept off nodes missing from the table (``node.hostname!=NAME`` constraints,
+:func:`sync_constraints`): nothing could sync their volume, and a run failing only when Swarm happens to pick
+such a node would be worse than one that never goes there.
 """
 
 from __future__ import annotations
@@ -120,6 +132,11 @@ SERVICE_LABEL = f"{LABEL_PREFIX}.service"
 #: The engine API version whose service ContainerSpec takes ``Privileges.NoNewPrivileges`` (Docker 27): older
 #: engines (20.10 speaks 1.41) have no way to set it on a service.
 NO_NEW_PRIVILEGES_API = (1, 46)
+#: The label a named volume gets from the service that made its node's engine create it (the service's name):
+#: that volume is new (empty), whatever an earlier sync recorded for a volume of that name on that node.
+VOLUME_CREATED_BY = f"{LABEL_PREFIX}.volume-created-by"
+#: The request labels a named volume created for a service keeps (who owns it: what prune filters on).
+VOLUME_LABELS = (f"{LABEL_PREFIX}.owner-uid", f"{LABEL_PREFIX}.workspace")
 
 
 class NodePort(int):
@@ -196,6 +213,12 @@ def matches(node: NodeInfo, constraints: Sequence[str], raw: Mapping[str, Any] |
     return True
 
 
+def sync_constraints(nodes: Sequence[NodeInfo], node_engines: Mapping[str, str]) -> list[str]:
+    """``node.hostname!=NAME`` for every node of the swarm missing from the target's ``nodes`` table: a task whose
+    /workspace is synced must land where this machine reaches the engine (its volume is that engine's)."""
+    return [f"node.hostname!={n.name}" for n in sorted(nodes, key=lambda n: n.name) if n.name not in node_engines]
+
+
 def describe_node(node: NodeInfo) -> str:
     labels = ",".join(f"{k}={v}" for k, v in sorted(node.labels.items()))
     return (
@@ -268,6 +291,7 @@ def service_spec(
     folders: Sequence[tuple[str, int]] = (),
     no_new_privileges: bool = False,
     target: str = "",
+    wait_seconds: float | None = None,
 ) -> dict[str, Any]:
     """The ``POST /services/create`` body for ``request``: one task, never restarted, limits and equal
     reservations, GPUs as generic resources, our labels on the service and its container.
@@ -276,6 +300,11 @@ def service_spec(
     by the shim before the command starts (no wait for the task to be reported running). ``folders``
     ``(path, mode)``: the folders those files create, as in-memory folders owned by the container's user
     (a kernel writes ``--out`` values next to its connection file; ``/run`` is root's).
+
+    ``wait_for_files``: the shim waits for :data:`GO_MARKER` (at most ``wait_seconds``, its default 120 s) before
+    the command starts. A named volume (``Mount(NAME, …, type="volume")``: the synced /workspace) is created by the
+    node's engine on first use with our labels, the owner's from the request and :data:`VOLUME_CREATED_BY` = the
+    service's name (prune finds it; a sync tells a new volume from one it filled before).
 
     Privileges as on a single engine as far as the manager's API lets a service say it: every capability dropped
     (``CapabilityDrop``, API 1.41), and ``no_new_privileges`` (``Privileges.NoNewPrivileges``) only when the
@@ -322,6 +351,8 @@ def service_spec(
         environment.setdefault("NVIDIA_DRIVER_CAPABILITIES", "compute,utility")
     if wait_for_files:
         environment["JC_WAIT_FOR"] = GO_MARKER
+        if wait_seconds is not None:
+            environment["JC_WAIT_SECONDS"] = f"{wait_seconds:g}"
     if files_secret is not None:
         environment["JC_FILES"] = f"/run/secrets/{FILES_SECRET_TARGET}"
     command = list(request.command) or ["python"]
@@ -341,10 +372,25 @@ def service_spec(
         container["Command"] = list(request.entrypoint)
     if request.working_dir:
         container["Dir"] = request.working_dir
+    name = request.name or f"jc-{secrets.token_hex(6)}"
     for m in request.mounts:
-        container["Mounts"].append(
-            {"Type": m.type, "Source": str(m.source), "Target": m.target, "ReadOnly": bool(m.read_only)}
-        )
+        mount: dict[str, Any] = {
+            "Type": m.type,
+            "Source": str(m.source),
+            "Target": m.target,
+            "ReadOnly": bool(m.read_only),
+        }
+        if m.type == "volume" and m.source:
+            volume_labels = {k: v for k, v in request.labels.items() if k in VOLUME_LABELS}
+            mount["VolumeOptions"] = {
+                "Labels": {
+                    **volume_labels,
+                    MANAGED_LABEL: "true",
+                    f"{LABEL_PREFIX}.role": "workspace",
+                    VOLUME_CREATED_BY: name,
+                }
+            }
+        container["Mounts"].append(mount)
     uid, _, gid = user.partition(":")
     if files_secret is not None:
         container["Secrets"] = [
@@ -384,7 +430,7 @@ def service_spec(
         "Placement": {"Constraints": all_constraints},
     }
     spec: dict[str, Any] = {
-        "Name": request.name or f"jc-{secrets.token_hex(6)}",
+        "Name": name,
         "Labels": labels,
         "TaskTemplate": task,
         "Mode": {"ReplicatedJob": {"MaxConcurrent": 1, "TotalCompletions": 1}},
@@ -414,6 +460,10 @@ class SwarmContainer(Container):
         self._pending: list[tuple[str, bytes]] = []
         self._started = request is None
         self._task: dict[str, Any] | None = None
+        #: ``(node, image)`` once the workspace was synced into that node's volume (what comes back from there).
+        self.synced: tuple[str, str] | None = None
+        #: ``(node, container id)`` of a synced task: removed with the service (see :meth:`remove`).
+        self.node_task: tuple[str, str] | None = None
 
     # ---- the task
     def task(self, *, refresh: bool = True) -> dict[str, Any] | None:
@@ -435,24 +485,44 @@ class SwarmContainer(Container):
         node = self.backend.node_name(str(task.get("NodeID") or ""))
         return DockerContainer(self.backend.node_backend(node), _container_id(task) or "")
 
+    def node_name(self) -> str:
+        """The host name of the node the task was placed on."""
+        task = self.task(refresh=self._task is None or not self._task.get("NodeID"))
+        if task is None or not task.get("NodeID"):
+            raise EngineRefusedError(f"service {self.short_id} has no task placed on a node yet")
+        return self.backend.node_name(str(task["NodeID"]))
+
     # ---- Container
     def start(self) -> None:
         if self._started:
             return
         assert self.request is not None
         backend = self.backend
+        sync = backend.syncs_workspace(self.request)
+        # Unchanged since every node it may land on last got it: no wait, wherever Swarm puts the task.
+        current = sync and backend._workspace_current(self.request)
+        if sync:
+            self.request = _named(self.request)
         files = _combined(self._pending) if self._pending else b""
         if files and len(files) <= SECRET_LIMIT:
             # In the task's secret: the command starts as soon as the task does, without waiting for the
-            # manager to report it running and a second connection to its node's engine.
-            self.id = backend._create_service(self.request, files=files, folders=_folders(self._pending))
+            # manager to report it running and a second connection to its node's engine (unless /workspace is
+            # to be synced: that needs the node, and so the wait).
+            self.id = backend._create_service(
+                self.request, files=files, folders=_folders(self._pending), sync=sync, synced=current
+            )
             self._pending = []
         else:
-            self.id = backend._create_service(self.request, wait_for_files=bool(self._pending))
+            self.id = backend._create_service(
+                self.request, wait_for_files=bool(self._pending), sync=sync, synced=current
+            )
         self._started = True
         try:
             task = backend._wait_placed(self, self.request.resources)
-            if self._pending:
+            self._task = task
+            if sync:
+                backend._sync_up(self, task, current=current)
+            if self._pending or (sync and not current):
                 # One archive at "/" (one call to the node's engine): the files put before the start, then the
                 # go-ahead the shim waits for, last, so that everything before it is in place.
                 uid, _, gid = backend.container_user().partition(":")
@@ -509,8 +579,21 @@ class SwarmContainer(Container):
         return self.backend._service_logs(self.id, tail=tail)
 
     def remove(self) -> None:
+        """The service; then, for a synced /workspace, its task's container on its node (Swarm leaves an ended
+        task's container there, holding the volume, so that prune could never remove it: seen on Docker 20.10)
+        and what the task wrote comes back from the node's volume (which outlives both). A failure of those two is
+        logged: the service is gone anyway."""
         if self._started:
-            self.backend.remove_container(self.id)
+            if self.synced is not None and self.node_task is None:
+                # Placed without waiting (its volume was current): the container id came only once it ran.
+                found = _container_id(self.task()) if self._task is not None else None
+                if found:
+                    self.node_task = (self.synced[0], found)
+            try:
+                self.backend.remove_container(self.id)
+            finally:
+                self.backend._remove_node_task(self)
+                self.backend._bring_back(self, quiet=True)
 
     def put_files(self, directory: str, files: Mapping[str, bytes]) -> None:
         uid, _, gid = self.backend.container_user().partition(":")
@@ -643,6 +726,13 @@ class _LogFollower:
 BUILD_ROLES = ("python-probe", "lock-probe")
 
 
+def _named(request: RunRequest) -> RunRequest:
+    """``request`` with the name its service will have (what its volumes are labelled with)."""
+    from dataclasses import replace
+
+    return request if request.name else replace(request, name=f"jc-{secrets.token_hex(6)}")
+
+
 def _on_manager(request: RunRequest) -> bool:
     found = request.labels.get
     return found("io.jupyter.containers.role") in BUILD_ROLES or found("io.jupyter.containers.kind") == (
@@ -758,6 +848,96 @@ class SwarmBackend(DockerBackend):
     _lost: dict[str, tuple[str, dict[str, str]]] | None = None
     _node_backends: dict[str, DockerBackend] | None = None
     _pushed: dict[tuple[str, str], str] | None = None
+    #: Syncs a workspace volume on a node (set by the manager of a ``sync`` target; None: nothing is synced). Any
+    #: object with ``volume`` (the volume's name), ``up(node, engine, image, fresh=)`` and ``down(node, engine,
+    #: image)``: ``engine`` is that node's :class:`DockerBackend`, ``image`` the exact reference the task ran, and
+    #: ``fresh`` says that the node's engine has just created the volume (empty). A hook rather than an import:
+    #: backends know nothing of workspaces.
+    workspace_hook: Any = None
+
+    # ------------------------------------------------------------------ the synced workspace
+    def syncs_workspace(self, request: RunRequest) -> bool:
+        """Whether ``request``'s task needs its node's workspace volume synced before it starts (it mounts the
+        volume of :attr:`workspace_hook`)."""
+        hook = self.workspace_hook
+        if hook is None or _on_manager(request):
+            return False
+        return any(m.type == "volume" and str(m.source) == hook.volume for m in request.mounts)
+
+    def _workspace_current(self, request: RunRequest) -> bool:
+        """Whether the volume of every node ``request``'s task may land on (ready, in the ``nodes`` table, matching
+        the target's and the request's constraints) already holds the workspace as it is here: the hook's
+        ``current_on`` (one walk of the workspace, one volume listing per node). Then the task starts without
+        waiting for its node's sync; anything else (a file changed, a node never synced or its volume removed by
+        hand, a node that does not answer) means the wait."""
+        check = getattr(self.workspace_hook, "current_on", None)
+        if check is None:
+            return False
+        constraints = [*self.constraints, *request.resources.constraints]
+        try:
+            names = [
+                node.name
+                for raw in self._raw_nodes()
+                if (node := self._node_info(raw)).state == "ready" and matches(node, constraints, raw)
+            ]
+            engines = {name: self.node_backend(name) for name in names if name in self.node_engines}
+            return bool(engines) and bool(check(engines))
+        except (ContainersError, OSError) as exc:
+            self.log.debug("the workspace's volumes could not be checked (%s): the task waits for its sync", exc)
+            return False
+
+    def _sync_up(self, container: SwarmContainer, task: Mapping[str, Any], *, current: bool = False) -> None:
+        """The workspace into the volume on the task's node, while the task waits for its go-ahead (``current``:
+        it already holds it, see :meth:`_workspace_current`: only what comes back later is noted)."""
+        node = self.node_name(str(task.get("NodeID") or ""))
+        if node not in self.node_engines:
+            known = ", ".join(sorted(self.node_engines)) or "none"
+            where = f"[targets.{self.target_name}.nodes]" if self.target_name else "c.SwarmBackend.node_engines"
+            raise EngineRefusedError(
+                f"the task of service {container.short_id} was placed on node {node!r}, which is not in the target's "
+                f"nodes table ({where}: {known}): its /workspace volume is synced through the node's engine; add "
+                f'{node} = "tcp://…" (or ssh://…) there (it joined the swarm after the service was created)'
+            )
+        engine = self.node_backend(node)
+        image = str(((task.get("Spec") or {}).get("ContainerSpec") or {}).get("Image") or "")
+        task_container = _container_id(task)
+        if task_container:
+            container.node_task = (node, task_container)
+        if not current:
+            name = container.request.name if container.request is not None else ""
+            fresh = bool(name) and bool(engine.list_volumes({VOLUME_CREATED_BY: str(name)}))
+            self.workspace_hook.up(node, engine, image, fresh=fresh)
+        container.synced = (node, image)
+
+    def _remove_node_task(self, container: SwarmContainer) -> None:
+        """The container of a synced task on its node, once its service is gone (see :meth:`SwarmContainer.remove`)."""
+        found, container.node_task = container.node_task, None
+        if found is None:
+            return
+        node, container_id = found
+        try:
+            self.node_backend(node).remove_container(container_id)
+        except ContainersError as exc:
+            self.log.debug("the task container %s on node %s stays: %s", container_id[:12], node, exc)
+
+    def _bring_back(self, container: SwarmContainer, *, quiet: bool) -> None:
+        """What the task wrote to /workspace, from its node's volume (once per service; nothing when its workspace
+        was never synced). ``quiet``: a failure is logged, not raised (a removal goes on)."""
+        synced, container.synced = container.synced, None
+        if synced is None or self.workspace_hook is None:
+            return
+        node, image = synced
+        try:
+            self.workspace_hook.down(node, self.node_backend(node), image)
+        except (ContainersError, OSError) as exc:
+            if not quiet:
+                raise
+            self.log.warning(
+                "jupyter-containers: the workspace changes of service %s did not come back from node %s: %s",
+                container.short_id,
+                node,
+                exc,
+            )
 
     # ------------------------------------------------------------------ engine and nodes
     @property
@@ -934,27 +1114,41 @@ class SwarmBackend(DockerBackend):
         wait_for_files: bool = False,
         files: bytes = b"",
         folders: Sequence[tuple[str, int]] = (),
+        sync: bool = False,
+        synced: bool = False,
     ) -> str:
         """The service of ``request``; ``files`` (a tar to unpack at ``/`` before the command starts) travel in a
-        Swarm secret of its own, removed with the service (:meth:`remove_container`)."""
-        from dataclasses import replace
-
-        request = replace(request, name=request.name or f"jc-{secrets.token_hex(6)}")
+        Swarm secret of its own, removed with the service (:meth:`remove_container`). ``sync``: its /workspace
+        volume is synced once it is placed, so its task waits for the go-ahead and lands only on nodes of the
+        target's nodes table (:func:`sync_constraints`); ``synced``: every such node's volume holds the workspace
+        already (:meth:`_workspace_current`), so the task lands there too but need not wait."""
+        request = _named(request)
         user = self.container_user()
         no_new_privileges = self.api_at_least(NO_NEW_PRIVILEGES_API)
+        constraints = list(self.constraints)
+        if sync:
+            wait_for_files = wait_for_files or not synced
+            constraints += sync_constraints([self._node_info(n) for n in self._raw_nodes()], self.node_engines)
         spec = service_spec(
             request,
             image=self.distribute(request.image),
             user=user,
-            constraints=list(self.constraints),
+            constraints=constraints,
             gpu_resource=self.gpu_resource,
             target=self.target_name,
             wait_for_files=wait_for_files,
             restart_attempts=int(self.reschedule),
             no_new_privileges=no_new_privileges,
+            wait_seconds=self.start_timeout if sync and not synced else None,
         )
         problem = self._placement_problem(request.resources, spec["TaskTemplate"]["Placement"]["Constraints"])
         if problem is not None:
+            if sync and len(constraints) > len(self.constraints):
+                known = ", ".join(sorted(self.node_engines))
+                problem += (
+                    f" (/workspace is synced through each node's engine: only the nodes of the target's nodes table, "
+                    f"{known}, can take the task; add the others to that table)"
+                )
             raise EngineRefusedError(f"the swarm at {self.address} cannot run this: {problem}")
         api = self.api
         secret: tuple[str, str] | None = None
@@ -971,13 +1165,15 @@ class SwarmBackend(DockerBackend):
                 request,
                 image=spec["TaskTemplate"]["ContainerSpec"]["Image"],
                 user=user,
-                constraints=list(self.constraints),
+                constraints=constraints,
                 gpu_resource=self.gpu_resource,
                 target=self.target_name,
+                wait_for_files=wait_for_files,
                 restart_attempts=int(self.reschedule),
                 files_secret=secret,
                 folders=folders,
                 no_new_privileges=no_new_privileges,
+                wait_seconds=self.start_timeout if sync and not synced else None,
             )
 
         def create() -> Any:
@@ -1238,12 +1434,19 @@ class SwarmBackend(DockerBackend):
         if _on_manager(request):
             return super().run(request, stdout=stdout, stderr=stderr)
         started = time.monotonic()
-        container = SwarmContainer(self, self._create_service(self._checked(request)))
+        sync = self.syncs_workspace(request)
+        request = _named(self._checked(request))
+        container = SwarmContainer(self, self._create_service(request, sync=sync))
+        container.request = request
         # The output is followed from the service's creation on, while the task is still being placed.
         follower = _LogFollower(self, container.id, stdout, stderr)
         try:
             follower.start()
-            self._wait_placed(container, request.resources)
+            task = self._wait_placed(container, request.resources)
+            if sync:
+                self._sync_up(container, task)
+                uid, _, gid = self.container_user().partition(":")
+                container.node_container().put_archive("/", _combined([], GO_MARKER, uid, gid))
             exit_code = container.wait(request.resources.timeout)
             if exit_code is None:
                 raise RunTimeoutError(
@@ -1255,6 +1458,9 @@ class SwarmBackend(DockerBackend):
             state = container.state()
             if state.reason:
                 raise EngineRefusedError(f"the run on the swarm failed: {state.reason}")
+            # The task ended: its /workspace changes come back now (an out-of-memory kill's too); a failure to
+            # bring them back fails the run, as on a remote engine.
+            self._bring_back(container, quiet=False)
             limit = request.resources.memory
             if exit_code == 137 and limit and (state.oom_killed or not self.node_engines):
                 likely = "" if state.oom_killed else " (exit code 137 under a memory limit: almost surely)"

@@ -215,10 +215,8 @@ class ContainerKernel:
                 self._start_relay(container, argv[0] if argv else "python")
             elif self.remote:
                 self._reach(container)
-            if self.remote and self.manager.workspace_mode() == "sync":
-                from ..workspace_sync import LiveSync
-
-                self.live_sync = LiveSync(self.manager.workspace_sync(), container).start()
+            if self.remote:
+                self.live_sync = self.manager.live_sync(container)
         except BaseException:
             # A refused start (no GPU driver, a bad mount) must leave neither the container nor the key behind.
             self.remove()

@@ -5,8 +5,10 @@ two fake GPUs as ``NVIDIA-GPU`` generic resources) and its TLS registry with htp
 it; the credentials go with each service). Only the GPUs are fake: nothing here has one, so the test checks
 what Swarm assigned (``CUDA_VISIBLE_DEVICES``), not a CUDA device.
 
-The workspace lives under /var/tmp (the engines mount the host's /tmp): a swarm target has no /workspace
-unless it names a folder every node has, so nothing reaches a task but the images, the API and its channels.
+The workspace lives under /var/tmp (the engines mount the host's /tmp): no folder of this machine reaches a task.
+The target has a nodes table and no shared ``workspace`` folder, so /workspace is a volume on each node, synced
+through that node's engine once Swarm placed the task (docs/scale-out.md): everything reaches a task through the
+images, the engines' APIs and its channels.
 """
 
 from __future__ import annotations
@@ -68,15 +70,18 @@ def project(swarm, tls_registry):
     (root / "jupyter_containers_config.py").write_text(
         "c.Builder.image_repository = 'jupyter-containers-test/{env}'\nc.SwarmBackend.placement_timeout = 4.0\n"
     )
-    # The registry's credentials, for the push and for the nodes' pulls (sent along with each service).
+    # The registry's credentials, for the push and for the nodes' pulls (sent along with each service); outside
+    # the workspace, which is synced to the nodes.
     saved = os.environ.get("DOCKER_CONFIG")
-    os.environ["DOCKER_CONFIG"] = str(tls_registry.docker_config(root / ".docker"))
+    credentials = Path(tempfile.mkdtemp(prefix="jc-swarm-docker-"))
+    os.environ["DOCKER_CONFIG"] = str(tls_registry.docker_config(credentials / ".docker"))
     yield root
     if saved is None:
         os.environ.pop("DOCKER_CONFIG", None)
     else:
         os.environ["DOCKER_CONFIG"] = saved
     shutil.rmtree(root, ignore_errors=True)
+    shutil.rmtree(credentials, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -241,6 +246,169 @@ def test_a_provisioner_kernel_runs_on_a_worker(manager, project):
     assert service not in {s["ID"] for s in _services(manager)}
     # and its secret went with it
     assert held["SecretID"] not in {s["ID"] for s in manager.backend.api.secrets()}
+
+
+def test_a_run_reads_the_workspace_on_its_node_and_what_it_writes_comes_back(manager, project):
+    """/workspace on the swarm: the node's volume gets the workspace once Swarm placed the task (before its command
+    starts), what the command writes comes back here, and a file deleted here is deleted there."""
+    from jupyter_containers.spec.model import Resources
+
+    # given a file in the workspace
+    (project / "data").mkdir(exist_ok=True)
+    (project / "data" / "in.txt").write_text("from this machine\n")
+    on_worker1 = Resources(constraints=("node.hostname==worker1",))
+    out: list[bytes] = []
+    # when a command on worker1 reads it and writes another
+    _, _, result = manager.run(
+        "sw",
+        ["sh", "-c", 'cat data/in.txt; echo "made on $JUPYTER_CONTAINERS_NODE" > data/out.txt'],
+        resources=on_worker1,
+        stdout=out.append,
+    )
+    # then it read the workspace's file, and its own file is here
+    assert result.exit_code == 0 and b"".join(out) == b"from this machine\n", out
+    assert (project / "data" / "out.txt").read_text() == "made on worker1\n"
+    # and the volume is worker1's, labelled ours (what prune filters on)
+    volume = manager.workspace_sync().volume
+    worker1 = manager.backend.node_backend("worker1")
+    assert volume in worker1.list_volumes({"io.jupyter.containers.role": "workspace"})
+    # when the file is deleted here, then the next command on that node no longer sees it
+    (project / "data" / "in.txt").unlink()
+    out.clear()
+    _, _, result = manager.run("sw", ["ls", "data"], resources=on_worker1, stdout=out.append)
+    assert result.exit_code == 0 and b"".join(out).split() == [b"out.txt"], out
+    # and a command on the other worker gets the workspace in that node's own volume
+    out.clear()
+    on_worker2 = Resources(constraints=("node.hostname==worker2",))
+    _, _, result = manager.run("sw", ["cat", "data/out.txt"], resources=on_worker2, stdout=out.append)
+    assert result.exit_code == 0 and b"".join(out) == b"made on worker1\n", out
+    # when prune removes the nodes' unused workspace volumes (this machine's records of them go too): the task
+    # containers that had them went with their services (Swarm itself leaves them on the node)
+    _wait_volume_unused(manager, "worker1", volume)
+    _wait_volume_unused(manager, "worker2", volume)
+    pruned = manager._prune_workspace_volumes(dry_run=False)
+    assert f"worker1:{volume}" in pruned and f"worker2:{volume}" in pruned
+    assert volume not in worker1.list_volumes({"io.jupyter.containers.role": "workspace"})
+    # then the next command on worker1 gets the whole workspace again in the volume its task creates
+    out.clear()
+    _, _, result = manager.run("sw", ["cat", "data/out.txt"], resources=on_worker1, stdout=out.append)
+    assert result.exit_code == 0 and b"".join(out) == b"made on worker1\n", out
+    assert _services(manager) == []
+
+
+def test_a_volume_removed_behind_our_back_is_filled_again(manager, project):
+    """The record here says worker1's volume holds the workspace, but someone removed the volume on the node
+    (``docker volume rm``): the volume the next task creates is new (made by that very service), so it gets
+    everything again rather than only what changed since the record."""
+    from jupyter_containers.spec.model import Resources
+
+    (project / "kept.txt").write_text("kept")
+    on_worker1 = Resources(constraints=("node.hostname==worker1",))
+    manager.run("sw", ["true"], resources=on_worker1)
+    volume = manager.workspace_sync().volume
+    # given the volume removed on the node, this machine's record of it left as it was
+    _wait_volume_unused(manager, "worker1", volume)
+    manager.backend.node_backend("worker1").remove_volume(volume)
+    out: list[bytes] = []
+    # when the next command on that node reads the file
+    _, _, result = manager.run("sw", ["cat", "kept.txt"], resources=on_worker1, stdout=out.append)
+    # then it is there
+    assert result.exit_code == 0 and b"".join(out) == b"kept", out
+
+
+def test_a_task_starts_without_waiting_when_every_node_holds_the_workspace(manager, project):
+    """Once the volume of every node the task may land on holds the workspace as it is here, a task does not
+    wait to be synced (no ``JC_WAIT_FOR`` in its service) and still reads the files; a changed file, or a
+    node's volume removed by hand, brings the wait back (and the task then gets the file)."""
+    from jupyter_containers.backends.base import RunRequest, labels
+    from jupyter_containers.spec.model import Resources
+
+    def waits(*, read: str, expect: bytes, node: str = "worker1") -> bool:
+        out: list[bytes] = []
+        image = manager.build("sw").image
+        container = manager.backend.create(
+            RunRequest(
+                image=image,
+                command=["cat", read],
+                resources=Resources(constraints=(f"node.hostname=={node}",)),
+                mounts=manager.mounts(),
+                labels=labels(env="sw", role="run", **manager.ownership()),
+                working_dir="/workspace",
+            )
+        )
+        try:
+            container.start()
+            env = manager.backend.api.inspect_service(container.id)["Spec"]["TaskTemplate"]["ContainerSpec"]["Env"]
+            assert container.wait(120) == 0, container.logs()
+            out.append(container.logs().encode())
+        finally:
+            container.remove()
+        assert expect in b"".join(out), out
+        return any(e.startswith("JC_WAIT_FOR=") for e in env or ())
+
+    # given every node synced with the workspace as it is
+    (project / "steady.txt").write_text("one")
+    for node in ("worker1", "worker2"):  # (the target's tasks run on workers only)
+        manager.run("sw", ["true"], resources=Resources(constraints=(f"node.hostname=={node}",)))
+    # when a task starts on an unchanged workspace, then it does not wait, and reads the file
+    assert not waits(read="steady.txt", expect=b"one")
+    # when a file changed here, then the next task waits for its node's sync and reads the new contents
+    (project / "steady.txt").write_text("two")
+    assert waits(read="steady.txt", expect=b"two")
+    # when a node's volume is removed by hand (this machine's record of it left as it was), the wait is back
+    for node in ("worker1", "worker2"):  # (the target's tasks run on workers only)
+        manager.run("sw", ["true"], resources=Resources(constraints=(f"node.hostname=={node}",)))
+    assert not waits(read="steady.txt", expect=b"two")
+    volume = manager.workspace_sync().volume
+    _wait_volume_unused(manager, "worker2", volume)
+    manager.backend.node_backend("worker2").remove_volume(volume)
+    assert waits(read="steady.txt", expect=b"two", node="worker2")
+    assert _services(manager) == []
+
+
+def _wait_volume_unused(manager, node: str, volume: str, timeout: float = 30) -> None:
+    """Until no container on ``node`` has ``volume`` (the backend removes a synced task's container with its
+    service; the engine may take a moment to let go of the volume)."""
+    engine = manager.backend.node_backend(node)
+    deadline = time.monotonic() + timeout
+    while volume not in engine.list_volumes({"io.jupyter.containers.role": "workspace"}, unused=True):
+        if time.monotonic() > deadline:
+            held = [
+                (c["Id"][:12], c["State"], c["Status"], c["Labels"].get("io.jupyter.containers.role"), c["Names"])
+                for c in engine.api.containers(all=True, filters={"volume": volume})
+            ]
+            raise AssertionError(f"containers on {node} still have the volume {volume} after {timeout:.0f} s: {held}")
+        time.sleep(0.5)
+
+
+def test_a_kernels_workspace_writes_come_back_while_it_runs_and_when_it_stops(manager, project):
+    """A kernel through Jupyter's provisioner on a worker: it reads the workspace's file from its node's volume, a
+    file it writes comes back while it still runs (live sync through its own container on that node), and one
+    written just before the shutdown comes back when it stops."""
+    # given a file in the workspace
+    (project / "kernel-in.txt").write_text("for the kernel")
+    for name in ("kernel-live.txt", "kernel-last.txt"):
+        (project / name).unlink(missing_ok=True)
+    with provisioner_kernel(project, "sw", manager.config, target="sw") as (km, kc):
+        # when the kernel reads it and writes a file
+        reply = kc.execute_interactive(
+            "assert open('/workspace/kernel-in.txt').read() == 'for the kernel'\n"
+            "open('kernel-live.txt', 'w').write('live')",
+            timeout=60,
+        )
+        assert reply["content"]["status"] == "ok", reply["content"]
+        # then the written file is here while the kernel still runs
+        deadline = time.monotonic() + 60
+        while not (project / "kernel-live.txt").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert (project / "kernel-live.txt").read_text() == "live"
+        assert km.provisioner.kernel.container_id in {s["ID"] for s in _services(manager)}
+        # when it writes one more just before it is shut down
+        reply = kc.execute_interactive("open('kernel-last.txt', 'w').write('last')", timeout=60)
+        assert reply["content"]["status"] == "ok", reply["content"]
+    # then that one came back at the stop
+    assert (project / "kernel-last.txt").read_text() == "last"
+    assert _services(manager) == []
 
 
 def test_the_engine_has_no_service_without_a_network(manager):
@@ -430,9 +598,10 @@ def test_a_task_runs_without_capabilities(manager):
 
 def test_prune_removes_swarm_secrets_left_behind_and_keeps_live_ones(manager, project, monkeypatch, tmp_path, capfd):
     """``jupyter-containers prune --target sw``: a kernel-like service whose connection-file secret outlived it
-    (its service removed behind our back, its owning process gone) loses that secret; a live kernel keeps its
-    service and secret, and so do a secret its (live) process has just created (until SECRET_GRACE has passed)
-    and another user's."""
+    (its service removed behind our back, its owning process gone) loses that secret; an orphaned kernel (its
+    service still there, its process gone) loses its service and the secret with it; ``--dry-run`` lists what the
+    run then removes and removes nothing; a live kernel keeps its service and secret, and so do a secret its
+    (live) process has just created (until SECRET_GRACE has passed) and another user's."""
     import subprocess
 
     from jupyter_containers import cli
@@ -463,6 +632,7 @@ def test_prune_removes_swarm_secrets_left_behind_and_keeps_live_ones(manager, pr
 
     live, live_secret = kernel_like(os.getpid())
     gone, gone_secret = kernel_like(dead.pid)
+    orphan, orphan_secret = kernel_like(dead.pid)
     fresh = api.create_secret("jc-test-fresh", b"x", labels=labels(role="kernel", **manager.ownership()))["ID"]
     other = labels(role="kernel", **{**manager.ownership(), "owner_uid": str(os.getuid() + 1), "owner_pid": "1"})
     foreign = api.create_secret("jc-test-foreign", b"x", labels=other)["ID"]
@@ -470,16 +640,24 @@ def test_prune_removes_swarm_secrets_left_behind_and_keeps_live_ones(manager, pr
         # given the second kernel's service removed behind our back (its secret stays: nobody removed it)
         api.remove_service(gone.id)
         assert gone_secret in {s["ID"] for s in api.secrets()}
+        # when prune runs with --dry-run
+        code = cli.main(["prune", "-f", str(project / "containers.toml"), "--target", "sw", "--dry-run"])
+        printed = capfd.readouterr().out
+        # then it lists the orphan's service and the leftover secret (the orphan's goes with its service), and
+        # removes nothing
+        assert code == 0 and "would remove 1 containers" in printed and "1 leftover swarm secrets" in printed, printed
+        assert {gone_secret, orphan_secret, live_secret} <= {s["ID"] for s in api.secrets()}
+        assert orphan.id in {s["ID"] for s in _services(manager)}
         # when prune runs on the swarm target
         code = cli.main(["prune", "-f", str(project / "containers.toml"), "--target", "sw"])
         printed = capfd.readouterr().out
         # then only the leftover secret went, and prune said so
         assert code == 0
         left = {s["ID"] for s in api.secrets()}
-        assert gone_secret not in left
+        assert gone_secret not in left and orphan_secret not in left
         assert {live_secret, fresh, foreign} <= left
-        assert "1 leftover swarm secrets" in printed
-        assert live.id in {s["ID"] for s in _services(manager)}
+        assert "removed 1 containers" in printed and "1 leftover swarm secrets" in printed, printed
+        assert {s["ID"] for s in _services(manager)} == {live.id}
         # and once past the grace a live process has to create the service, its unheld secret is a leftover too
         monkeypatch.setattr("jupyter_containers.manager.SECRET_GRACE", 0.0)
         assert cli.main(["prune", "-f", str(project / "containers.toml"), "--target", "sw"]) == 0

@@ -87,6 +87,117 @@ def test_kernel_ports_are_published_on_the_tasks_node_and_files_awaited():
     assert f"JC_WAIT_FOR={GO_MARKER}" in spec["TaskTemplate"]["ContainerSpec"]["Env"]
 
 
+def test_a_named_volume_is_created_on_the_node_with_its_owner_and_the_service_that_made_it():
+    """The synced /workspace: the node's engine creates the volume on first use; its labels let prune find it and
+    tell a sync that it is new (made by this very service), and the task waits as long as a start may take."""
+    request = RunRequest(
+        image="reg:5000/ml/demo:abc",
+        mounts=(Mount("jupyter-containers-ws-0123", "/workspace", type="volume"),),
+        labels={
+            "io.jupyter.containers.owner-uid": "1000",
+            "io.jupyter.containers.workspace": "/home/me/p",
+            "io.jupyter.containers.owner-pid": "42",
+            "io.jupyter.containers.role": "run",
+        },
+        name="jc-abc",
+    )
+    spec = service_spec(
+        request,
+        image=request.image,
+        user="1000:1000",
+        constraints=[],
+        gpu_resource="NVIDIA-GPU",
+        wait_for_files=True,
+        wait_seconds=600,
+    )
+    container = spec["TaskTemplate"]["ContainerSpec"]
+    (mount,) = container["Mounts"]
+    assert mount["Type"] == "volume" and mount["Source"] == "jupyter-containers-ws-0123"
+    assert mount["VolumeOptions"]["Labels"] == {
+        "io.jupyter.containers.owner-uid": "1000",
+        "io.jupyter.containers.workspace": "/home/me/p",
+        "io.jupyter.containers.managed": "true",
+        "io.jupyter.containers.role": "workspace",
+        "io.jupyter.containers.volume-created-by": "jc-abc",
+    }
+    assert spec["Name"] == "jc-abc"
+    assert f"JC_WAIT_FOR={GO_MARKER}" in container["Env"] and "JC_WAIT_SECONDS=600" in container["Env"]
+
+
+def test_synced_tasks_are_kept_off_nodes_missing_from_the_nodes_table():
+    from jupyter_containers.backends.swarm import sync_constraints
+
+    assert sync_constraints(NODES, {"worker1": "tcp://w1:2376", "manager": "tcp://m:2376"}) == [
+        "node.hostname!=worker2"
+    ]
+    assert sync_constraints(NODES, {n.name: "tcp://x" for n in NODES}) == []
+    # and those constraints are what the placement check sees: no node left says so
+    problem = placement_problem(
+        Resources(), ["node.role==worker", *sync_constraints(NODES, {"manager": "m"})], NODES, RAW
+    )
+    assert problem is not None and "node.hostname!=worker1 and node.hostname!=worker2" in problem
+
+
+def test_the_backend_syncs_only_requests_that_mount_its_hooks_volume():
+    """Which tasks wait for their node's sync: those mounting the hook's volume, never a build's probe (it runs on
+    the manager's engine). The hook is a stand-in with only its volume's name: nothing is synced here."""
+    from types import SimpleNamespace
+
+    from jupyter_containers.backends.swarm import SwarmBackend
+
+    backend = SwarmBackend(base_url="tcp://manager:2376")
+    synced = RunRequest(image="i", mounts=(Mount("ws-1", "/workspace", type="volume"),))
+    assert backend.syncs_workspace(synced) is False  # no hook: a target without sync
+    backend.workspace_hook = SimpleNamespace(volume="ws-1")
+    assert backend.syncs_workspace(synced) is True
+    assert backend.syncs_workspace(RunRequest(image="i", mounts=(Mount("other", "/data", type="volume"),))) is False
+    probe = RunRequest(image="i", mounts=synced.mounts, labels={"io.jupyter.containers.role": "python-probe"})
+    assert backend.syncs_workspace(probe) is False
+
+
+SYNC_SPEC = """
+[environments.demo]
+pip = []
+
+[targets.sw]
+kind = "swarm"
+engine = "tcp://manager:2376"
+
+[targets.sw.nodes]
+worker1 = "tcp://worker1:2376"
+
+[targets.shared]
+kind = "swarm"
+engine = "tcp://manager:2376"
+workspace = "/shared/projects"
+
+[targets.shared.nodes]
+worker1 = "tcp://worker1:2376"
+"""
+
+
+def test_a_swarm_target_with_nodes_syncs_its_workspace_through_the_backend(tmp_path):
+    """The manager's side: /workspace is the workspace's named volume, the backend gets the per-node hook, and the
+    manager itself sends nothing before a run (no node is known yet); a shared folder stays a bind mount. No engine
+    is contacted (the swarm's manager does not exist here)."""
+    from jupyter_containers.manager import ContainersManager
+    from jupyter_containers.workspace_sync import SwarmWorkspaces, volume_name
+
+    (tmp_path / "containers.toml").write_text(SYNC_SPEC)
+    manager = ContainersManager(spec_path=tmp_path / "containers.toml", target="sw")
+    assert manager.workspace_mode() == "sync"
+    (mount,) = manager.mounts()
+    assert (mount.source, mount.target, mount.type) == (volume_name(tmp_path.resolve()), "/workspace", "volume")
+    hook = manager.backend.workspace_hook
+    assert isinstance(hook, SwarmWorkspaces) and hook.volume == mount.source and hook.manager is manager
+    assert manager.sync_up("any-image") is None and manager.sync_down("any-image") is None
+    # and a swarm with a folder every node has bind-mounts it, syncing nothing
+    shared = manager.for_target("shared")
+    assert shared.workspace_mode() == "/shared/projects"
+    assert [(m.source, m.type) for m in shared.mounts()] == [(Path("/shared/projects"), "bind")]
+    assert shared.backend.workspace_hook is None
+
+
 def test_shm_is_a_tmpfs_and_mounts_pass_through():
     spec = spec_of(Resources(shm_size=GiB), mounts=(Mount(Path("/shared/p"), "/workspace"),))
     mounts = spec["TaskTemplate"]["ContainerSpec"]["Mounts"]
@@ -213,7 +324,10 @@ def test_a_swarm_target_table(tmp_path):
         "worker1": "ssh://worker1"
     }
     assert settings["gpu_resource"] == "GPU" and settings["reschedule_on_node_failure"] is True
-    assert workspace_mode(target, "ssh://manager") == "none"
+    # a nodes table and no shared folder: /workspace is each node's volume, synced through its engine
+    assert workspace_mode(target, "ssh://manager") == "sync"
+    del raw["sw"]["nodes"]
+    assert workspace_mode(parse_targets(raw, tmp_path / "c.toml")["sw"], "ssh://manager") == "none"
     # and the default: a job whose node dies is reported failed
     del raw["sw"]["reschedule_on_node_failure"]
     assert "reschedule_on_node_failure" not in backend_settings(parse_targets(raw, tmp_path / "c.toml")["sw"])
@@ -223,7 +337,12 @@ def test_a_swarm_target_table(tmp_path):
     ("table", "key", "message"),
     [
         ({"engine": "ssh://m", "constraints": ["node.role==worker"]}, "targets.t.constraints", 'for kind = "swarm"'),
-        ({"kind": "swarm", "engine": "ssh://m", "workspace": "sync"}, "targets.t.workspace", "needs a single engine"),
+        ({"kind": "swarm", "engine": "ssh://m", "workspace": "mount"}, "targets.t.workspace", "needs a single engine"),
+        (
+            {"kind": "swarm", "engine": "ssh://m", "workspace": "sync"},
+            "targets.t.workspace",
+            r"add a \[targets.t.nodes\]",
+        ),
         ({"kind": "swarm", "engine": "ssh://m", "namespace": "ml"}, "targets.t.namespace", 'kind = "kubernetes"'),
         (
             {"kind": "swarm", "engine": "ssh://m", "reschedule_on_node_failure": "yes"},
