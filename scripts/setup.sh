@@ -90,4 +90,23 @@ if [ ! -x /usr/bin/docker-registry ]; then
     fi
 fi
 
+# Prometheus, for the test that runs the Grafana dashboard's queries (docs/grafana) on a real one: only the
+# binary of Debian's package, unpacked into .venv/bin (no service, no user, nothing listening until a test
+# starts it on 127.0.0.1).
+if [ ! -x .venv/bin/prometheus ]; then
+    if command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null; then
+        echo "setup: unpacking Debian's prometheus binary into .venv/bin (dashboard test)"
+        work=$(mktemp -d)
+        if ! (cd "$work" && apt-get download prometheus >/dev/null 2>&1); then
+            as_root_on_debian && apt-get update -qq
+            (cd "$work" && apt-get download prometheus >/dev/null)
+        fi
+        dpkg-deb -x "$work"/prometheus_*.deb "$work/unpacked"
+        install -m 0755 "$work/unpacked/usr/bin/prometheus" .venv/bin/prometheus
+        rm -rf "$work"
+    else
+        echo "setup: no apt-get: the dashboard test needs a prometheus binary at .venv/bin/prometheus" >&2
+    fi
+fi
+
 .venv/bin/jupyter-containers setup

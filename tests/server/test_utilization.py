@@ -118,3 +118,132 @@ async def test_utilization_of_one_target_and_of_an_unknown_one(jp_fetch):
         await jp_fetch(API, "utilization", params={"target": "nope"})
     assert info.value.code == 400
     assert "nope" in json.loads(info.value.response.body)["message"]
+
+
+PROMETHEUS = REPO / ".venv" / "bin" / "prometheus"
+
+
+@pytest.fixture
+def jp_base_url() -> str:
+    """A base URL Prometheus can scrape as it is (pytest-jupyter's default, ``/a%40b/``, is one Prometheus sends
+    re-encoded as ``/a%2540b/``; any URL-safe base works as in production)."""
+    return "/jupyter/"
+
+
+async def test_the_grafana_dashboard_queries_run_on_a_real_prometheus(jp_serverapp, jp_fetch, tmp_path):
+    """Every query of docs/grafana/jupyter-containers.json (panels and template variables), evaluated by a real
+    Prometheus (Debian's, unpacked by scripts/setup.sh) that scrapes this real server's authenticated
+    ``/metrics`` on 127.0.0.1: each one is valid PromQL, and those about targets, nodes and containers find a
+    busy container's series. Grafana itself cannot be installed here (neither Debian nor PyPI has it): its
+    rendering of the panels is the one thing not checked. (``jp_fetch``: its fixtures make the server accept
+    connections on its port.)"""
+    import socket
+    import subprocess
+    import urllib.parse
+    import urllib.request
+
+    assert PROMETHEUS.is_file(), f"{PROMETHEUS} is missing: run 'bash scripts/setup.sh' (it unpacks Prometheus)"
+    dashboard = json.loads((REPO / "docs" / "grafana" / "jupyter-containers.json").read_text())
+    service = jp_serverapp.web_app.settings["jupyter_containers_service"]
+    manager = service.get_manager()
+    image = (await asyncio.to_thread(manager.build, "web")).image
+    container = await busy_container(manager, image)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        json.dumps(  # YAML is a superset of JSON
+            {
+                # the server asks the engine for every container's usage on each scrape: seconds under load
+                "global": {"scrape_interval": "3s", "scrape_timeout": "3s"},
+                "scrape_configs": [
+                    {
+                        "job_name": "jupyter-containers",
+                        "metrics_path": f"{jp_serverapp.base_url}metrics",
+                        "static_configs": [{"targets": [f"127.0.0.1:{jp_serverapp.port}"]}],
+                        # Jupyter's own header: "Authorization: token TOKEN"
+                        "authorization": {"type": "token", "credentials": jp_serverapp.identity_provider.token},
+                    }
+                ],
+            }
+        )
+    )
+    log = tmp_path / "prometheus.log"
+    with open(log, "wb") as out:
+        prometheus = subprocess.Popen(
+            [
+                str(PROMETHEUS),
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tmp_path / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+    def api(path: str, **params: str) -> dict:
+        url = f"http://127.0.0.1:{port}/api/v1/{path}?" + urllib.parse.urlencode(params)
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            return json.loads(answer.read())
+
+    async def query(expr: str) -> list[dict]:
+        answer = await asyncio.to_thread(api, "query", query=expr)
+        assert answer["status"] == "success", (expr, answer)
+        return answer["data"]["result"]
+
+    def grafana(expr: str) -> str:
+        # the dashboard's variables as Grafana sends them with "All" chosen (allValue: .*)
+        return expr.replace("$target", ".*").replace("$node", ".*")
+
+    try:
+        # given Prometheus scraping the server until the busy container's CPU utilization has a value
+        wanted = 'jupyter_containers_container_utilization_percent{resource="cpu",environment="web"}'
+        for _ in range(450):
+            try:
+                if await query(wanted):
+                    break
+            except OSError:  # Prometheus not listening yet
+                pass
+            await asyncio.sleep(0.2)
+        else:
+            health = [(t["health"], t["lastError"]) for t in api("targets")["data"]["activeTargets"]]
+            seen = api("query", query='{__name__=~"jupyter_containers_.*"}')["data"]["result"]
+            raise AssertionError(
+                f"Prometheus never got {wanted}: scrapes {health}; series {seen}; {log.read_text()[-800:]}"
+            )
+        assert (await query('up{job="jupyter-containers"}'))[0]["value"][1] == "1"
+
+        # when each panel's query is run, then it is valid PromQL, and those about our series find them
+        exprs = {p["title"]: grafana(t["expr"]) for p in dashboard["panels"] for t in p.get("targets", [])}
+        assert exprs
+        results = {title: await query(expr) for title, expr in exprs.items()}
+        found = {title for title, result in results.items() if result}
+        assert float(results["Running containers"][0]["value"][1]) >= 1
+        for title in ("CPU by target", "Memory by target", "Node CPU utilization", "Containers per node"):
+            assert title in found, (title, exprs[title])
+            assert all(series["metric"].get("target") for series in results[title]), results[title]
+        busy = [
+            s["metric"]
+            for s in results["Container CPU utilization (of its limit)"]
+            if (s["metric"].get("environment"), s["metric"].get("role")) == ("web", "run")
+        ]
+        assert busy and all(m.get("node") and m.get("target") == "default" and m.get("container") for m in busy), busy
+
+        # and the template variables' label_values(METRIC{…}, LABEL) list the server's target and node
+        for variable in dashboard["templating"]["list"]:
+            if variable["type"] != "query":
+                continue
+            metric, label = re.fullmatch(r"label_values\((.+), (\w+)\)", variable["definition"]).groups()
+            answer = await asyncio.to_thread(api, f"label/{label}/values", **{"match[]": grafana(metric)})
+            assert answer["status"] == "success" and answer["data"], (variable["name"], answer)
+            if label == "target":
+                assert "default" in answer["data"]
+    finally:
+        prometheus.terminate()
+        try:
+            prometheus.wait(20)
+        except subprocess.TimeoutExpired:
+            prometheus.kill()
+            prometheus.wait()
+        await asyncio.to_thread(manager.backend.remove_container, container.id)
