@@ -8,10 +8,45 @@ RUN --mount=type=bind,source=.jc/ca-certificates.crt,target=/etc/ssl/certs/ca-ce
 USER 1000:1000
 RUN --mount=type=bind,source=.jc/uv,target=/tmp/jupyter-containers/bin/uv --mount=type=bind,source=.jc/ca-certificates.crt,target=/etc/ssl/certs/ca-certificates.crt,rw --mount=type=cache,id=jupyter-containers-uv-1000,target=/tmp/jupyter-containers/uv-cache,uid=1000,gid=1000 --mount=type=bind,source=.jc/seed.txt,target=/tmp/jupyter-containers/seed.txt env HOME=/home/jovyan UV_CACHE_DIR=/tmp/jupyter-containers/uv-cache UV_LINK_MODE=copy UV_COMPILE_BYTECODE=1 UV_PYTHON_INSTALL_DIR=/opt/python SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt PIP_CERT=/etc/ssl/certs/ca-certificates.crt REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt CURL_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt /tmp/jupyter-containers/bin/uv venv --python python3 /opt/env && env HOME=/home/jovyan UV_CACHE_DIR=/tmp/jupyter-containers/uv-cache UV_LINK_MODE=copy UV_COMPILE_BYTECODE=0 UV_PYTHON_INSTALL_DIR=/opt/python SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt PIP_CERT=/etc/ssl/certs/ca-certificates.crt REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt CURL_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt /tmp/jupyter-containers/bin/uv pip install --python /opt/env/bin/python pip && env HOME=/home/jovyan UV_CACHE_DIR=/tmp/jupyter-containers/uv-cache UV_LINK_MODE=copy UV_COMPILE_BYTECODE=1 UV_PYTHON_INSTALL_DIR=/opt/python SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt PIP_CERT=/etc/ssl/certs/ca-certificates.crt REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt CURL_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt /tmp/jupyter-containers/bin/uv pip install --python /opt/env/bin/python -r /tmp/jupyter-containers/seed.txt
 COPY .jc/kernel_startup.py /opt/env/etc/ipython/startup/00-jupyter-containers.py
-RUN --mount=type=bind,source=.jc/uv,target=/tmp/jupyter-containers/bin/uv --mount=type=bind,source=.jc/ca-certificates.crt,target=/etc/ssl/certs/ca-certificates.crt,rw --mount=type=cache,id=jupyter-containers-uv-1000,target=/tmp/jupyter-containers/uv-cache,uid=1000,gid=1000 --mount=type=bind,source=.jc/locked.txt,target=/tmp/jupyter-containers/locked.txt --mount=type=bind,source=.jc/seed.txt,target=/tmp/jupyter-containers/seed.txt env HOME=/home/jovyan UV_CACHE_DIR=/tmp/jupyter-containers/uv-cache UV_LINK_MODE=copy UV_COMPILE_BYTECODE=0 UV_PYTHON_INSTALL_DIR=/opt/python SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt PIP_CERT=/etc/ssl/certs/ca-certificates.crt REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt CURL_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt /tmp/jupyter-containers/bin/uv pip install --python /opt/env/bin/python --no-deps -r /tmp/jupyter-containers/locked.txt -r /tmp/jupyter-containers/seed.txt && (/opt/env/bin/python -m compileall -q -j 0 -x '/tests?/' /opt/env/lib >/dev/null || true)
+RUN --mount=type=bind,source=.jc/uv,target=/tmp/jupyter-containers/bin/uv --mount=type=bind,source=.jc/ca-certificates.crt,target=/etc/ssl/certs/ca-certificates.crt,rw --mount=type=cache,id=jupyter-containers-uv-1000,target=/tmp/jupyter-containers/uv-cache,uid=1000,gid=1000 --mount=type=bind,source=.jc/compile.py,target=/tmp/jupyter-containers/compile.py --mount=type=bind,source=.jc/locked.txt,target=/tmp/jupyter-containers/locked.txt --mount=type=bind,source=.jc/seed.txt,target=/tmp/jupyter-containers/seed.txt env HOME=/home/jovyan UV_CACHE_DIR=/tmp/jupyter-containers/uv-cache UV_LINK_MODE=copy UV_COMPILE_BYTECODE=0 UV_PYTHON_INSTALL_DIR=/opt/python SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt PIP_CERT=/etc/ssl/certs/ca-certificates.crt REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt CURL_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt /tmp/jupyter-containers/bin/uv pip install --python /opt/env/bin/python --no-deps -r /tmp/jupyter-containers/locked.txt -r /tmp/jupyter-containers/seed.txt && /opt/env/bin/python /tmp/jupyter-containers/compile.py /opt/env/lib '/(tests?|site-packages/pip)/'
 ENV JUPYTER_CONTAINERS_ENV=vision
 USER 1000
 WORKDIR /workspace
+
+### .jc/compile.py
+import importlib.util, os, py_compile, re, sys
+
+def stale(path):
+    try:
+        st = os.stat(path)
+        with open(importlib.util.cache_from_source(path), "rb") as fh:
+            head = fh.read(16)
+    except (OSError, ValueError):
+        return True
+    want = importlib.util.MAGIC_NUMBER + bytes(4)
+    want += (int(st.st_mtime) & 0xFFFFFFFF).to_bytes(4, "little") + (st.st_size & 0xFFFFFFFF).to_bytes(4, "little")
+    return head != want
+
+def compile_one(path):
+    py_compile.compile(path, doraise=False, quiet=2, invalidation_mode=py_compile.PycInvalidationMode.TIMESTAMP)
+
+def main(root, exclude):
+    skip = re.compile(exclude)
+    todo = []
+    for folder, folders, names in os.walk(root):
+        folders[:] = [f for f in folders if f != "__pycache__" and not skip.search(os.path.join(folder, f) + "/")]
+        todo.extend(p for p in (os.path.join(folder, n) for n in names if n.endswith(".py")) if stale(p))
+    workers = os.cpu_count() or 1
+    if len(todo) < 64 or workers == 1:
+        for path in todo:
+            compile_one(path)
+        return
+    from concurrent.futures import ProcessPoolExecutor
+    with ProcessPoolExecutor(workers) as pool:
+        list(pool.map(compile_one, todo, chunksize=max(1, len(todo) // (workers * 8))))
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
 
 ### .jc/kernel_startup.py
 # Generated by jupyter-containers: IPython runs this file when a kernel of this environment starts.
