@@ -873,7 +873,7 @@ class SwarmBackend(DockerBackend):
         check = getattr(self.workspace_hook, "current_on", None)
         if check is None:
             return False
-        constraints = [*self.constraints, *request.resources.constraints]
+        constraints = [*self.constraints, *(request.resources.constraints or ())]
         try:
             names = [
                 node.name
