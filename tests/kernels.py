@@ -41,6 +41,20 @@ def provisioner_kernel(
         km.shutdown_kernel(now=True)
 
 
+def stream_text(kc: Any, code: str, *, timeout: float = 120, check: bool = True) -> str:
+    """What running ``code`` through ``kc`` printed (its stream outputs); with ``check``, the reply's status is
+    asserted ok (naming the code and the reply)."""
+    seen: list[str] = []
+    reply = kc.execute_interactive(
+        code,
+        output_hook=lambda m: seen.append(m["content"].get("text", "")) if m["msg_type"] == "stream" else None,
+        timeout=timeout,
+    )
+    if check:
+        assert reply["content"]["status"] == "ok", (code, reply["content"], seen)
+    return "".join(seen)
+
+
 def interrupted_sleep(km: Any, kc: Any, after: float = 1.0) -> dict[str, Any]:
     """The reply to a 60 s sleep that ``km`` interrupts after ``after`` seconds (asserting it did)."""
     done = threading.Event()

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from ..conftest import PROJECT_SPEC, TEST_REPOSITORY
+from ..kernels import stream_text
 from ..workspace import make_workspace
 
 pytestmark = pytest.mark.engine
@@ -143,14 +144,7 @@ def test_the_first_cell_takes_a_spare_and_the_kernels_shutdown_removes_the_pool(
     try:
 
         def text(code: str) -> str:
-            out: list[str] = []
-            reply = kc.execute_interactive(
-                code,
-                output_hook=lambda m: out.append(m["content"].get("text", "")) if m["msg_type"] == "stream" else None,
-                timeout=120,
-            )
-            assert reply["content"]["status"] == "ok", out
-            return "".join(out)
+            return stream_text(kc, code)
 
         def spares() -> list[str]:
             return text(
@@ -202,13 +196,7 @@ def test_a_kernel_that_exits_while_a_spare_is_starting_removes_its_session(manag
     try:
 
         def text(code: str) -> str:
-            out: list[str] = []
-            kc.execute_interactive(
-                code,
-                output_hook=lambda m: out.append(m["content"].get("text", "")) if m["msg_type"] == "stream" else None,
-                timeout=120,
-            )
-            return "".join(out)
+            return stream_text(kc, code, check=False)
 
         pid = int(text("%load_ext jupyter_containers\nimport os\nprint(os.getpid())"))
         deadline = time.monotonic() + 120

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from ..kernels import stream_text
 from ..workspace import make_workspace
 
 pytestmark = pytest.mark.engine
@@ -471,14 +472,7 @@ def test_a_spare_starting_when_the_local_kernel_exits_is_cancelled(tmp_path: Pat
         kc.wait_for_ready(timeout=60)
 
         def text(code: str) -> str:
-            seen: list[str] = []
-            reply = kc.execute_interactive(
-                code,
-                output_hook=lambda m: seen.append(m["content"].get("text", "")) if m["msg_type"] == "stream" else None,
-                timeout=120,
-            )
-            assert reply["content"]["status"] == "ok", (code, reply["content"])
-            return "".join(seen)
+            return stream_text(kc, code)
 
         # given a spare whose start is under way
         text(HOLD_THE_SPARE)

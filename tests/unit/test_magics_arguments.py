@@ -9,21 +9,7 @@ import pytest
 
 from jupyter_containers.errors import RequestError
 
-SPEC = """
-[environments.demo]
-pip = []
-
-[environments.away]
-pip = []
-target = "sw"
-
-[targets.sw]
-kind = "swarm"
-engine = "tcp://manager:2376"
-
-[targets.box]
-engine = "ssh://gpu-box"
-"""
+from .test_swarm_spec import RESCHEDULE_SPEC as SPEC  # a swarm target, another target and their environments
 
 
 def _parsed(tmp_path, argv: list[str]):
