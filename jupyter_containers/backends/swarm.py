@@ -1436,7 +1436,9 @@ class SwarmBackend(DockerBackend):
         started = time.monotonic()
         sync = self.syncs_workspace(request)
         request = _named(self._checked(request))
-        container = SwarmContainer(self, self._create_service(request, sync=sync))
+        # Unchanged since every node it may land on last got it: the command starts with its task (as in start()).
+        current = sync and self._workspace_current(request)
+        container = SwarmContainer(self, self._create_service(request, sync=sync, synced=current))
         container.request = request
         # The output is followed from the service's creation on, while the task is still being placed.
         follower = _LogFollower(self, container.id, stdout, stderr)
@@ -1444,7 +1446,8 @@ class SwarmBackend(DockerBackend):
             follower.start()
             task = self._wait_placed(container, request.resources)
             if sync:
-                self._sync_up(container, task)
+                self._sync_up(container, task, current=current)
+            if sync and not current:
                 uid, _, gid = self.container_user().partition(":")
                 container.node_container().put_archive("/", _combined([], GO_MARKER, uid, gid))
             exit_code = container.wait(request.resources.timeout)

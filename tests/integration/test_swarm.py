@@ -352,8 +352,19 @@ def test_a_task_starts_without_waiting_when_every_node_holds_the_workspace(manag
         manager.run("sw", ["true"], resources=Resources(constraints=(f"node.hostname=={node}",)))
     # when a task starts on an unchanged workspace, then it does not wait, and reads the file
     assert not waits(read="steady.txt", expect=b"one")
-    # when a file changed here, then the next task waits for its node's sync and reads the new contents
+    # and neither does a run (its task's environment, as its PID 1 has it, names no marker to wait for)
+    out: list[bytes] = []
+    probe = "cat steady.txt; echo; tr '\\0' '\\n' < /proc/1/environ | grep -c '^JC_WAIT_FOR=' || true"
+    on_worker1 = Resources(constraints=("node.hostname==worker1",))
+    _, _, result = manager.run("sw", ["sh", "-c", probe], resources=on_worker1, stdout=out.append)
+    assert result.exit_code == 0 and b"".join(out).split() == [b"one", b"0"], out
+    # when a file changed here, then the next run waits for its node's sync and reads the new contents
     (project / "steady.txt").write_text("two")
+    out.clear()
+    _, _, result = manager.run("sw", ["sh", "-c", probe], resources=on_worker1, stdout=out.append)
+    assert result.exit_code == 0 and b"".join(out).split() == [b"two", b"1"], out
+    # and so does a task after another change
+    (project / "steady.txt").write_text("two")  # the same text, a new mtime: a change by size and mtime
     assert waits(read="steady.txt", expect=b"two")
     # when a node's volume is removed by hand (this machine's record of it left as it was), the wait is back
     for node in ("worker1", "worker2"):  # (the target's tasks run on workers only)
