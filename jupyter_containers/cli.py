@@ -22,6 +22,7 @@ from .frontend import (
     check_execute_spec_file,
     describe_run,
     execute_from_args,
+    rescheduling_backend,
     resource_flags,
     resources_from_flags,
     table,
@@ -451,18 +452,8 @@ def _apply_reschedule(args: argparse.Namespace, manager: Any) -> None:
     Raises:
         RequestError: the environment does not run on a swarm target (no node can go down under it there).
     """
-    from .errors import RequestError
-
-    if not getattr(args, "reschedule", False):
-        return
-    routed = manager.for_environment(args.env)
-    if routed.backend.kind != "swarm":
-        where = f"target {routed.target!r} (kind {routed.backend.kind!r})" if routed.target else "the local engine"
-        raise RequestError(
-            f"--reschedule: {args.env!r} runs on {where}, not on a swarm; --reschedule only applies to a "
-            'kind = "swarm" target (pick one with --target NAME), where a node can go down under a run'
-        )
-    routed.backend.reschedule_on_node_failure = True
+    if getattr(args, "reschedule", False):
+        rescheduling_backend(manager, args.env).reschedule_on_node_failure = True
 
 
 def _parse_volume(text: str) -> tuple[str, str, bool]:

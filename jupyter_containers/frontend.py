@@ -327,3 +327,21 @@ def format_uptime(seconds: float) -> str:
         return f"{minutes}m{secs:02d}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m"
+
+
+def rescheduling_backend(manager: Any, env: str) -> Any:
+    """The swarm backend that runs ``env`` (the manager's target, else the environment's own): the one
+    ``--reschedule`` of ``run``/``execute`` and of ``%container execute`` applies to.
+
+    Raises:
+        RequestError: ``env`` does not run on a swarm target (no node can go down under it there), naming
+            where it runs.
+    """
+    routed = manager.for_environment(env)
+    if routed.backend.kind != "swarm":
+        where = f"target {routed.target!r} (kind {routed.backend.kind!r})" if routed.target else "the local engine"
+        raise RequestError(
+            f"--reschedule: {env!r} runs on {where}, not on a swarm; --reschedule only applies to a "
+            'kind = "swarm" target (pick one with --target NAME), where a node can go down under a run'
+        )
+    return routed.backend

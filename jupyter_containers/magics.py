@@ -470,14 +470,9 @@ def rescheduled(args: Any, manager: Any) -> Iterator[None]:
     if not args.reschedule:
         yield
         return
-    routed = manager.for_environment(args.env)
-    backend = routed.backend
-    if backend.kind != "swarm":
-        where = f"target {routed.target!r} (kind {backend.kind!r})" if routed.target else "the local engine"
-        raise RequestError(
-            f"--reschedule: {args.env!r} runs on {where}, not on a swarm; --reschedule only applies to a "
-            'kind = "swarm" target (pick one with --target NAME), where a node can go down under a run'
-        )
+    from .frontend import rescheduling_backend
+
+    backend = rescheduling_backend(manager, args.env)
     before = backend.reschedule_on_node_failure
     backend.reschedule_on_node_failure = True
     try:

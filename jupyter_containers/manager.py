@@ -749,10 +749,9 @@ class ContainersManager(LoggingConfigurable):
         return removed
 
     def _prune_volumes_of(self, engine: Any, dry_run: bool) -> list[str]:
-        import hashlib
-
         from .errors import ConflictError
-        from .paths import cache_dir, file_lock
+        from .paths import file_lock
+        from .workspace_sync import state_file
 
         wanted = {"io.jupyter.containers.role": "workspace", "io.jupyter.containers.owner-uid": str(os.getuid())}
         removed: list[str] = []
@@ -771,8 +770,7 @@ class ContainersManager(LoggingConfigurable):
                     engine.remove_volume(name)
                 except ConflictError:
                     continue  # a container started with it after all
-                state_key = hashlib.sha256(f"{engine.address}|{name}".encode()).hexdigest()[:32]
-                (cache_dir() / "sync" / f"{state_key}.json").unlink(missing_ok=True)
+                state_file(engine.address, name).unlink(missing_ok=True)
             removed.append(name)
         return removed
 

@@ -147,8 +147,7 @@ class WorkspaceSync(LoggingConfigurable):
         self.backend = backend if backend is not None else manager.backend
         self.workspace = manager.workspace_dir()
         self.volume = volume_name(self.workspace)
-        state_key = hashlib.sha256(f"{self.backend.address}|{self.volume}".encode()).hexdigest()[:32]
-        self.state_file = cache_dir() / "sync" / f"{state_key}.json"
+        self.state_file = state_file(self.backend.address, self.volume)
         #: Figures of the last sync: files sent and fetched, bytes, seconds.
         self.last: dict[str, Any] = {}
 
@@ -384,6 +383,12 @@ class WorkspaceSync(LoggingConfigurable):
         """Remove the volume (and this machine's record of it)."""
         self.backend.remove_volume(self.volume)
         self.state_file.unlink(missing_ok=True)
+
+
+def state_file(address: str, volume: str) -> Path:
+    """This machine's record of what ``volume`` on the engine at ``address`` holds (prune removes it with the
+    volume)."""
+    return cache_dir() / "sync" / (hashlib.sha256(f"{address}|{volume}".encode()).hexdigest()[:32] + ".json")
 
 
 def volume_name(workspace: Path) -> str:

@@ -520,15 +520,8 @@ class SwarmContainer(Container):
         try:
             task = backend._wait_placed(self, self.request.resources)
             self._task = task
-            if sync:
-                backend._sync_up(self, task, current=current)
-            if self._pending or (sync and not current):
-                # One archive at "/" (one call to the node's engine): the files put before the start, then the
-                # go-ahead the shim waits for, last, so that everything before it is in place.
-                uid, _, gid = backend.container_user().partition(":")
-                self.node_container().put_archive("/", _combined(self._pending, GO_MARKER, uid, gid))
-                self._pending = []
-            self._task = task
+            backend._placed(self, task, sync=sync, current=current, pending=self._pending)
+            self._pending = []
         except BaseException:
             self.remove()
             raise
@@ -886,6 +879,25 @@ class SwarmBackend(DockerBackend):
             self.log.debug("the workspace's volumes could not be checked (%s): the task waits for its sync", exc)
             return False
 
+    def _placed(
+        self,
+        container: SwarmContainer,
+        task: Mapping[str, Any],
+        *,
+        sync: bool,
+        current: bool,
+        pending: Sequence[tuple[str, bytes]] = (),
+    ) -> None:
+        """What a placed task waits for, if anything (:meth:`SwarmContainer.start` and :meth:`run`): its node's
+        workspace sync (``sync``, unless ``current``), then, in one archive at "/" (one call to the node's
+        engine), the files put before the start that did not fit in its secret (``pending``) and the go-ahead
+        the shim waits for, last, so that everything before it is in place."""
+        if sync:
+            self._sync_up(container, task, current=current)
+        if pending or (sync and not current):
+            uid, _, gid = self.container_user().partition(":")
+            container.node_container().put_archive("/", _combined(pending, GO_MARKER, uid, gid))
+
     def _sync_up(self, container: SwarmContainer, task: Mapping[str, Any], *, current: bool = False) -> None:
         """The workspace into the volume on the task's node, while the task waits for its go-ahead (``current``:
         it already holds it, see :meth:`_workspace_current`: only what comes back later is noted)."""
@@ -1129,9 +1141,8 @@ class SwarmBackend(DockerBackend):
         if sync:
             wait_for_files = wait_for_files or not synced
             constraints += sync_constraints([self._node_info(n) for n in self._raw_nodes()], self.node_engines)
-        spec = service_spec(
-            request,
-            image=self.distribute(request.image),
+        # The spec's settings but the secret, which is only made once the request is known to fit.
+        settings: dict[str, Any] = dict(
             user=user,
             constraints=constraints,
             gpu_resource=self.gpu_resource,
@@ -1141,6 +1152,7 @@ class SwarmBackend(DockerBackend):
             no_new_privileges=no_new_privileges,
             wait_seconds=self.start_timeout if sync and not synced else None,
         )
+        spec = service_spec(request, image=self.distribute(request.image), **settings)
         problem = self._placement_problem(request.resources, spec["TaskTemplate"]["Placement"]["Constraints"])
         if problem is not None:
             if sync and len(constraints) > len(self.constraints):
@@ -1161,20 +1173,8 @@ class SwarmBackend(DockerBackend):
             secret_labels = {**request.labels, MANAGED_LABEL: "true", SERVICE_LABEL: request.name}
             found = self._call("creating the task's secret", api.create_secret, name, files, labels=secret_labels)
             secret = (str(found["ID"]), name)
-            spec = service_spec(
-                request,
-                image=spec["TaskTemplate"]["ContainerSpec"]["Image"],
-                user=user,
-                constraints=constraints,
-                gpu_resource=self.gpu_resource,
-                target=self.target_name,
-                wait_for_files=wait_for_files,
-                restart_attempts=int(self.reschedule),
-                files_secret=secret,
-                folders=folders,
-                no_new_privileges=no_new_privileges,
-                wait_seconds=self.start_timeout if sync and not synced else None,
-            )
+            image = spec["TaskTemplate"]["ContainerSpec"]["Image"]
+            spec = service_spec(request, image=image, files_secret=secret, folders=folders, **settings)
 
         def create() -> Any:
             # docker-py sends the registry credentials of the image's registry (X-Registry-Auth) along:
@@ -1445,11 +1445,7 @@ class SwarmBackend(DockerBackend):
         try:
             follower.start()
             task = self._wait_placed(container, request.resources)
-            if sync:
-                self._sync_up(container, task, current=current)
-            if sync and not current:
-                uid, _, gid = self.container_user().partition(":")
-                container.node_container().put_archive("/", _combined([], GO_MARKER, uid, gid))
+            self._placed(container, task, sync=sync, current=current)
             exit_code = container.wait(request.resources.timeout)
             if exit_code is None:
                 raise RunTimeoutError(

@@ -894,6 +894,5 @@ def _uv_dist_version() -> str | None:
                 if sep and key.strip().lower() == "version":
                     return value.strip() or None
     except OSError:
-        return None
-    return None
+        pass
     return None

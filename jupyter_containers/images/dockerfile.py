@@ -116,12 +116,11 @@ def render(env: Environment, inputs: BuildInputs) -> tuple[str, dict[str, bytes]
         )
     lines.append(f"USER {USER_UID}:{USER_UID}")
     uv_env, uv_mounts = _uv_parts(inputs)
-    compile_flag = "1" if inputs.compile_bytecode else "0"
     uv = f"env {uv_env} {BUILD_DIR}/bin/uv"
     python = shlex.quote(env.python) if env.python else "python3"
     # The spec's packages are installed without uv's compilation and compiled by _compile (their test suites
     # left out); the kernel (the seed below) keeps uv's, which compiles everything it installs.
-    no_compile = uv.replace(f"UV_COMPILE_BYTECODE={compile_flag}", "UV_COMPILE_BYTECODE=0")
+    no_compile = f"env {_uv_parts(inputs, compile_bytecode=False)[0]} {BUILD_DIR}/bin/uv"
     install = f"{no_compile} pip install --python {VENV}/bin/python"
     # The seed (pip, and the kernel unless the spec brings its own) comes with the virtualenv, before the
     # spec's packages: it changes least, so editing the pip list never reinstalls (and recompiles) it. Later

@@ -80,7 +80,7 @@ class JobManager(LoggingConfigurable):
         self._slots = threading.BoundedSemaphore(self._limit)
         self._cancel: dict[str, threading.Event] = {}
         #: Sweeps whose thread still runs (submit_sweep), by id.
-        self._sweeps_running: dict[str, threading.Thread] = {}
+        self._sweeps_running: set[str] = set()
         self.interrupted = self.store.mark_interrupted()
 
     @property
@@ -340,9 +340,8 @@ class JobManager(LoggingConfigurable):
             self._cancel[job.id] = sweep.jobs[-1].cancel
         (self.root / folder).mkdir(parents=True, exist_ok=True)
         name = f"sweep-{sweep.sweep_id}"
-        runner = threading.Thread(target=self._run_sweep, args=(sweep, ids), name=name, daemon=True)
-        self._sweeps_running[sweep.sweep_id] = runner
-        runner.start()
+        self._sweeps_running.add(sweep.sweep_id)
+        threading.Thread(target=self._run_sweep, args=(sweep, ids), name=name, daemon=True).start()
         return self.sweep(sweep.sweep_id)
 
     def _run_sweep(self, sweep: Any, ids: list[str]) -> None:
@@ -357,7 +356,7 @@ class JobManager(LoggingConfigurable):
             self.store.update_sweep(sweep.sweep_id, peak=sweep.peak)
             for job_id in ids:
                 self._cancel.pop(job_id, None)
-            self._sweeps_running.pop(sweep.sweep_id, None)
+            self._sweeps_running.discard(sweep.sweep_id)
 
     def _run_sweep_job(
         self, ids: list[str], resources: Any, request: Any, *, manager: Any, log: Any, cancel: Any

@@ -658,7 +658,8 @@ def fast_reconnect_context(context_class: type = zmq.Context) -> Any:
     container kernel's client: they retry their connection every 10 ms, not ZMQ's 100, and close without
     lingering. A kernel in a container binds its ipc sockets only once it is up, well after the client has
     connected: with the default interval the kernel_info reply and the first IOPub messages would wait for
-    the next reconnect. Used by ``%%container`` sessions and by ``execute`` (:mod:`..jobs.runner`).
+    the next reconnect. Used by ``%%container`` sessions and by ``execute`` (:mod:`..jobs.runner`). No
+    ``RECONNECT_IVL_MAX``: a back-off (the runner once had one, to 1 s) would delay the first connection.
     """
     context = context_class()
     context.setsockopt(zmq.RECONNECT_IVL, 10)

@@ -546,7 +546,10 @@ def _manifest(bundle: Path, data: bytes) -> dict[str, Any]:
             raise BundleError(f"{bundle}: manifest entry {member!r} has a size out of bounds (0 to {bound} bytes)")
     wheels = sum(entry["size"] for member, entry in files.items() if _is_wheel(member))
     if wheels > MAX_WHEELS:
-        raise BundleError(f"{bundle}: its wheels have {wheels} bytes in all, more than {MAX_WHEELS} bytes")
+        raise BundleError(
+            f"{bundle}: its wheels have {wheels} bytes in all, more than an import takes ({MAX_WHEELS >> 30} GiB): "
+            "ask its author for one that leaves the wheels to an index, or pull the image from a registry instead"
+        )
     for required in (SPEC, LOCK):
         if required not in files:
             raise BundleError(f"{bundle}: it has no {required}")

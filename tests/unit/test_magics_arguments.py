@@ -55,8 +55,14 @@ def test_without_reschedule_the_target_decides(tmp_path):
     from jupyter_containers.magics import rescheduled
 
     args, manager = _parsed(tmp_path, ["nb.ipynb", "--env", "demo", "--target", "sw"])
+    backend = manager.for_environment("demo").backend
     with rescheduled(args, manager):
-        assert manager.for_environment("demo").backend.reschedule_on_node_failure is False
+        assert backend.reschedule_on_node_failure is False
+    # and a target whose own setting is on keeps it, during the run and after
+    backend.reschedule_on_node_failure = True
+    with rescheduled(args, manager):
+        assert backend.reschedule_on_node_failure is True
+    assert backend.reschedule_on_node_failure is True
 
 
 @pytest.mark.parametrize(
