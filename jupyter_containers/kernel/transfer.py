@@ -4,6 +4,14 @@ Values travel as pickle files (protocol 5) through the kernel's socket folder, w
 the container (on tmpfs when there is one), so a 100 MB array moves at memory speed without any network.
 The remote half runs as one silent user expression that leaves no names behind in the kernel.
 
+The large buffers of a value (a NumPy array's data, a DataFrame's blocks: what pickle protocol 5 hands out of
+band) are written after the pickle, as they are in memory, and read into fresh memory that the kernel asks to
+be backed by huge pages (an anonymous private mapping with ``MADV_HUGEPAGE``), then given to ``pickle.loads``
+as its out-of-band buffers: no copy inside pickle on either side, and 2 MB pages instead of 4 KB ones to fault
+in and charge to the container's memory cgroup. A 100 MB array loaded in 35 ms instead of 68 ms here
+(docs/performance.md). Small buffers, non-contiguous ones and everything else stay in the pickle. Both sides
+run the same code (:data:`_FORMAT_SOURCE`); a reader also takes a plain pickle file.
+
 A kernel on a remote engine has no shared folder: the same pickle files go into and out of its container
 through the engine's API (``put_archive``/``get_archive``, over its TLS or ssh connection), into
 /run/jupyter-containers (0700, the container user's) as 0600 files that are removed once read.
@@ -14,9 +22,9 @@ from __future__ import annotations
 import ast
 import pickle
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from ..errors import RequestError, SessionError
 from .container import CONTAINER_RUNTIME_DIR
@@ -24,15 +32,78 @@ from .container import CONTAINER_RUNTIME_DIR
 if TYPE_CHECKING:
     from .session import ContainerSession
 
+# The file format of a value, run on both sides (here through exec, in the container within _TRANSFER_SOURCE):
+# b"JCV1", the pickle's length and the number of out-of-band buffers (little-endian u64), each buffer's length,
+# the pickle, the buffers. The container's Python runs it too: Python 3.8's language and standard library.
+_FORMAT_SOURCE = """
+import mmap, pickle, struct
+
+JC_MAGIC = b"JCV1"
+JC_OUT_OF_BAND = 1 << 16  # smaller buffers stay in the pickle
+JC_HUGE = 1 << 20  # from this size, read into memory backed by huge pages
+
+def jc_write(value, fh):
+    raws = []
+    def take(buffer):
+        try:
+            raw = buffer.raw()
+        except BufferError:  # not contiguous: in the pickle
+            return True
+        if raw.nbytes < JC_OUT_OF_BAND:
+            return True
+        raws.append(raw)
+        return None
+    data = pickle.dumps(value, protocol=5, buffer_callback=take)
+    fh.write(JC_MAGIC + struct.pack("<QQ", len(data), len(raws)))
+    fh.write(struct.pack("<%dQ" % len(raws), *(raw.nbytes for raw in raws)))
+    fh.write(data)
+    for raw in raws:
+        fh.write(raw)
+
+def jc_alloc(size):
+    if size >= JC_HUGE and hasattr(mmap, "MADV_HUGEPAGE"):
+        memory = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE)
+        try:
+            memory.madvise(mmap.MADV_HUGEPAGE)
+        except OSError:
+            pass
+        return memory
+    return bytearray(size)
+
+def jc_read(fh):
+    head = fh.read(4)
+    if head != JC_MAGIC:
+        return pickle.loads(head + fh.read())
+    size, count = struct.unpack("<QQ", fh.read(16))
+    sizes = struct.unpack("<%dQ" % count, fh.read(8 * count))
+    data = fh.read(size)
+    if len(data) != size:
+        raise EOFError("the file ends inside its pickle")
+    buffers = []
+    for length in sizes:
+        memory = jc_alloc(length)
+        view, got = memoryview(memory), 0
+        while got < length:
+            n = fh.readinto(view[got:])
+            if not n:
+                raise EOFError("the file ends inside a buffer of %d bytes" % length)
+            got += n
+        del view
+        buffers.append(memory)
+    return pickle.loads(data, buffers=buffers)
+"""
+
 # The remote half of push/pull: run inside the container kernel's namespace, leaving no names behind.
-_TRANSFER_SOURCE = """
+_TRANSFER_SOURCE = (
+    _FORMAT_SOURCE
+    + """
 def transfer(ns, load, save):
-    import os, pickle
+    import os
     errors = {}
     for name, path in load.items():
         try:
             with open(path, "rb") as fh:
-                ns[name] = pickle.load(fh)
+                ns[name] = jc_read(fh)
         except BaseException as exc:
             errors[name] = "%s: %s" % (type(exc).__name__, exc)
     for name, path in save.items():
@@ -41,7 +112,7 @@ def transfer(ns, load, save):
             continue
         try:
             with open(path, "wb") as fh:
-                pickle.dump(ns[name], fh, protocol=5)
+                jc_write(ns[name], fh)
         except BaseException as exc:
             errors[name] = "%s: %s" % (type(exc).__name__, exc)
             try:
@@ -50,6 +121,12 @@ def transfer(ns, load, save):
                 pass
     return errors
 """
+)
+
+_FORMAT: dict[str, Any] = {}
+exec(compile(_FORMAT_SOURCE, "<jupyter-containers transfer format>", "exec"), _FORMAT)
+write_value: Callable[[Any, IO[bytes]], None] = _FORMAT["jc_write"]
+read_value: Callable[[IO[bytes]], Any] = _FORMAT["jc_read"]
 
 
 def push(session: ContainerSession, values: Mapping[str, Any]) -> None:
@@ -73,7 +150,7 @@ def push(session: ContainerSession, values: Mapping[str, Any]) -> None:
             written.append(path)
             try:
                 with open(path, "wb") as fh:
-                    pickle.dump(value, fh, protocol=5)
+                    write_value(value, fh)
             except Exception as exc:  # noqa: BLE001 - any pickling failure is the user's to fix
                 raise SessionError(f"variable {name!r} cannot be sent to the container: {_reason(exc)}") from None
             load[name] = f"{CONTAINER_RUNTIME_DIR}/{path.name}"
@@ -111,7 +188,7 @@ def pull(session: ContainerSession, names: Iterable[str]) -> dict[str, Any]:
         for name, path in paths.items():
             try:
                 with open(path, "rb") as fh:
-                    values[name] = pickle.load(fh)
+                    values[name] = read_value(fh)
             except Exception as exc:  # noqa: BLE001
                 raise SessionError(
                     f"variable {name!r} came back from the container but cannot be loaded in this notebook: "
@@ -177,7 +254,7 @@ def _pull_remote(session: ContainerSession, names: list[str], token: str) -> dic
                 member = next(m for m in tar if m.isfile())
                 extracted = tar.extractfile(member)
                 try:
-                    values[name] = pickle.load(extracted)  # type: ignore[arg-type]
+                    values[name] = read_value(extracted)  # type: ignore[arg-type]
                 except Exception as exc:  # noqa: BLE001
                     raise SessionError(
                         f"variable {name!r} came back from the container but cannot be loaded in this notebook: "
