@@ -269,7 +269,7 @@ class Bench:
         return timed, build
 
     def naive(self, requirements: list[str], tag: str, *, no_cache: bool = False) -> Timed:
-        if self.args.edit_baseline == "cold" and tag != "cold" and hasattr(self, "cold_naive"):
+        if self.args.edit_baseline == "cold" and tag not in ("cold", "fair") and hasattr(self, "cold_naive"):
             # The naive rebuild after an edit of requirements.txt reruns its one pip layer from scratch (pip
             # caches nothing through this machine's proxy): the cold naive build is that rebuild (heavy case).
             say("  (the naive cold build stands for this naive rebuild: --edit-baseline cold)")

@@ -28,7 +28,7 @@ from ..errors import BackendError, BuildError, EngineRefusedError, NotFoundError
 from ..paths import file_lock
 from ..redact import redact
 from ..spec.model import Environment, Resources
-from . import hostconfig
+from . import hostconfig, uvimage
 from .dockerfile import (
     IMAGE_ENV,
     UV_CACHE_ID,
@@ -332,6 +332,7 @@ class Builder(LoggingConfigurable):
             uv_cache_id=self.uv_cache_id,
             compile_bytecode=self.compile_bytecode,
             keep_uv=self.keep_uv,
+            uv_image=uvimage.image_tag(_uv_version()),
             kernel=not _brings_ipykernel([*requirements, *env.pip, *(locked_packages or [])]),
             find_links=folders,
             wheels=wheels,
@@ -460,6 +461,8 @@ class Builder(LoggingConfigurable):
         Returns ``(image id, the previous image id it was built on or "")``. An incremental build that fails
         is retried as a full build, so its errors are always those of the spec itself.
         """
+        version = _uv_version()
+        uvimage.ensure(self.backend, uvimage.image_tag(version), version, on_event)
         previous = None if no_cache else self.previous_image(plan)
         if previous is not None and plan.inputs is not None:
             tag, previous_id, depth = previous
@@ -523,8 +526,6 @@ class Builder(LoggingConfigurable):
         """
         import tarfile
 
-        import uv
-
         dockerfile = plan.dockerfile if dockerfile is None else dockerfile
         files = plan.files if files is None else files
         buf = io.BytesIO()
@@ -534,7 +535,6 @@ class Builder(LoggingConfigurable):
                 _add_bytes(tar, name, files[name], mode=0o755 if "post_build" in name else 0o644)
             if plan.ca_bundle is not None:
                 _add_bytes(tar, ".jc/ca-certificates.crt", plan.ca_bundle.read_bytes())
-            _add_bytes(tar, ".jc/uv", Path(uv.find_uv_bin()).read_bytes(), mode=0o755)
             if plan.inputs is not None and plan.inputs.find_links:
                 _add_wheels(tar, plan.inputs)
         return buf.getvalue()

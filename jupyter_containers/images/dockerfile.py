@@ -12,7 +12,8 @@ as, and ``pip``/``%pip`` in a running container can install into the virtualenv.
 
 Everything the build needs only while building — the uv binary, the host CA bundle, index settings, the wheels
 of ``find_links`` folders — enters through BuildKit bind mounts, never through COPY: it is not in any layer nor
-in the history (the one COPY is the kernel startup file, which belongs to the image).
+in the history (the one COPY is the kernel startup file, which belongs to the image). uv comes from its own
+image on the engine (:mod:`.uvimage`), not from the context: the context then does not carry 38 MB per build.
 
 The spec's ``env`` values reach every process in the container byte for byte; see :func:`env_lines`.
 """
@@ -25,6 +26,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..spec.model import Environment
+from . import uvimage
 
 VENV = "/opt/env"
 WORKSPACE = "/workspace"
@@ -77,6 +79,8 @@ class BuildInputs:
     kernel: bool = True
     compile_bytecode: bool = True
     keep_uv: bool = False
+    #: The engine's image holding uv (:mod:`.uvimage`), which the steps that run uv mount.
+    uv_image: str = uvimage.REPOSITORY
     find_links: Sequence[str] = ()
     wheels: Sequence[tuple[str, str, Path]] = ()
 
@@ -192,7 +196,8 @@ def render(env: Environment, inputs: BuildInputs) -> tuple[str, dict[str, bytes]
         )
     if inputs.keep_uv:
         # uv in the image (c.Builder.keep_uv): %uv pip install in a kernel. Last, so that it costs no layer reuse.
-        lines.append(f"COPY --chown={USER_UID}:{USER_UID} .jc/uv {VENV}/bin/uv")
+        owner = f"{USER_UID}:{USER_UID}"
+        lines.append(f"COPY --from={inputs.uv_image} --chown={owner} {uvimage.PATH_IN_IMAGE} {VENV}/bin/uv")
     lines.extend(entry)
     lines.append(f"USER {USER_UID}")
     lines.append(f"WORKDIR {WORKSPACE}")
@@ -296,9 +301,10 @@ COMPILE_EXCLUDE = r"/(tests?|site-packages/pip)/"
 #: files per message, which took 2.7 s on an incremental layer that had one new module (8,000 files checked).
 #: Here the check (a stat and the 16-byte header, as importlib validates a timestamp pyc) is done in this
 #: process and only what needs it is compiled, in parallel. A module that does not compile (Python 2
-#: leftovers, templates) fails no build, as with pip. The image's Python runs it: Python 3.8's language.
+#: leftovers, templates) fails no build, as with pip. It says how many files it compiled and how long that took,
+#: as uv does (the build log, benchmarks/build.py). The image's Python runs it: Python 3.8's language.
 COMPILE_SCRIPT = """\
-import importlib.util, os, py_compile, re, sys
+import importlib.util, os, py_compile, re, sys, time
 
 def stale(path):
     try:
@@ -315,6 +321,7 @@ def compile_one(path):
     py_compile.compile(path, doraise=False, quiet=2, invalidation_mode=py_compile.PycInvalidationMode.TIMESTAMP)
 
 def main(root, exclude):
+    started = time.perf_counter()
     skip = re.compile(exclude)
     todo = []
     for folder, folders, names in os.walk(root):
@@ -324,10 +331,11 @@ def main(root, exclude):
     if len(todo) < 64 or workers == 1:
         for path in todo:
             compile_one(path)
-        return
-    from concurrent.futures import ProcessPoolExecutor
-    with ProcessPoolExecutor(workers) as pool:
-        list(pool.map(compile_one, todo, chunksize=max(1, len(todo) // (workers * 8))))
+    else:
+        from concurrent.futures import ProcessPoolExecutor
+        with ProcessPoolExecutor(workers) as pool:
+            list(pool.map(compile_one, todo, chunksize=max(1, len(todo) // (workers * 8))))
+    print("Bytecode compiled %d files in %.2fs" % (len(todo), time.perf_counter() - started))
 
 if __name__ == "__main__":
     main(sys.argv[1], sys.argv[2])
@@ -379,7 +387,7 @@ def _uv_parts(inputs: BuildInputs, *, compile_bytecode: bool | None = None) -> t
         f" UV_PYTHON_INSTALL_DIR={PYTHON_DIR} {_CA_ENV}"
     )
     uv_mounts = (
-        f" --mount=type=bind,source=.jc/uv,target={BUILD_DIR}/bin/uv"
+        f" --mount=type=bind,from={inputs.uv_image},source={uvimage.PATH_IN_IMAGE},target={BUILD_DIR}/bin/uv"
         + ca
         + f" --mount=type=cache,id={inputs.uv_cache_id},target={UV_CACHE_DIR},uid={USER_UID},gid={USER_UID}"
     )

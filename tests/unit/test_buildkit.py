@@ -52,7 +52,8 @@ def test_step_titles_hide_mounts_and_build_env():
     from jupyter_containers.backends.base import step_title
 
     name = (
-        "[stage-0 4/5] RUN --mount=type=bind,source=.jc/uv,target=/tmp/jupyter-containers/bin/uv "
+        "[stage-0 4/5] RUN --mount=type=bind,from=jupyter-containers/uv:0.13.9,source=/uv,"
+        "target=/tmp/jupyter-containers/bin/uv "
         "--mount=type=cache,id=x,target=/root/.cache/uv env UV_LINK_MODE=copy SSL_CERT_FILE=/etc/ssl/c.crt "
         "/tmp/jupyter-containers/bin/uv pip install --python /opt/env/bin/python -r /tmp/jupyter-containers/pip.txt"
     )

@@ -140,7 +140,7 @@ def test_kernels_get_the_pip_magic_and_the_environment_name():
     assert 'register_magic_function(container_cell, "cell", "container")' in startup
     assert "/opt/env/bin/uv" not in dockerfile  # uv stays out of the image unless kept
     kept, _ = render(Environment(name="vision"), BuildInputs(base="b", keep_uv=True))
-    assert "COPY --chown=1000:1000 .jc/uv /opt/env/bin/uv" in kept
+    assert "COPY --from=jupyter-containers/uv --chown=1000:1000 /uv /opt/env/bin/uv" in kept
 
 
 def test_a_post_build_step_denied_root_access_points_at_post_build_root():
@@ -198,3 +198,37 @@ def test_the_frame_leaves_out_only_the_requirement_files_and_the_pip_list():
     assert not {".jc/requirements.txt", ".jc/pip.txt", ".jc/constraints.txt"} & set(files)
     full, _ = render(env, inputs)
     assert [line for line in full.splitlines() if "--exact --upgrade" not in line] == frame.splitlines()
+
+
+def test_the_compile_script_compiles_only_stale_modules_outside_tests(tmp_path):
+    """The build's bytecode step (COMPILE_SCRIPT), run here on a small tree: what it compiles, what it leaves."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    from jupyter_containers.images.dockerfile import COMPILE_EXCLUDE, COMPILE_SCRIPT
+
+    site = tmp_path / "lib" / "python3" / "site-packages"
+    for name in ("pkg/__init__.py", "pkg/core.py", "pkg/tests/test_core.py", "pip/__init__.py", "other.py"):
+        (site / name).parent.mkdir(parents=True, exist_ok=True)
+        (site / name).write_text("X = 1\n")
+    (site / "broken.py").write_text("print 'python 2'\n")  # fails no build
+    script = tmp_path / "compile.py"
+    script.write_text(COMPILE_SCRIPT)
+
+    def run() -> str:
+        done = subprocess.run(
+            [sys.executable, str(script), str(tmp_path / "lib"), COMPILE_EXCLUDE], capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert run().startswith("Bytecode compiled 4 files in ")  # three modules and the broken one (tried)
+    pyc = {p: Path(importlib.util.cache_from_source(str(site / p))).is_file() for p in ("pkg/core.py", "other.py")}
+    assert pyc == {"pkg/core.py": True, "other.py": True}
+    assert not Path(importlib.util.cache_from_source(str(site / "pkg/tests/test_core.py"))).exists()
+    assert not Path(importlib.util.cache_from_source(str(site / "pip/__init__.py"))).exists()
+    # unchanged files are only checked; a changed one (another size) is compiled again
+    assert run().startswith("Bytecode compiled 1 files in ")  # the broken module, which has no bytecode
+    (site / "other.py").write_text("X = 22\n")
+    assert run().startswith("Bytecode compiled 2 files in ")

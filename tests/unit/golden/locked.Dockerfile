@@ -6,15 +6,15 @@ ENV VIRTUAL_ENV=/opt/env PATH=/opt/env/bin:$PATH PYTHONUNBUFFERED=1 LANG=C.UTF-8
 RUN (getent passwd 1000 >/dev/null || useradd --uid 1000 --user-group --create-home --shell /bin/sh jovyan) && mkdir -p /workspace /home/jovyan /opt/env /opt/python && chown 1000:1000 /workspace /home/jovyan /opt/env /opt/python
 RUN --mount=type=bind,source=.jc/ca-certificates.crt,target=/etc/ssl/certs/ca-certificates.crt,rw --mount=type=cache,id=jupyter-containers-apt-lists,target=/var/lib/apt/lists,sharing=locked --mount=type=cache,id=jupyter-containers-apt-archives,target=/var/cache/apt/archives,sharing=locked rm -f /etc/apt/apt.conf.d/docker-clean && apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends libgl1=1.6.0-1
 USER 1000:1000
-RUN --mount=type=bind,source=.jc/uv,target=/tmp/jupyter-containers/bin/uv --mount=type=bind,source=.jc/ca-certificates.crt,target=/etc/ssl/certs/ca-certificates.crt,rw --mount=type=cache,id=jupyter-containers-uv-1000,target=/tmp/jupyter-containers/uv-cache,uid=1000,gid=1000 --mount=type=bind,source=.jc/seed.txt,target=/tmp/jupyter-containers/seed.txt env HOME=/home/jovyan UV_CACHE_DIR=/tmp/jupyter-containers/uv-cache UV_LINK_MODE=copy UV_COMPILE_BYTECODE=1 UV_PYTHON_INSTALL_DIR=/opt/python SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt PIP_CERT=/etc/ssl/certs/ca-certificates.crt REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt CURL_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt /tmp/jupyter-containers/bin/uv venv --python python3 /opt/env && env HOME=/home/jovyan UV_CACHE_DIR=/tmp/jupyter-containers/uv-cache UV_LINK_MODE=copy UV_COMPILE_BYTECODE=0 UV_PYTHON_INSTALL_DIR=/opt/python SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt PIP_CERT=/etc/ssl/certs/ca-certificates.crt REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt CURL_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt /tmp/jupyter-containers/bin/uv pip install --python /opt/env/bin/python pip && env HOME=/home/jovyan UV_CACHE_DIR=/tmp/jupyter-containers/uv-cache UV_LINK_MODE=copy UV_COMPILE_BYTECODE=1 UV_PYTHON_INSTALL_DIR=/opt/python SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt PIP_CERT=/etc/ssl/certs/ca-certificates.crt REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt CURL_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt /tmp/jupyter-containers/bin/uv pip install --python /opt/env/bin/python -r /tmp/jupyter-containers/seed.txt
+RUN --mount=type=bind,from=jupyter-containers/uv,source=/uv,target=/tmp/jupyter-containers/bin/uv --mount=type=bind,source=.jc/ca-certificates.crt,target=/etc/ssl/certs/ca-certificates.crt,rw --mount=type=cache,id=jupyter-containers-uv-1000,target=/tmp/jupyter-containers/uv-cache,uid=1000,gid=1000 --mount=type=bind,source=.jc/seed.txt,target=/tmp/jupyter-containers/seed.txt env HOME=/home/jovyan UV_CACHE_DIR=/tmp/jupyter-containers/uv-cache UV_LINK_MODE=copy UV_COMPILE_BYTECODE=1 UV_PYTHON_INSTALL_DIR=/opt/python SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt PIP_CERT=/etc/ssl/certs/ca-certificates.crt REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt CURL_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt /tmp/jupyter-containers/bin/uv venv --python python3 /opt/env && env HOME=/home/jovyan UV_CACHE_DIR=/tmp/jupyter-containers/uv-cache UV_LINK_MODE=copy UV_COMPILE_BYTECODE=0 UV_PYTHON_INSTALL_DIR=/opt/python SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt PIP_CERT=/etc/ssl/certs/ca-certificates.crt REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt CURL_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt /tmp/jupyter-containers/bin/uv pip install --python /opt/env/bin/python pip && env HOME=/home/jovyan UV_CACHE_DIR=/tmp/jupyter-containers/uv-cache UV_LINK_MODE=copy UV_COMPILE_BYTECODE=1 UV_PYTHON_INSTALL_DIR=/opt/python SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt PIP_CERT=/etc/ssl/certs/ca-certificates.crt REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt CURL_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt /tmp/jupyter-containers/bin/uv pip install --python /opt/env/bin/python -r /tmp/jupyter-containers/seed.txt
 COPY .jc/kernel_startup.py /opt/env/etc/ipython/startup/00-jupyter-containers.py
-RUN --mount=type=bind,source=.jc/uv,target=/tmp/jupyter-containers/bin/uv --mount=type=bind,source=.jc/ca-certificates.crt,target=/etc/ssl/certs/ca-certificates.crt,rw --mount=type=cache,id=jupyter-containers-uv-1000,target=/tmp/jupyter-containers/uv-cache,uid=1000,gid=1000 --mount=type=bind,source=.jc/compile.py,target=/tmp/jupyter-containers/compile.py --mount=type=bind,source=.jc/locked.txt,target=/tmp/jupyter-containers/locked.txt --mount=type=bind,source=.jc/seed.txt,target=/tmp/jupyter-containers/seed.txt env HOME=/home/jovyan UV_CACHE_DIR=/tmp/jupyter-containers/uv-cache UV_LINK_MODE=copy UV_COMPILE_BYTECODE=0 UV_PYTHON_INSTALL_DIR=/opt/python SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt PIP_CERT=/etc/ssl/certs/ca-certificates.crt REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt CURL_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt /tmp/jupyter-containers/bin/uv pip install --python /opt/env/bin/python --no-deps -r /tmp/jupyter-containers/locked.txt -r /tmp/jupyter-containers/seed.txt && /opt/env/bin/python /tmp/jupyter-containers/compile.py /opt/env/lib '/(tests?|site-packages/pip)/'
+RUN --mount=type=bind,from=jupyter-containers/uv,source=/uv,target=/tmp/jupyter-containers/bin/uv --mount=type=bind,source=.jc/ca-certificates.crt,target=/etc/ssl/certs/ca-certificates.crt,rw --mount=type=cache,id=jupyter-containers-uv-1000,target=/tmp/jupyter-containers/uv-cache,uid=1000,gid=1000 --mount=type=bind,source=.jc/compile.py,target=/tmp/jupyter-containers/compile.py --mount=type=bind,source=.jc/locked.txt,target=/tmp/jupyter-containers/locked.txt --mount=type=bind,source=.jc/seed.txt,target=/tmp/jupyter-containers/seed.txt env HOME=/home/jovyan UV_CACHE_DIR=/tmp/jupyter-containers/uv-cache UV_LINK_MODE=copy UV_COMPILE_BYTECODE=0 UV_PYTHON_INSTALL_DIR=/opt/python SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt PIP_CERT=/etc/ssl/certs/ca-certificates.crt REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt CURL_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt /tmp/jupyter-containers/bin/uv pip install --python /opt/env/bin/python --no-deps -r /tmp/jupyter-containers/locked.txt -r /tmp/jupyter-containers/seed.txt && /opt/env/bin/python /tmp/jupyter-containers/compile.py /opt/env/lib '/(tests?|site-packages/pip)/'
 ENV JUPYTER_CONTAINERS_ENV=vision
 USER 1000
 WORKDIR /workspace
 
 ### .jc/compile.py
-import importlib.util, os, py_compile, re, sys
+import importlib.util, os, py_compile, re, sys, time
 
 def stale(path):
     try:
@@ -31,6 +31,7 @@ def compile_one(path):
     py_compile.compile(path, doraise=False, quiet=2, invalidation_mode=py_compile.PycInvalidationMode.TIMESTAMP)
 
 def main(root, exclude):
+    started = time.perf_counter()
     skip = re.compile(exclude)
     todo = []
     for folder, folders, names in os.walk(root):
@@ -40,10 +41,11 @@ def main(root, exclude):
     if len(todo) < 64 or workers == 1:
         for path in todo:
             compile_one(path)
-        return
-    from concurrent.futures import ProcessPoolExecutor
-    with ProcessPoolExecutor(workers) as pool:
-        list(pool.map(compile_one, todo, chunksize=max(1, len(todo) // (workers * 8))))
+    else:
+        from concurrent.futures import ProcessPoolExecutor
+        with ProcessPoolExecutor(workers) as pool:
+            list(pool.map(compile_one, todo, chunksize=max(1, len(todo) // (workers * 8))))
+    print("Bytecode compiled %d files in %.2fs" % (len(todo), time.perf_counter() - started))
 
 if __name__ == "__main__":
     main(sys.argv[1], sys.argv[2])
