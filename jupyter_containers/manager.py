@@ -664,7 +664,8 @@ class ContainersManager(LoggingConfigurable):
         secret and then, at once, its service; the service may also have been removed behind our back).
         An environment image is
         superseded when the ``containers.lock`` of its spec file names another image; images of projects
-        whose spec file is gone are kept (unless ``all``), and base images are always kept.
+        whose spec file is gone are kept (unless ``all``), and base images and uv's image are always kept. The
+        image of a find_links folder goes once no environment image on the engine was built from it.
         """
         removed: dict[str, list[str]] = {"containers": [], "images": [], "folders": [], "volumes": [], "secrets": []}
         kept_mounts: set[str] = set()
@@ -699,7 +700,29 @@ class ContainersManager(LoggingConfigurable):
             if not dry_run:
                 for ref in refs:
                     self.backend.remove_image(ref)
+        removed["images"] += self._prune_wheel_images(images, set(removed["images"]), dry_run)
         return removed
+
+    def _prune_wheel_images(self, images: Sequence[ImageInfo], removed: set[str], dry_run: bool) -> list[str]:
+        """The find_links folders' images (images/mounted.py) that no environment image left on the engine was
+        built from (its ``wheels`` label), whoever built it: the same wheels give the same image, and the next
+        build that needs one loads it again."""
+        from .images.mounted import WHEELS_REPOSITORY
+
+        used: set[str] = set()
+        for image in images:
+            if image.label("kind") == "environment" and not (set(image.tags or [image.id]) <= removed):
+                used.update(folder for folder in (image.label("wheels") or "").split(",") if folder)
+        gone: list[str] = []
+        for image in images:
+            if image.label("role") != "wheels" or image.label("folder") in used:
+                continue
+            refs = [t for t in image.tags if t.startswith(f"{WHEELS_REPOSITORY}:")] or [image.id]
+            gone.extend(refs)
+            if not dry_run:
+                for ref in refs:
+                    self.backend.remove_image(ref)
+        return gone
 
     def _current_images(self, images: Sequence[ImageInfo]) -> tuple[set[str], set[str]]:
         """Tags that a readable ``containers.lock`` names as an environment's current image, and the spec

@@ -28,7 +28,7 @@ from ..errors import BackendError, BuildError, EngineRefusedError, NotFoundError
 from ..paths import file_lock
 from ..redact import redact
 from ..spec.model import Environment, Resources
-from . import hostconfig, uvimage
+from . import hostconfig, mounted
 from .dockerfile import (
     IMAGE_ENV,
     UV_CACHE_ID,
@@ -332,7 +332,7 @@ class Builder(LoggingConfigurable):
             uv_cache_id=self.uv_cache_id,
             compile_bytecode=self.compile_bytecode,
             keep_uv=self.keep_uv,
-            uv_image=uvimage.image_tag(_uv_version()),
+            uv_image=mounted.uv_tag(_uv_version()),
             kernel=not _brings_ipykernel([*requirements, *env.pip, *(locked_packages or [])]),
             find_links=folders,
             wheels=wheels,
@@ -461,8 +461,7 @@ class Builder(LoggingConfigurable):
         Returns ``(image id, the previous image id it was built on or "")``. An incremental build that fails
         is retried as a full build, so its errors are always those of the spec itself.
         """
-        version = _uv_version()
-        uvimage.ensure(self.backend, uvimage.image_tag(version), version, on_event)
+        self._ensure_mounted(plan, on_event)
         previous = None if no_cache else self.previous_image(plan)
         if previous is not None and plan.inputs is not None:
             tag, previous_id, depth = previous
@@ -480,6 +479,18 @@ class Builder(LoggingConfigurable):
                     on_event(BuildEvent("info", step="", text="the incremental build failed; building every layer"))
         context = self.context_tar(plan)
         return self._run_build(plan, context, {"incremental_depth": "0"}, on_event, no_cache), ""
+
+    def _ensure_mounted(self, plan: BuildPlan, on_event: EventCallback | None) -> None:
+        """The images the plan's steps mount (uv, each find_links folder), loaded onto the engine if it lacks
+        them (:mod:`.mounted`)."""
+        mounted.ensure_uv(self.backend, _uv_version(), on_event)
+        inputs = plan.inputs
+        if inputs is None:
+            return
+        for folder in inputs.find_links:
+            prefix = f".jc/find-links/{folder}/"
+            wheels = [(name[len(prefix) :], sha, path) for name, sha, path in inputs.wheels if name.startswith(prefix)]
+            mounted.ensure_wheels(self.backend, folder, wheels, on_event)
 
     def _run_build(
         self,
@@ -501,6 +512,12 @@ class Builder(LoggingConfigurable):
             # Who built it first: prune removes only the user's own images (identical specs share one image).
             owner_uid=str(os.getuid()),
             frame=plan.frame,
+            # the find_links folders' images it was built from: prune removes those no image names any more
+            **(
+                {"wheels": ",".join(plan.inputs.find_links)}
+                if plan.inputs is not None and plan.inputs.find_links
+                else {}
+            ),
             **extra_labels,
         )
         events = self.backend.build(
@@ -535,8 +552,6 @@ class Builder(LoggingConfigurable):
                 _add_bytes(tar, name, files[name], mode=0o755 if "post_build" in name else 0o644)
             if plan.ca_bundle is not None:
                 _add_bytes(tar, ".jc/ca-certificates.crt", plan.ca_bundle.read_bytes())
-            if plan.inputs is not None and plan.inputs.find_links:
-                _add_wheels(tar, plan.inputs)
         return buf.getvalue()
 
     # ------------------------------------------------------------------ python
@@ -820,32 +835,6 @@ class HashingReader:
         data = self.fh.read(size)
         self.digest.update(data)
         return data
-
-
-def _add_wheels(tar: tarfile.TarFile, inputs: BuildInputs) -> None:
-    """The ``find_links`` folders (empty ones too: the mount needs them) and their wheels, streamed from disk.
-
-    A wheel whose bytes differ from those hashed into the tag (rebuilt during the build) fails the build.
-    """
-    import tarfile
-
-    for folder in [".jc/find-links", *(f".jc/find-links/{name}" for name in inputs.find_links)]:
-        info = tarfile.TarInfo(folder)
-        info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, 0
-        tar.addfile(info)
-    for name, sha, path in inputs.wheels:
-        try:
-            with path.open("rb") as fh:
-                info = tarfile.TarInfo(name)
-                info.size, info.mode, info.mtime = os.fstat(fh.fileno()).st_size, 0o644, 0
-                reader = HashingReader(fh)
-                tar.addfile(info, reader)
-        except ValueError as exc:  # USTAR holds names of up to 100 characters (after the folders)
-            raise BuildError(f"cannot add the wheel {path.name!r} to the build context: {exc}") from None
-        except OSError as exc:
-            raise BuildError(f"cannot read the wheel {path}: {exc.strerror or exc}; build again") from None
-        if reader.digest.hexdigest() != sha:
-            raise BuildError(f"the wheel {path} changed since it was hashed into the tag; build again")
 
 
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -> None:

@@ -12,8 +12,9 @@ as, and ``pip``/``%pip`` in a running container can install into the virtualenv.
 
 Everything the build needs only while building — the uv binary, the host CA bundle, index settings, the wheels
 of ``find_links`` folders — enters through BuildKit bind mounts, never through COPY: it is not in any layer nor
-in the history (the one COPY is the kernel startup file, which belongs to the image). uv comes from its own
-image on the engine (:mod:`.uvimage`), not from the context: the context then does not carry 38 MB per build.
+in the history (the one COPY is the kernel startup file, which belongs to the image). uv and the wheels come
+from images of their own on the engine (:mod:`.mounted`), not from the context: the context then carries only
+the spec's small files, not 38 MB of uv and the size of the wheels with every build.
 
 The spec's ``env`` values reach every process in the container byte for byte; see :func:`env_lines`.
 """
@@ -26,7 +27,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..spec.model import Environment
-from . import uvimage
+from . import mounted
 
 VENV = "/opt/env"
 WORKSPACE = "/workspace"
@@ -61,10 +62,10 @@ class BuildInputs:
 
     ``requirements``/``pip``/``locked`` are already-flattened requirement lines; ``apt`` may carry
     ``=version`` pins (from a lock). ``has_ca``/``has_index_config`` say whether the host provides a CA
-    bundle or pip index settings to inject. ``find_links`` names the environment's wheel folders as they lie
-    under ``.jc/find-links/`` in the context: each by a digest of its wheels' names and bytes, so that the
-    folder uv reads (and caches by) changes whenever a wheel does; ``wheels`` lists their files
-    (``(context name, sha256, host path)``), which the builder adds to the context.
+    bundle or pip index settings to inject. ``find_links`` names the environment's wheel folders: each by a
+    digest of its wheels' names and bytes, so that the folder uv reads (and caches by), and its image
+    (:mod:`.mounted`), change whenever a wheel does; ``wheels`` lists their files (``(.jc/find-links/DIGEST/NAME,
+    sha256, host path)``), which the builder puts in the folders' images.
     """
 
     base: str
@@ -79,8 +80,8 @@ class BuildInputs:
     kernel: bool = True
     compile_bytecode: bool = True
     keep_uv: bool = False
-    #: The engine's image holding uv (:mod:`.uvimage`), which the steps that run uv mount.
-    uv_image: str = uvimage.REPOSITORY
+    #: The engine's image holding uv (:mod:`.mounted`), which the steps that run uv mount.
+    uv_image: str = mounted.UV_REPOSITORY
     find_links: Sequence[str] = ()
     wheels: Sequence[tuple[str, str, Path]] = ()
 
@@ -147,13 +148,14 @@ def render(env: Environment, inputs: BuildInputs) -> tuple[str, dict[str, bytes]
         files[f".jc/{name}"] = _lines(content)
         _add_compile_script(inputs, files)
         extra = (*extra, *_compile_mount(inputs))
-        mounts = "".join(f" --mount=type=bind,source=.jc/{n},target={BUILD_DIR}/{n}" for n in (*extra, name))
+        mounts = _wheel_mounts(inputs)
+        mounts += "".join(f" --mount=type=bind,source=.jc/{n},target={BUILD_DIR}/{n}" for n in (*extra, name))
         lines.append(
             f"RUN{uv_mounts}{mounts}{seed_mount} {install}{flags} -r {BUILD_DIR}/{name}{keep_seed}{_compile(inputs)}"
         )
 
     if inputs.locked is not None:
-        install_layer("locked.txt", inputs.locked, " --no-deps" + _find_links_flags(inputs), _find_links_mount(inputs))
+        install_layer("locked.txt", inputs.locked, " --no-deps" + _find_links_flags(inputs))
     else:
         sources = _source_files(inputs, files)
         if sources:
@@ -197,7 +199,7 @@ def render(env: Environment, inputs: BuildInputs) -> tuple[str, dict[str, bytes]
     if inputs.keep_uv:
         # uv in the image (c.Builder.keep_uv): %uv pip install in a kernel. Last, so that it costs no layer reuse.
         owner = f"{USER_UID}:{USER_UID}"
-        lines.append(f"COPY --from={inputs.uv_image} --chown={owner} {uvimage.PATH_IN_IMAGE} {VENV}/bin/uv")
+        lines.append(f"COPY --from={inputs.uv_image} --chown={owner} {mounted.UV_PATH} {VENV}/bin/uv")
     lines.extend(entry)
     lines.append(f"USER {USER_UID}")
     lines.append(f"WORKDIR {WORKSPACE}")
@@ -270,9 +272,9 @@ def _source_files(inputs: BuildInputs, files: dict[str, bytes]) -> list[str]:
 
 
 def _sync_mounts(inputs: BuildInputs, sources: Sequence[str]) -> str:
-    names = [*_find_links_mount(inputs), *_compile_mount(inputs), *(["constraints.txt"] if inputs.constraints else [])]
+    names = [*_compile_mount(inputs), *(["constraints.txt"] if inputs.constraints else [])]
     names += [*sources, "seed.txt"]
-    return "".join(f" --mount=type=bind,source=.jc/{n},target={BUILD_DIR}/{n}" for n in names)
+    return _wheel_mounts(inputs) + "".join(f" --mount=type=bind,source=.jc/{n},target={BUILD_DIR}/{n}" for n in names)
 
 
 def _sync(uv: str, inputs: BuildInputs, sources: Sequence[str]) -> str:
@@ -366,9 +368,14 @@ def _compile(inputs: BuildInputs) -> str:
     return f" && {VENV}/bin/python {BUILD_DIR}/compile.py {VENV}/lib {shlex.quote(COMPILE_EXCLUDE)}"
 
 
-def _find_links_mount(inputs: BuildInputs) -> tuple[str, ...]:
-    """The ``.jc/find-links`` folder, mounted by every install layer when the environment has wheel folders."""
-    return ("find-links",) if inputs.find_links else ()
+def _wheel_mounts(inputs: BuildInputs) -> str:
+    """Each ``find_links`` folder, mounted by every install layer from its image (:mod:`.mounted`) at
+    :data:`FIND_LINKS_DIR`/DIGEST."""
+    return "".join(
+        f" --mount=type=bind,from={mounted.wheels_tag(name)},source={mounted.WHEELS_PATH}"
+        f",target={FIND_LINKS_DIR}/{name}"
+        for name in inputs.find_links
+    )
 
 
 def _find_links_flags(inputs: BuildInputs) -> str:
@@ -387,7 +394,7 @@ def _uv_parts(inputs: BuildInputs, *, compile_bytecode: bool | None = None) -> t
         f" UV_PYTHON_INSTALL_DIR={PYTHON_DIR} {_CA_ENV}"
     )
     uv_mounts = (
-        f" --mount=type=bind,from={inputs.uv_image},source={uvimage.PATH_IN_IMAGE},target={BUILD_DIR}/bin/uv"
+        f" --mount=type=bind,from={inputs.uv_image},source={mounted.UV_PATH},target={BUILD_DIR}/bin/uv"
         + ca
         + f" --mount=type=cache,id={inputs.uv_cache_id},target={UV_CACHE_DIR},uid={USER_UID},gid={USER_UID}"
     )

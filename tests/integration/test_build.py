@@ -56,17 +56,17 @@ def test_unchanged_spec_is_not_rebuilt(manager, small_image):
 
 
 def test_uv_reaches_builds_from_its_own_image_not_from_each_context(manager, small_image):
-    """uv comes from a small image made byte for byte from its binary (images/uvimage.py), loaded once per
+    """uv comes from a small image made byte for byte from its binary (images/mounted.py), loaded once per
     engine: no build context carries its 38 MB (0.7 s of every build here), and a reload gives the same image
     id, so the build steps that BuildKit cached with it stay cached."""
     import io
     import tarfile
 
-    from jupyter_containers.images import uvimage
+    from jupyter_containers.images import mounted
     from jupyter_containers.images.builder import _uv_version
 
     backend, version = manager.backend, _uv_version()
-    tag = uvimage.image_tag(version)
+    tag = mounted.uv_tag(version)
     plan = manager.builder.plan(manager.environment("small"))
     # the install steps mount uv from its image, and the context holds the spec's files only
     assert f"--mount=type=bind,from={tag},source=/uv,target=/tmp/jupyter-containers/bin/uv" in plan.dockerfile
@@ -75,19 +75,19 @@ def test_uv_reaches_builds_from_its_own_image_not_from_each_context(manager, sma
     assert ".jc/uv" not in names and all(not n.endswith("/uv") for n in names), names
     # the session's build loaded it; its id is the one the binary gives (computed here, without the engine)
     image_id = backend.image_id(tag)
-    assert image_id is not None and image_id == uvimage.ensure(backend, tag, version)
+    assert image_id is not None and image_id == mounted.ensure_uv(backend, version)
     assert backend.image_labels(tag)["io.jupyter.containers.kind"] == "tools"
     probe = "jupyter-containers-test/uv:probe"
     try:
         events = []
         # another engine state: the tag names another image (a stale or foreign one) → loaded again, same id
         backend.tag_image(small_image.image_id, probe)
-        assert uvimage.ensure(backend, probe, version, events.append) == image_id
+        assert mounted.ensure_uv(backend, version, events.append, tag=probe) == image_id
         assert backend.image_id(probe) == image_id
         assert any("loading uv" in e.text for e in events)
         # and one that already has it loads nothing
         events.clear()
-        assert uvimage.ensure(backend, probe, version, events.append) == image_id
+        assert mounted.ensure_uv(backend, version, events.append, tag=probe) == image_id
         assert events == []
     finally:
         backend.remove_image(probe)

@@ -1,6 +1,7 @@
 """``find_links`` on the real engine: a wheel no index holds, written in the test, installed and imported.
 
-The wheel reaches the install layers through a bind mount only (never a layer); a rebuilt wheel is a new
+The wheel reaches the install layers through a bind mount only (never a layer), from its folder's image (loaded
+once per engine, not sent with each build's context); a rebuilt wheel is a new
 tag and is installed afresh (not served from uv's cache of the old one under the same file name); the
 incremental layer and ``--locked`` builds find it too.
 """
@@ -60,7 +61,18 @@ def test_a_private_wheel_is_installed_from_a_find_links_folder(tmp_path: Path, e
     found = "import glob; print([p for d in ('/opt', '/tmp', '/home', '/root', '/usr', '/var', '/workspace') "
     found += "for p in glob.glob(d + '/**/jc_private_demo*.whl', recursive=True)])"
     assert run(manager, first.image, found) == "[]"
-    assert run(manager, first.image, "import os; print(os.listdir('/tmp/jupyter-containers/find-links'))") == "[]"
+    # (BuildKit leaves each mount point, an empty folder)
+    listing = "import os; d = '/tmp/jupyter-containers/find-links'; "
+    listing += "print([os.listdir(f'{d}/{n}') for n in os.listdir(d)])"
+    assert run(manager, first.image, listing) == "[[]]"
+    # the wheel travelled once, in its folder's image (images/mounted.py), not in the build's context
+    plan = manager.builder.plan(manager.environment("private"))
+    assert plan.inputs is not None and len(plan.inputs.find_links) == 1
+    wheels_image = f"jupyter-containers/wheels:{plan.inputs.find_links[0]}"
+    assert f"from={wheels_image},source=/wheels" in plan.dockerfile
+    assert b".whl" not in manager.builder.context_tar(plan)
+    assert manager.backend.image_labels(wheels_image)["io.jupyter.containers.role"] == "wheels"
+    assert manager.backend.image_labels(first.image)["io.jupyter.containers.wheels"] == plan.inputs.find_links[0]
 
     # when nothing changed, then nothing is built
     assert manager.build("private").built is False
@@ -82,6 +94,21 @@ def test_a_private_wheel_is_installed_from_a_find_links_folder(tmp_path: Path, e
     locked = manager.build("private", locked=True)
     assert locked.built and locked.image != rebuilt.image
     assert run(manager, locked.image, "import jc_private_demo; print(jc_private_demo.VALUE)") == f"two-{nonce}"
+
+    # prune keeps a folder's image while an environment image was built from it, and lists it once none is
+    second_image = (
+        f"jupyter-containers/wheels:{manager.builder.plan(manager.environment('private')).inputs.find_links[0]}"
+    )
+    assert second_image != wheels_image
+    for image in (first.image, added.image):
+        manager.backend.remove_image(image)
+    listed = manager.prune(dry_run=True)["images"]
+    assert wheels_image in listed and second_image not in listed
+    for image in (rebuilt.image, locked.image):
+        manager.backend.remove_image(image)
+    assert second_image in manager.prune(dry_run=True)["images"]
+    for image in (wheels_image, second_image):
+        manager.backend.remove_image(image)
 
 
 def test_the_packages_are_compiled_but_their_test_suites(tmp_path: Path, engine_config):

@@ -156,8 +156,12 @@ def test_the_wheels_are_mounted_into_the_install_layers_only(workspace):
     dockerfile, files = render(load_environment("x", workspace / "containers.toml"), inputs)
     lines = dockerfile.splitlines()
     flag = f"--find-links /tmp/jupyter-containers/find-links/{folder} "
-    mount = "--mount=type=bind,source=.jc/find-links,target=/tmp/jupyter-containers/find-links "
-    # then every install layer (requirement files, pip list) offers the folder to uv through a bind mount
+    mount = (
+        f"--mount=type=bind,from=jupyter-containers/wheels:{folder},source=/wheels,"
+        f"target=/tmp/jupyter-containers/find-links/{folder} "
+    )
+    # then every install layer (requirement files, pip list) offers the folder to uv through a bind mount of
+    # the folder's image (images/mounted.py), the same for every build: no build's context carries the wheels
     installs = [line for line in lines if "--exact --upgrade" in line]
     assert len(installs) == 2 and all(flag in line and mount in line for line in installs)
     # and nothing else names it: the shared virtualenv layer is the same as without find_links, no COPY brings it
@@ -176,7 +180,7 @@ def test_a_locked_build_reinstalls_from_the_folder_too(workspace):
     dockerfile, _ = render(env, replace(inputs, locked=["jc-private-demo==1.0.0"]))
     locked = next(line for line in dockerfile.splitlines() if "locked.txt" in line)
     assert f"--no-deps --find-links /tmp/jupyter-containers/find-links/{inputs.find_links[0]} " in locked
-    assert "source=.jc/find-links," in locked
+    assert f"from=jupyter-containers/wheels:{inputs.find_links[0]},source=/wheels," in locked
 
 
 def test_without_find_links_nothing_changes(workspace):
