@@ -56,6 +56,7 @@ from jupyter_containers.backends.base import RunRequest  # noqa: E402
 from jupyter_containers.config import load_config  # noqa: E402
 from jupyter_containers.images import hostconfig  # noqa: E402
 from jupyter_containers.images.lock import PROBE_SCRIPT  # noqa: E402
+from jupyter_containers.images.mounted import unused_wheel_images  # noqa: E402
 from jupyter_containers.manager import ContainersManager  # noqa: E402
 from jupyter_containers.spec.model import Resources  # noqa: E402
 
@@ -246,6 +247,7 @@ class Bench:
         self.base, self.base_id = self.builder.resolve_base(env)
         info = self.backend.engine_info()
         self.engine = f"Docker {info.version} (API {info.api_version}), {info.storage_driver}, {info.cpus} CPUs"
+        self.wheel_images_before = set(unused_wheel_images(self.backend.list_images()))
         self.uv_caches_before = self.uv_cache_records()
         self.records_before = {r["ID"] for r in self.api.df().get("BuildCache") or []}
         say(f"engine: {self.engine}")
@@ -498,6 +500,11 @@ class Bench:
                 except Exception as exc:  # noqa: BLE001 - report and go on
                     say(f"could not remove {reference}: {exc}")
             say(f"removed {len(self.our_tags | self.naive_tags)} images")
+            # the find_links folder's image this run loaded (images/mounted.py), now that no image names it
+            for reference in unused_wheel_images(self.backend.list_images()):
+                if reference not in self.wheel_images_before:
+                    self.api.remove_image(reference, force=True)
+                    say(f"removed {reference}")
         shutil.rmtree(self.folder, ignore_errors=True)
         if self.args.prune_layers:
             self.prune_layers()

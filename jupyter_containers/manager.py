@@ -704,24 +704,13 @@ class ContainersManager(LoggingConfigurable):
         return removed
 
     def _prune_wheel_images(self, images: Sequence[ImageInfo], removed: set[str], dry_run: bool) -> list[str]:
-        """The find_links folders' images (images/mounted.py) that no environment image left on the engine was
-        built from (its ``wheels`` label), whoever built it: the same wheels give the same image, and the next
-        build that needs one loads it again."""
-        from .images.mounted import WHEELS_REPOSITORY
+        """The find_links folders' images that no environment image left on the engine was built from."""
+        from .images.mounted import unused_wheel_images
 
-        used: set[str] = set()
-        for image in images:
-            if image.label("kind") == "environment" and not (set(image.tags or [image.id]) <= removed):
-                used.update(folder for folder in (image.label("wheels") or "").split(",") if folder)
-        gone: list[str] = []
-        for image in images:
-            if image.label("role") != "wheels" or image.label("folder") in used:
-                continue
-            refs = [t for t in image.tags if t.startswith(f"{WHEELS_REPOSITORY}:")] or [image.id]
-            gone.extend(refs)
-            if not dry_run:
-                for ref in refs:
-                    self.backend.remove_image(ref)
+        gone = unused_wheel_images(images, removed)
+        if not dry_run:
+            for ref in gone:
+                self.backend.remove_image(ref)
         return gone
 
     def _current_images(self, images: Sequence[ImageInfo]) -> tuple[set[str], set[str]]:

@@ -176,6 +176,11 @@ def _cleanup(backend, images: bool = True) -> None:
                     backend.remove_image(tag)
                 except ConflictError:
                     pass  # a container of a concurrent test session still uses it
+    # The find_links folders' images (images/mounted.py) that no image left was built from: the tests' wheels.
+    from jupyter_containers.images.mounted import unused_wheel_images
+
+    for ref in unused_wheel_images(backend.list_images()):
+        backend.remove_image(ref)
 
 
 @pytest.fixture(scope="session")

@@ -32,12 +32,11 @@ import hashlib
 import io
 import json
 import os
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import IO
 
-from ..backends.base import BuildEvent, ContainerBackend, labels
+from ..backends.base import BuildEvent, ContainerBackend, ImageInfo, labels
 from ..errors import BuildError
 
 UV_REPOSITORY = "jupyter-containers/uv"
@@ -217,6 +216,8 @@ def ensure_wheels(
     if on_event:
         size = sum(path.stat().st_size for _, _, path in wheels if path.exists()) >> 20
         on_event(BuildEvent("info", step="", text=f"loading the wheels of a find_links folder ({size} MB) as {tag}"))
+    import tempfile  # here: planning an unchanged build imports this module
+
     with tempfile.TemporaryFile() as layer, tempfile.TemporaryFile() as archive:
         diff_id = wheels_layer(layer, wheels)
         layer_size = layer.tell()
@@ -227,3 +228,18 @@ def ensure_wheels(
     if backend.image_id(tag) != image_id:
         raise BuildError(f"the engine loaded the wheels' image but {tag} is not {image_id[:19]}; build again")
     return image_id
+
+
+def unused_wheel_images(images: Sequence[ImageInfo], removed: Collection[str] = ()) -> list[str]:
+    """The tags (or ids) of the find_links folders' images among ``images`` that no environment image among them,
+    but those in ``removed`` (tags or ids about to go), was built from (its ``wheels`` label), whoever built it:
+    the same wheels give the same image, and the next build that needs one loads it again."""
+    going, used = set(removed), set[str]()
+    for image in images:
+        if image.label("kind") == "environment" and not set(image.tags or [image.id]) <= going:
+            used.update(folder for folder in (image.label("wheels") or "").split(",") if folder)
+    unused: list[str] = []
+    for image in images:
+        if image.label("role") == "wheels" and image.label("folder") not in used:
+            unused += [t for t in image.tags if t.startswith(f"{WHEELS_REPOSITORY}:")] or [image.id]
+    return unused

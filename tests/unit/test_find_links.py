@@ -215,3 +215,29 @@ def test_a_kept_wheel_hash_is_read_only_from_a_folder_nobody_else_can_write(
     sha = builder.wheel_sha256(wheel, file=None, key=KEY)
     # then the planted hash counts only where no other user could have written it; elsewhere the bytes are hashed
     assert sha == (planted if trusted else hashlib.sha256(wheel.read_bytes()).hexdigest())
+
+
+def test_a_folders_image_is_unused_once_no_environment_image_names_it():
+    from jupyter_containers.backends.base import ImageInfo
+    from jupyter_containers.images.mounted import unused_wheel_images
+
+    def image(tag, **values):
+        return ImageInfo(
+            id=f"sha256:{tag}", tags=(tag,), labels={f"io.jupyter.containers.{k}": v for k, v in values.items()}
+        )
+
+    images = [
+        image("jupyter-containers/wheels:aaaa", kind="tools", role="wheels", folder="aaaa"),
+        image("jupyter-containers/wheels:bbbb", kind="tools", role="wheels", folder="bbbb"),
+        image("jupyter-containers/wheels:cccc", kind="tools", role="wheels", folder="cccc"),
+        image("jupyter-containers/uv:1", kind="tools", role="uv"),
+        image("env:1", kind="environment", wheels="aaaa,bbbb"),
+        image("env:2", kind="environment", wheels="bbbb"),
+        image("base:1", kind="base", wheels="cccc"),  # only environment images count
+    ]
+    assert unused_wheel_images(images) == ["jupyter-containers/wheels:cccc"]
+    # images about to be removed (prune's superseded ones) no longer hold their folders
+    assert unused_wheel_images(images, {"env:1"}) == [
+        "jupyter-containers/wheels:aaaa",
+        "jupyter-containers/wheels:cccc",
+    ]
