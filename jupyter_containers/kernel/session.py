@@ -572,8 +572,40 @@ class ContainerSession:
             return reply
         return (reply.get("user_expressions") or {}).get("value") or {}
 
+    def evaluate_while(self, expression: str, feed: Callable[[], None]) -> dict[str, Any]:
+        """:meth:`evaluate`, running ``feed()`` here while the container kernel evaluates ``expression``
+        (``--in`` writes the values into pipes that the expression reads). The reply is awaited even when
+        ``feed`` fails, and then its error is raised.
+
+        Raises:
+            RunError: the session was stopped, or its kernel died.
+        """
+        with self._lock:
+            self._check_usable()
+            msg_id = self._request(
+                {
+                    "code": "",
+                    "silent": True,
+                    "store_history": False,
+                    "user_expressions": {"value": expression},
+                    "allow_stdin": False,
+                    "stop_on_error": False,
+                }
+            )
+            failure: BaseException | None = None
+            try:
+                feed()
+            except BaseException as exc:  # noqa: BLE001 - raised once the kernel has answered
+                failure = exc
+            reply = self._wait(msg_id, lambda *_: None, None)
+        if failure is not None:
+            raise failure
+        if reply.get("status") != "ok":
+            return reply
+        return (reply.get("user_expressions") or {}).get("value") or {}
+
     def push(self, values: Mapping[str, Any]) -> None:
-        """Copy local values into the container kernel's namespace (pickle protocol 5 through tmpfs).
+        """Copy local values into the container kernel's namespace (pickle protocol 5, through pipes or tmpfs).
 
         Raises:
             RequestError: a name is not a variable name.

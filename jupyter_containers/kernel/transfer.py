@@ -12,6 +12,10 @@ in and charge to the container's memory cgroup. A 100 MB array loaded in 35 ms i
 (docs/performance.md). Small buffers, non-contiguous ones and everything else stay in the pickle. Both sides
 run the same code (:data:`_FORMAT_SOURCE`); a reader also takes a plain pickle file.
 
+``--in`` to a kernel on this machine's own engine goes through named pipes in the socket folder rather than
+files: the container reads while this side writes, so the copy overlaps the writing (:func:`_push_streamed`).
+``--out`` keeps files: the reader here must not wait on a pipe that a failing container never opens.
+
 A kernel on a remote engine has no shared folder: the same pickle files go into and out of its container
 through the engine's API (``put_archive``/``get_archive``, over its TLS or ssh connection), into
 /run/jupyter-containers (0700, the container user's) as 0600 files that are removed once read.
@@ -20,13 +24,16 @@ through the engine's API (``put_archive``/``get_archive``, over its TLS or ssh c
 from __future__ import annotations
 
 import ast
+import os
 import pickle
+import sys
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from ..errors import RequestError, SessionError
+from ..errors import ContainersError, RequestError, SessionError
 from .container import CONTAINER_RUNTIME_DIR
 
 if TYPE_CHECKING:
@@ -42,7 +49,8 @@ JC_MAGIC = b"JCV1"
 JC_OUT_OF_BAND = 1 << 16  # smaller buffers stay in the pickle
 JC_HUGE = 1 << 20  # from this size, read into memory backed by huge pages
 
-def jc_write(value, fh):
+def jc_dumps(value):
+    # (the header and pickle, the out-of-band buffers as views of the value's memory: nothing copied)
     raws = []
     def take(buffer):
         try:
@@ -54,11 +62,17 @@ def jc_write(value, fh):
         raws.append(raw)
         return None
     data = pickle.dumps(value, protocol=5, buffer_callback=take)
-    fh.write(JC_MAGIC + struct.pack("<QQ", len(data), len(raws)))
-    fh.write(struct.pack("<%dQ" % len(raws), *(raw.nbytes for raw in raws)))
-    fh.write(data)
+    head = JC_MAGIC + struct.pack("<QQ", len(data), len(raws))
+    return head + struct.pack("<%dQ" % len(raws), *(raw.nbytes for raw in raws)) + data, raws
+
+def jc_send(dumped, fh):
+    head, raws = dumped
+    fh.write(head)
     for raw in raws:
         fh.write(raw)
+
+def jc_write(value, fh):
+    jc_send(jc_dumps(value), fh)
 
 def jc_alloc(size):
     if size >= JC_HUGE and hasattr(mmap, "MADV_HUGEPAGE"):
@@ -127,6 +141,13 @@ _FORMAT: dict[str, Any] = {}
 exec(compile(_FORMAT_SOURCE, "<jupyter-containers transfer format>", "exec"), _FORMAT)
 write_value: Callable[[Any, IO[bytes]], None] = _FORMAT["jc_write"]
 read_value: Callable[[IO[bytes]], Any] = _FORMAT["jc_read"]
+#: A value's pickle and out-of-band buffers, ready to send (pickling errors happen here, before anything is sent).
+dump_value: Callable[[Any], tuple[bytes, list[memoryview]]] = _FORMAT["jc_dumps"]
+send_value: Callable[[tuple[bytes, list[memoryview]], IO[bytes]], None] = _FORMAT["jc_send"]
+#: How long a pipe of ``--in`` waits for the container kernel to open it (it does so at once, in order).
+PIPE_OPEN_TIMEOUT = 60.0
+#: Engines whose bind mounts are the host's own files (a pipe there is one pipe), by address.
+_SAME_KERNEL: dict[str, bool] = {}
 
 
 def push(session: ContainerSession, values: Mapping[str, Any]) -> None:
@@ -140,6 +161,8 @@ def push(session: ContainerSession, values: Mapping[str, Any]) -> None:
         return
     if session.kernel.remote:
         return _push_remote(session, values)
+    if _streams(session):
+        return _push_streamed(session, values)
     token = uuid.uuid4().hex[:12]
     written: list[Path] = []
     load: dict[str, str] = {}
@@ -163,6 +186,113 @@ def push(session: ContainerSession, values: Mapping[str, Any]) -> None:
             f"variable {name!r} could not be loaded in the container ({session.environment!r}): {problem}"
             + _missing_package_hint(problem, session.environment)
         )
+
+
+def _streams(session: ContainerSession) -> bool:
+    """Whether ``--in`` may go through pipes in the socket folder: the engine runs on this machine's own kernel
+    (Linux, a local socket, not Docker Desktop's virtual machine, whose bind mounts are shared files, not the
+    same pipes). Asked once per engine."""
+    backend = session.manager.backend
+    if not sys.platform.startswith("linux") or not backend.is_local:
+        return False
+    address = backend.address
+    if address not in _SAME_KERNEL:
+        try:
+            system = backend.engine_info().os or ""
+        except ContainersError:
+            return False
+        _SAME_KERNEL[address] = "docker desktop" not in system.lower()
+    return _SAME_KERNEL[address]
+
+
+def _push_streamed(session: ContainerSession, values: Mapping[str, Any]) -> None:
+    """``push`` through one named pipe per value, written here while the container kernel reads it: the
+    copy into the container overlaps the pickling and writing instead of following them (a 100 MB array:
+    55 ms instead of 75 ms here, file written and read), and no tmpfs pages are allocated for it. The pipes
+    are created with the files' permissions in the socket folder and removed afterwards.
+
+    Every value is pickled before the request is sent, so a value that cannot be pickled fails the push
+    with nothing sent. If writing stops half way (the container stopped reading: its error comes in the reply;
+    or an interrupt here), the remaining pipes are opened and closed so that the kernel reads an end of file
+    and answers, instead of waiting for a writer.
+    """
+    token = uuid.uuid4().hex[:12]
+    dumped: dict[str, tuple[bytes, list[memoryview]]] = {}
+    for name, value in values.items():
+        _check_name(name)
+        try:
+            dumped[name] = dump_value(value)
+        except Exception as exc:  # noqa: BLE001 - any pickling failure is the user's to fix
+            raise SessionError(f"variable {name!r} cannot be sent to the container: {_reason(exc)}") from None
+    pipes = {name: session.socket_dir / f"in-{token}-{name}.pipe" for name in dumped}
+    try:
+        for path in pipes.values():
+            os.mkfifo(path, 0o666)  # less the umask, as the files of the other paths
+
+        def feed() -> None:
+            fed = 0
+            try:
+                for name, path in pipes.items():
+                    fed += 1
+                    fh = os.fdopen(_open_pipe(path), "wb")  # buffered: it writes a large view whole
+                    try:
+                        send_value(dumped[name], fh)
+                        fh.flush()
+                    except BrokenPipeError:
+                        break  # the kernel stopped reading (killed, out of memory?): the reply or its death says
+                    finally:
+                        try:
+                            fh.close()
+                        except OSError:
+                            pass  # what was left to flush of a broken pipe
+            finally:
+                for path in list(pipes.values())[fed:]:
+                    try:
+                        os.close(_open_pipe(path, timeout=5.0))
+                    except SessionError:
+                        break  # the kernel is not reading (any more): its reply or death tells
+
+        load = {name: f"{CONTAINER_RUNTIME_DIR}/{path.name}" for name, path in pipes.items()}
+        answer = session.evaluate_while(_transfer_expression(load, {}), feed)
+        problems = _problems(session, answer)
+    finally:
+        for path in pipes.values():
+            path.unlink(missing_ok=True)
+    for name, problem in problems.items():
+        raise SessionError(
+            f"variable {name!r} could not be loaded in the container ({session.environment!r}): {problem}"
+            + _missing_package_hint(problem, session.environment)
+        )
+
+
+def _open_pipe(path: Path, timeout: float = PIPE_OPEN_TIMEOUT) -> int:
+    """The write end of the pipe at ``path``, once the container kernel has opened it to read (a non-blocking
+    open fails with ENXIO until then); blocking writes, with a 1 MiB pipe buffer where the system allows."""
+    import errno
+    import fcntl
+
+    deadline = time.monotonic() + timeout
+    pause = 0.0002
+    while True:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+            break
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:
+                raise SessionError(f"cannot write to the pipe {path.name} of the transfer: {exc}") from None
+            if time.monotonic() > deadline:
+                raise SessionError(
+                    f"the container kernel did not open {path.name} within {timeout:.0f} s; the variable was not "
+                    "sent (is the kernel still alive? '%container status')"
+                ) from None
+            time.sleep(pause)
+            pause = min(pause * 2, 0.01)
+    os.set_blocking(fd, True)
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, 1 << 20)
+    except (OSError, AttributeError):
+        pass  # the default 64 KiB buffer (or /proc/sys/fs/pipe-max-size is lower): slower, the same bytes
+    return fd
 
 
 def pull(session: ContainerSession, names: Iterable[str]) -> dict[str, Any]:
@@ -270,13 +400,20 @@ def _remove_remote(session: ContainerSession, paths: list[str]) -> None:
     session.evaluate(f"[__import__('os').unlink(p) for p in {paths!r} if __import__('os').path.exists(p)] and None")
 
 
-def _transfer(session: ContainerSession, load: Mapping[str, str], save: Mapping[str, str]) -> dict[str, str]:
-    # Run the remote half of a transfer; returns ``{name: problem}`` for names that did not travel.
-    expression = (
+def _transfer_expression(load: Mapping[str, str], save: Mapping[str, str]) -> str:
+    # The remote half of a transfer as one silent expression, leaving no names behind.
+    return (
         f"(lambda d: (exec({_TRANSFER_SOURCE!r}, d), d['transfer'](globals(), {dict(load)!r}, {dict(save)!r}))[1])"
         "({})"
     )
-    answer = session.evaluate(expression)
+
+
+def _transfer(session: ContainerSession, load: Mapping[str, str], save: Mapping[str, str]) -> dict[str, str]:
+    # Run the remote half of a transfer; returns ``{name: problem}`` for names that did not travel.
+    return _problems(session, session.evaluate(_transfer_expression(load, save)))
+
+
+def _problems(session: ContainerSession, answer: dict[str, Any]) -> dict[str, str]:
     if answer.get("status") != "ok":
         raise SessionError(
             f"moving variables in the container kernel of {session.environment!r} failed: "

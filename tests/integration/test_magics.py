@@ -80,7 +80,7 @@ CELLS = {
         "big2 = big * 2\n"
         "bigdf2 = bigdf.assign(z=bigdf.x + bigdf.y)\n"
         "import os\n"
-        "leftover = sorted(n for n in os.listdir('/run/jupyter-containers') if n.endswith('.pkl'))"
+        "leftover = sorted(n for n in os.listdir('/run/jupyter-containers') if n.endswith(('.pkl', '.pipe')))"
     ),
     "big_check": (
         "print(big2[:3].tolist(), big2[-1], big[0], big2.flags.writeable)\n"
@@ -98,6 +98,9 @@ CELLS = {
     "timeout": "%%container kern --memory 200m --timeout 1s\nimport time\ntime.sleep(30)",
     "after_timeout": "%%container kern --memory 200m\nprint('still warm', arr.sum())",
     "oom": "%%container kern --memory 128m\nhog = b'x' * (512 * 2**20)",
+    # a value larger than the container may hold, sent in (through a pipe): the kernel dies reading it
+    "huge_values": "huge = np.ones(40_000_000)",
+    "huge_in": "%%container kern --memory 128m --in huge\npass",
     "status": "%container status",
     "stop": "%container stop --all",
     "fresh": "%%container kern --memory 200m\nprint('fresh session', 'arr' in globals())",
@@ -297,6 +300,14 @@ def test_out_of_memory_names_the_limit(run: Run):
     assert error["ename"] == "OutOfMemoryError", error["evalue"]
     assert "ran out of its 128 MiB memory limit" in error["evalue"]
     assert "the next %%container cell starts a fresh one" in error["evalue"]
+
+
+def test_a_value_too_large_for_the_container_fails_the_cell_naming_the_limit(run: Run):
+    # a 320 MB array sent into a 128 MiB container: the kernel is killed while it reads it; the push waits for
+    # no pipe nobody reads, and the error names the limit, as for a cell that runs out of memory
+    error = run.error("huge_in")
+    assert error["ename"] == "OutOfMemoryError", error["evalue"]
+    assert "ran out of its 128 MiB memory limit" in error["evalue"]
 
 
 # ---------------------------------------------------------------------- management

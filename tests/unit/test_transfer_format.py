@@ -65,3 +65,39 @@ def test_large_buffers_go_to_private_memory():
         assert isinstance(memory, mmap.mmap) and len(memory) == 4 << 20
         memory[:3] = b"abc"
         assert memory[:3] == b"abc"
+
+
+def test_a_pipe_nobody_reads_times_out_with_what_to_check(tmp_path):
+    """``--in`` through a pipe (transfer._push_streamed) never waits forever for a kernel that does not read."""
+    import os
+
+    from jupyter_containers.errors import SessionError
+    from jupyter_containers.kernel.transfer import _open_pipe
+
+    path = tmp_path / "in-x-a.pipe"
+    os.mkfifo(path, 0o600)
+    with pytest.raises(SessionError, match=r"did not open in-x-a.pipe within 0 s.*%container status"):
+        _open_pipe(path, timeout=0.05)
+
+
+def test_a_value_is_read_from_a_pipe_as_it_is_written(tmp_path):
+    import os
+    import threading
+
+    from jupyter_containers.kernel.transfer import _open_pipe, dump_value, send_value
+
+    path = tmp_path / "in-x-b.pipe"
+    os.mkfifo(path, 0o600)
+    array = np.arange(3_000_000, dtype=np.float64)  # 24 MB: more than any pipe buffer
+    got = {}
+
+    def read():
+        with open(path, "rb") as fh:
+            got["value"] = read_value(fh)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    with os.fdopen(_open_pipe(path), "wb") as fh:
+        send_value(dump_value(array), fh)
+    reader.join(10)
+    assert np.array_equal(got["value"], array)
