@@ -664,8 +664,9 @@ class ContainersManager(LoggingConfigurable):
         secret and then, at once, its service; the service may also have been removed behind our back).
         An environment image is
         superseded when the ``containers.lock`` of its spec file names another image; images of projects
-        whose spec file is gone are kept (unless ``all``), and base images and uv's image are always kept. The
-        image of a find_links folder goes once no environment image on the engine was built from it.
+        whose spec file is gone are kept (unless ``all``), and base images and the current uv's image are always
+        kept. The image of a find_links folder goes once no environment image on the engine was built from it, and
+        the images of other uv versions go.
         """
         removed: dict[str, list[str]] = {"containers": [], "images": [], "folders": [], "volumes": [], "secrets": []}
         kept_mounts: set[str] = set()
@@ -700,14 +701,16 @@ class ContainersManager(LoggingConfigurable):
             if not dry_run:
                 for ref in refs:
                     self.backend.remove_image(ref)
-        removed["images"] += self._prune_wheel_images(images, set(removed["images"]), dry_run)
+        removed["images"] += self._prune_tool_images(images, set(removed["images"]), dry_run)
         return removed
 
-    def _prune_wheel_images(self, images: Sequence[ImageInfo], removed: set[str], dry_run: bool) -> list[str]:
-        """The find_links folders' images that no environment image left on the engine was built from."""
-        from .images.mounted import unused_wheel_images
+    def _prune_tool_images(self, images: Sequence[ImageInfo], removed: set[str], dry_run: bool) -> list[str]:
+        """The find_links folders' images that no environment image left on the engine was built from, and the
+        images of other uv versions than this one (images/mounted.py)."""
+        from .images.builder import _uv_version
+        from .images.mounted import stale_uv_images, unused_wheel_images
 
-        gone = unused_wheel_images(images, removed)
+        gone = unused_wheel_images(images, removed) + stale_uv_images(images, _uv_version())
         if not dry_run:
             for ref in gone:
                 self.backend.remove_image(ref)

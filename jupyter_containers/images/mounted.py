@@ -20,9 +20,9 @@ and keeps every cached layer.
   content-addressed: an image under it is that folder's.
 
 They are labelled as ours (kind ``tools``, shown by ``jupyter-containers images``), with no owner: the same
-files give the same image whoever loads it. ``prune`` keeps uv's image, like a base image, and removes a wheels
-image once no environment image on the engine was built from it (label ``wheels``); the next build that needs
-it loads it again.
+files give the same image whoever loads it. ``prune`` keeps the current uv's image, like a base image, and
+removes other uv versions' images and a wheels image once no environment image on the engine was built from it
+(label ``wheels``); the next build that needs one loads it again.
 Nothing of them is in an environment's layers (``keep_uv`` copies the binary from uv's image, as before).
 """
 
@@ -228,6 +228,18 @@ def ensure_wheels(
     if backend.image_id(tag) != image_id:
         raise BuildError(f"the engine loaded the wheels' image but {tag} is not {image_id[:19]}; build again")
     return image_id
+
+
+def stale_uv_images(images: Sequence[ImageInfo], version: str) -> list[str]:
+    """The tags (or ids, when untagged) of uv images among ``images`` that are not this uv version's: what an
+    upgrade of uv leaves. Another user's build with another uv loads its image again (38 MB, once)."""
+    current = uv_tag(version)
+    return [
+        ref
+        for image in images
+        if image.label("role") == "uv" and image.label("kind") == "tools" and current not in image.tags
+        for ref in ([t for t in image.tags if t.startswith(f"{UV_REPOSITORY}:")] or [image.id])
+    ]
 
 
 def unused_wheel_images(images: Sequence[ImageInfo], removed: Collection[str] = ()) -> list[str]:

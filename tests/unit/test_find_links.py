@@ -241,3 +241,19 @@ def test_a_folders_image_is_unused_once_no_environment_image_names_it():
         "jupyter-containers/wheels:aaaa",
         "jupyter-containers/wheels:cccc",
     ]
+
+
+def test_prune_takes_the_images_of_other_uv_versions_only():
+    from jupyter_containers.backends.base import ImageInfo
+    from jupyter_containers.images.mounted import stale_uv_images
+
+    def image(id_, tags, **values):
+        return ImageInfo(id=id_, tags=tags, labels={f"io.jupyter.containers.{k}": v for k, v in values.items()})
+
+    images = [
+        image("sha256:a", ("jupyter-containers/uv:0.13.9",), kind="tools", role="uv"),
+        image("sha256:b", ("jupyter-containers/uv:0.12.0",), kind="tools", role="uv"),
+        image("sha256:c", (), kind="tools", role="uv"),  # an untagged one (reloaded over)
+        image("sha256:d", ("jupyter-containers/base:bookworm",), kind="base"),
+    ]
+    assert stale_uv_images(images, "0.13.9") == ["jupyter-containers/uv:0.12.0", "sha256:c"]
