@@ -357,8 +357,12 @@ class _Run:
                 on_cell_execute=self._on_cell_execute,
                 on_cell_executed=self._on_cell_executed,
             )
-        except BaseException:
+        except BaseException as exc:
             context.destroy(linger=0)  # nothing uses it yet; from here on the finally below destroys it
+            # The record says "running" in the output notebook already: say how the run ended instead.
+            status = CANCELLED if isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError)) else FAILED
+            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            self._finish(status, {"message": f"the kernel could not be set up: {reason}"}, time.monotonic() - clock)
             raise
         self.km = km
         task = asyncio.ensure_future(client.async_execute(cwd=str(self.cwd)))
