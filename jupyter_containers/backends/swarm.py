@@ -1156,11 +1156,7 @@ class SwarmBackend(DockerBackend):
         problem = self._placement_problem(request.resources, spec["TaskTemplate"]["Placement"]["Constraints"])
         if problem is not None:
             if sync and len(constraints) > len(self.constraints):
-                known = ", ".join(sorted(self.node_engines))
-                problem += (
-                    f" (/workspace is synced through each node's engine: only the nodes of the target's nodes table, "
-                    f"{known}, can take the task; add the others to that table)"
-                )
+                problem += self._synced_nodes_note()
             raise EngineRefusedError(f"the swarm at {self.address} cannot run this: {problem}")
         api = self.api
         secret: tuple[str, str] | None = None
@@ -1274,6 +1270,23 @@ class SwarmBackend(DockerBackend):
             resources, constraints, [self._node_info(n) for n in raw], {self._node_info(n).name: n for n in raw}
         )
 
+    def _synced_nodes_note(self) -> str:
+        known = ", ".join(sorted(self.node_engines))
+        return (
+            f" (/workspace is synced through each node's engine: only the nodes of the target's nodes table, "
+            f"{known}, can take the task; add the others to that table)"
+        )
+
+    def _service_constraints(self, service_id: str, default: Sequence[str]) -> list[str]:
+        """The placement constraints the service was created with (the target's, the request's and those the
+        workspace sync adds), or ``default`` when the service cannot be read."""
+        try:
+            spec = self._call("inspecting a service", self.api.inspect_service, service_id).get("Spec") or {}
+        except ContainersError:
+            return list(default)
+        found = ((spec.get("TaskTemplate") or {}).get("Placement") or {}).get("Constraints")
+        return list(found) if isinstance(found, list) else list(default)
+
     def _wait_placed(self, container: SwarmContainer, resources: Resources) -> dict[str, Any]:
         """Until the service's task runs (or ran): an unplaced task past ``placement_timeout`` or a task that
         failed to start is an error saying why (the service is then removed by the caller)."""
@@ -1295,10 +1308,13 @@ class SwarmBackend(DockerBackend):
                 return task or {}
             now = time.monotonic()
             if state in ("new", "pending") and now > placed_by:
-                constraints = [*self.constraints, *(resources.constraints or ())]
+                asked = [*self.constraints, *(resources.constraints or ())]
+                constraints = self._service_constraints(container.id, asked)
                 problem = self._placement_problem(resources, constraints) or (
                     "the nodes have the capacity, but other tasks hold it"
                 )
+                if len(constraints) > len(asked):  # the sync's own: the nodes of the nodes table only
+                    problem += self._synced_nodes_note()
                 raise EngineRefusedError(
                     f"no node of the swarm took the task within {format_duration(self.placement_timeout)} "
                     f"({status.get('Err') or state}): {problem}"
