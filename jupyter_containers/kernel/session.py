@@ -555,22 +555,7 @@ class ContainerSession:
         Raises:
             RunError: the session was stopped, or its kernel died.
         """
-        with self._lock:
-            self._check_usable()
-            msg_id = self._request(
-                {
-                    "code": "",
-                    "silent": True,
-                    "store_history": False,
-                    "user_expressions": {"value": expression},
-                    "allow_stdin": False,
-                    "stop_on_error": False,
-                }
-            )
-            reply = self._wait(msg_id, lambda *_: None, None)
-        if reply.get("status") != "ok":
-            return reply
-        return (reply.get("user_expressions") or {}).get("value") or {}
+        return self.evaluate_while(expression, lambda: None)
 
     def evaluate_while(self, expression: str, feed: Callable[[], None]) -> dict[str, Any]:
         """:meth:`evaluate`, running ``feed()`` here while the container kernel evaluates ``expression``
