@@ -484,13 +484,9 @@ class Builder(LoggingConfigurable):
         """The images the plan's steps mount (uv, each find_links folder), loaded onto the engine if it lacks
         them (:mod:`.mounted`)."""
         mounted.ensure_uv(self.backend, _uv_version(), on_event)
-        inputs = plan.inputs
-        if inputs is None:
-            return
-        for folder in inputs.find_links:
-            prefix = f".jc/find-links/{folder}/"
-            wheels = [(name[len(prefix) :], sha, path) for name, sha, path in inputs.wheels if name.startswith(prefix)]
-            mounted.ensure_wheels(self.backend, folder, wheels, on_event)
+        if plan.inputs is not None:
+            for folder in plan.inputs.find_links:
+                mounted.ensure_wheels(self.backend, folder, plan.inputs.folder_wheels(folder), on_event)
 
     def _run_build(
         self,
@@ -500,6 +496,7 @@ class Builder(LoggingConfigurable):
         on_event: EventCallback | None,
         no_cache: bool = False,
     ) -> str:
+        folders = plan.inputs.find_links if plan.inputs is not None else ()
         image_labels = labels(
             # Images inherit their base's labels: say explicitly that this one is an environment.
             kind="environment",
@@ -513,11 +510,7 @@ class Builder(LoggingConfigurable):
             owner_uid=str(os.getuid()),
             frame=plan.frame,
             # the find_links folders' images it was built from: prune removes those no image names any more
-            **(
-                {"wheels": ",".join(plan.inputs.find_links)}
-                if plan.inputs is not None and plan.inputs.find_links
-                else {}
-            ),
+            **({"wheels": ",".join(folders)} if folders else {}),
             **extra_labels,
         )
         events = self.backend.build(

@@ -82,6 +82,12 @@ class BuildInputs:
     keep_uv: bool = False
     #: The engine's image holding uv (:mod:`.mounted`), which the steps that run uv mount.
     uv_image: str = mounted.UV_REPOSITORY
+
+    def folder_wheels(self, folder: str) -> list[tuple[str, str, Path]]:
+        """The wheels of the find_links folder named ``folder``, as ``(file name, sha256, host path)``."""
+        prefix = f".jc/find-links/{folder}/"
+        return [(name[len(prefix) :], sha, path) for name, sha, path in self.wheels if name.startswith(prefix)]
+
     find_links: Sequence[str] = ()
     wheels: Sequence[tuple[str, str, Path]] = ()
 
@@ -148,8 +154,7 @@ def render(env: Environment, inputs: BuildInputs) -> tuple[str, dict[str, bytes]
         files[f".jc/{name}"] = _lines(content)
         _add_compile_script(inputs, files)
         extra = (*extra, *_compile_mount(inputs))
-        mounts = _wheel_mounts(inputs)
-        mounts += "".join(f" --mount=type=bind,source=.jc/{n},target={BUILD_DIR}/{n}" for n in (*extra, name))
+        mounts = _install_mounts(inputs, (*extra, name))
         lines.append(
             f"RUN{uv_mounts}{mounts}{seed_mount} {install}{flags} -r {BUILD_DIR}/{name}{keep_seed}{_compile(inputs)}"
         )
@@ -274,6 +279,11 @@ def _source_files(inputs: BuildInputs, files: dict[str, bytes]) -> list[str]:
 def _sync_mounts(inputs: BuildInputs, sources: Sequence[str]) -> str:
     names = [*_compile_mount(inputs), *(["constraints.txt"] if inputs.constraints else [])]
     names += [*sources, "seed.txt"]
+    return _install_mounts(inputs, names)
+
+
+def _install_mounts(inputs: BuildInputs, names: Sequence[str]) -> str:
+    """An install layer's mounts: each find_links folder's image, then the context files ``.jc/NAME``."""
     return _wheel_mounts(inputs) + "".join(f" --mount=type=bind,source=.jc/{n},target={BUILD_DIR}/{n}" for n in names)
 
 

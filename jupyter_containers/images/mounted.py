@@ -192,7 +192,10 @@ def wheels_layer(out: IO[bytes], wheels: Sequence[tuple[str, str, Path]]) -> str
                     reader = HashingReader(fh)
                     tar.addfile(info, reader)
             except ValueError as exc:  # USTAR holds names of up to 100 characters
-                raise BuildError(f"cannot add the wheel {path.name!r} to its folder's image: {exc}") from None
+                raise BuildError(
+                    f"cannot add the wheel {path.name!r} to its folder's image: {exc}; give the file a shorter name "
+                    "(a wheel's name may drop its build tag) or install it from an index"
+                ) from None
             except OSError as exc:
                 raise BuildError(f"cannot read the wheel {path}: {exc.strerror or exc}; build again") from None
             if reader.digest.hexdigest() != sha:

@@ -161,26 +161,51 @@ def push(session: ContainerSession, values: Mapping[str, Any]) -> None:
         return
     if session.kernel.remote:
         return _push_remote(session, values)
-    if _streams(session):
-        return _push_streamed(session, values)
+    dumped = _dump_all(values)  # a value that cannot be pickled fails the push before anything is written
+    problems = _push_streamed(session, dumped) if _streams(session) else _push_files(session, dumped)
+    _raise_push_problems(session, problems)
+
+
+Dumped = tuple[bytes, list[memoryview]]
+
+
+def _dump_all(values: Mapping[str, Any]) -> dict[str, Dumped]:
+    dumped: dict[str, Dumped] = {}
+    for name, value in values.items():
+        _check_name(name)
+        try:
+            dumped[name] = dump_value(value)
+        except Exception as exc:  # noqa: BLE001 - any pickling failure is the user's to fix
+            raise SessionError(f"variable {name!r} cannot be sent to the container: {_reason(exc)}") from None
+    return dumped
+
+
+def _push_files(session: ContainerSession, dumped: Mapping[str, Dumped]) -> dict[str, str]:
+    """``push`` through one tmpfs file per value in the socket folder, written and then read there."""
     token = uuid.uuid4().hex[:12]
     written: list[Path] = []
     load: dict[str, str] = {}
     try:
-        for name, value in values.items():
-            _check_name(name)
+        for name, value in dumped.items():
             path = session.socket_dir / f"in-{token}-{name}.pkl"
             written.append(path)
             try:
                 with open(path, "wb") as fh:
-                    write_value(value, fh)
-            except Exception as exc:  # noqa: BLE001 - any pickling failure is the user's to fix
-                raise SessionError(f"variable {name!r} cannot be sent to the container: {_reason(exc)}") from None
+                    send_value(value, fh)
+            except OSError as exc:
+                raise SessionError(
+                    f"variable {name!r} cannot be sent to the container: {_reason(exc)}; free space where the "
+                    f"session's socket folder is ({session.socket_dir}) and run the cell again"
+                ) from None
             load[name] = f"{CONTAINER_RUNTIME_DIR}/{path.name}"
-        problems = _transfer(session, load, {})
+        return _transfer(session, load, {})
     finally:
         for path in written:
             path.unlink(missing_ok=True)
+
+
+def _raise_push_problems(session: ContainerSession, problems: Mapping[str, str]) -> None:
+    """The first variable the container kernel could not load, as the error the user reads."""
     for name, problem in problems.items():
         raise SessionError(
             f"variable {name!r} could not be loaded in the container ({session.environment!r}): {problem}"
@@ -205,25 +230,17 @@ def _streams(session: ContainerSession) -> bool:
     return _SAME_KERNEL[address]
 
 
-def _push_streamed(session: ContainerSession, values: Mapping[str, Any]) -> None:
+def _push_streamed(session: ContainerSession, dumped: Mapping[str, Dumped]) -> dict[str, str]:
     """``push`` through one named pipe per value, written here while the container kernel reads it: the
-    copy into the container overlaps the pickling and writing instead of following them (a 100 MB array:
-    55 ms instead of 75 ms here, file written and read), and no tmpfs pages are allocated for it. The pipes
-    are created with the files' permissions in the socket folder and removed afterwards.
+    copy into the container overlaps the writing instead of following it (a 100 MB array: 55 ms instead of
+    75 ms here, file written and read), and no tmpfs pages are allocated for it. The pipes are created with
+    the files' permissions in the socket folder and removed afterwards.
 
-    Every value is pickled before the request is sent, so a value that cannot be pickled fails the push
-    with nothing sent. If writing stops half way (the container stopped reading: its error comes in the reply;
-    or an interrupt here), the remaining pipes are opened and closed so that the kernel reads an end of file
-    and answers, instead of waiting for a writer.
+    If writing stops half way (the container stopped reading: its error comes in the reply; or an interrupt
+    here), the remaining pipes are opened and closed so that the kernel reads an end of file and answers,
+    instead of waiting for a writer.
     """
     token = uuid.uuid4().hex[:12]
-    dumped: dict[str, tuple[bytes, list[memoryview]]] = {}
-    for name, value in values.items():
-        _check_name(name)
-        try:
-            dumped[name] = dump_value(value)
-        except Exception as exc:  # noqa: BLE001 - any pickling failure is the user's to fix
-            raise SessionError(f"variable {name!r} cannot be sent to the container: {_reason(exc)}") from None
     pipes = {name: session.socket_dir / f"in-{token}-{name}.pipe" for name in dumped}
     try:
         for path in pipes.values():
@@ -253,16 +270,10 @@ def _push_streamed(session: ContainerSession, values: Mapping[str, Any]) -> None
                         break  # the kernel is not reading (any more): its reply or death tells
 
         load = {name: f"{CONTAINER_RUNTIME_DIR}/{path.name}" for name, path in pipes.items()}
-        answer = session.evaluate_while(_transfer_expression(load, {}), feed)
-        problems = _problems(session, answer)
+        return _problems(session, session.evaluate_while(_transfer_expression(load, {}), feed))
     finally:
         for path in pipes.values():
             path.unlink(missing_ok=True)
-    for name, problem in problems.items():
-        raise SessionError(
-            f"variable {name!r} could not be loaded in the container ({session.environment!r}): {problem}"
-            + _missing_package_hint(problem, session.environment)
-        )
 
 
 def _open_pipe(path: Path, timeout: float = PIPE_OPEN_TIMEOUT) -> int:
@@ -279,7 +290,10 @@ def _open_pipe(path: Path, timeout: float = PIPE_OPEN_TIMEOUT) -> int:
             break
         except OSError as exc:
             if exc.errno != errno.ENXIO:
-                raise SessionError(f"cannot write to the pipe {path.name} of the transfer: {exc}") from None
+                raise SessionError(
+                    f"cannot write to the pipe {path.name} of the transfer: {exc}; run the cell again, or "
+                    "'%container stop' and run it again in a fresh session"
+                ) from None
             if time.monotonic() > deadline:
                 raise SessionError(
                     f"the container kernel did not open {path.name} within {timeout:.0f} s; the variable was not "
@@ -359,11 +373,7 @@ def _push_remote(session: ContainerSession, values: Mapping[str, Any]) -> None:
         problems = _transfer(session, load, {})
     finally:
         _remove_remote(session, list(load.values()))
-    for name, problem in problems.items():
-        raise SessionError(
-            f"variable {name!r} could not be loaded in the container ({session.environment!r}): {problem}"
-            + _missing_package_hint(problem, session.environment)
-        )
+    _raise_push_problems(session, problems)
 
 
 def _pull_remote(session: ContainerSession, names: list[str], token: str) -> dict[str, Any]:

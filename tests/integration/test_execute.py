@@ -139,23 +139,23 @@ def test_the_output_notebook_records_the_environment_it_ran_in(nbproject, nbenv)
     assert record.started <= record.finished
 
 
-def test_a_kernel_that_cannot_be_set_up_leaves_the_run_failed_not_running(nbproject, nbenv, monkeypatch):
-    # given a kernel manager that cannot be made (a bad setting, say); patched: such a failure is hard to cause
-    from jupyter_containers.kernel import kernelspec
+def test_a_kernel_that_cannot_be_set_up_leaves_the_run_failed_not_running(nbproject, nbenv, engine_config):
+    # given a setting the kernel manager refuses (a word where a number of seconds belongs)
+    import copy
 
-    def refuse(self, **kwargs):
-        raise ValueError("no such kernel setting")
+    from traitlets import TraitError
 
-    monkeypatch.setattr(kernelspec.AsyncContainerKernelManager, "__init__", refuse)
+    config = copy.deepcopy(engine_config)
+    config.AsyncContainerKernelManager.shutdown_wait_time = "soon"
+    manager = ContainersManager(spec_path=nbproject / "containers.toml", config=config)
     notebook = write_notebook(nbproject / "unmade.ipynb", "print(1)")
-    # when it is executed, then the error reaches the caller
-    with pytest.raises(ValueError, match="no such kernel setting"):
-        run(nbproject, notebook)
+    # when the notebook is executed, then the error reaches the caller
+    with pytest.raises(TraitError, match="shutdown_wait_time"):
+        execute_notebook(ExecuteRequest(notebook, "nbenv"), manager=manager, log=lambda _line: None)
     # and the output notebook's record says how the run ended, not "running"
-    out = nbformat.read(nbproject / "unmade.out.ipynb", as_version=4)
-    record = out.metadata.jupyter_containers
+    record = nbformat.read(nbproject / "unmade.out.ipynb", as_version=4).metadata.jupyter_containers
     assert record.status == "failed", record
-    assert "the kernel could not be set up: ValueError: no such kernel setting" in json.dumps(dict(record))
+    assert "the kernel could not be set up: TraitError: " in json.dumps(dict(record))
 
 
 def test_cells_run_in_the_container_under_the_run_limits(nbproject, nbenv):
